@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv when it is
+# missing or stale (pyproject.toml changed) and are safe to run again.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/hsta-bench
+STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# the CPU wheel first: an unpinned torch would pull a multi-GB CUDA build
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	touch $(STAMP)
+
+# Until `hsta-bench run` exists, the demo writes the synthetic stand-ins of every dataset and
+# checks each one through the same adapters that read the real datasets.
+demo: setup
+	$(CLI) datasets synth
+	$(CLI) datasets list
+	$(CLI) datasets check --all
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pytest -q tests/benchmarks --benchmark-enable
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

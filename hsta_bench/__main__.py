@@ -1,0 +1,3 @@
+from hsta_bench.cli import main
+
+main()

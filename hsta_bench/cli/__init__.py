@@ -1,0 +1,49 @@
+"""The `hsta-bench` command. Each command group lives in its own module; heavy libraries (polars,
+torch, ray, cv2) are imported inside the commands that use them, so `hsta-bench --help` stays fast.
+
+Errors a user can cause arrive as `UserError` and leave as one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hsta_bench import __version__
+from hsta_bench.cli import datasets
+from hsta_bench.errors import UserError
+
+app = typer.Typer(
+    name="hsta-bench",
+    help="Leakage-free, reproducible benchmarking of micro-expression recognition (HSTA and baselines).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(datasets.app, name="datasets")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hsta-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """hsta-bench: MER benchmarks under a leakage-free LOSO protocol."""
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

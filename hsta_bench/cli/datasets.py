@@ -1,0 +1,179 @@
+"""`hsta-bench datasets list | check | synth`: the benchmarks as distributed, and their stand-ins."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, err, load_config, out
+from hsta_bench.errors import UserError
+
+app = typer.Typer(help="List, check and synthesize the MER datasets.", no_args_is_help=True)
+
+Names = Annotated[Optional[list[str]], typer.Argument(metavar="[NAME]...", help="Dataset names (see `datasets list`).")]
+AllDatasets = Annotated[bool, typer.Option("--all", "--all-datasets", help="Every registered dataset.")]
+
+SEVERITY_STYLE = {"error": "bold red", "repaired": "yellow", "warning": "cyan"}
+
+
+def _names(names: list[str] | None, all_: bool, default_all: bool = False) -> list[str]:
+    from hsta_bench.data import get_source, list_sources
+
+    if all_ and names:
+        raise UserError("give dataset names or --all, not both")
+    if all_ or (default_all and not names):
+        return list_sources()
+    if not names:
+        raise UserError("name a dataset (see `hsta-bench datasets list`) or use --all")
+    for name in names:
+        get_source(name)  # an unknown name is one clear line
+    return list(dict.fromkeys(names))
+
+
+@app.command("list")
+def list_(config: ConfigFile = None, sets: Sets = None, data_roots: DataRoots = None, as_json: Json = False) -> None:
+    """The registered datasets, what they provide, their protocols and where their data comes from."""
+    from hsta_bench.data import get_source, list_sources
+
+    cfg = load_config(config, sets, data_roots)
+    rows = []
+    for name in list_sources():
+        source = get_source(name)
+        root = cfg["datasets"][name].get("root")
+        rows.append({
+            "name": name, "title": source.title, "inputs": source.inputs, "protocols": list(source.protocols),
+            "built_from": list(source.parts), "root": str(root) if root else None,
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="datasets", title_justify="left")
+    for column in ("name", "title", "inputs", "protocols", "data"):
+        table.add_column(column)
+    for r in rows:
+        data = r["root"] or ("from " + ", ".join(r["built_from"]) if r["built_from"] else "synthetic stand-in")
+        table.add_row(r["name"], r["title"], r["inputs"], ", ".join(r["protocols"]), data)
+    out.print(table)
+
+
+@app.command()
+def check(
+    names: Names = None,
+    all_: AllDatasets = False,
+    data_roots: DataRoots = None,
+    sets: Sets = None,
+    config: ConfigFile = None,
+    as_json: Json = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on any problem, repaired ones and warnings too.")] = False,
+) -> None:
+    """Read datasets as distributed; print counts per class and subject, and every problem found.
+
+    Exit 0 when every sample is usable (after the documented repairs, which are listed), 1 when some
+    sample is not (--strict: when there is any problem), 2 when a tree cannot be read at all.
+    """
+    from hsta_bench.data import get_source, load_manifest
+    from hsta_bench.data.check import passed, summarize
+
+    chosen = _names(names, all_)
+    cfg = load_config(config, sets, data_roots)
+    results, code = [], 0
+    for name in chosen:
+        try:
+            with err.status(f"reading {name}"):
+                manifest = load_manifest(name, cfg, announce=lambda msg: err.print(msg, markup=False))
+        except UserError as exc:
+            if len(chosen) == 1:
+                raise
+            err.print(Text(f"error: {exc}", style="bold red"))
+            results.append({"dataset": name, "error": str(exc)})
+            code = 2
+            continue
+        summary = summarize(manifest, get_source(name).protocols)
+        ok = passed(summary, strict)
+        summary["passed"] = ok
+        results.append(summary)
+        code = max(code, 0 if ok else 1)
+        if not as_json:
+            _render(summary, strict)
+    if as_json:
+        print(json.dumps(results[0] if len(chosen) == 1 else results, indent=2))
+    raise typer.Exit(code)
+
+
+def _render(s: dict, strict: bool) -> None:
+    head = Text(f"{s['dataset']}", style="bold")
+    head.append(f"  {s['root']}", style="dim")
+    if s["synthetic"]:
+        head.append("  [synthetic stand-in]", style="magenta")
+    out.print(head)
+    out.print(f"  {s['samples']} samples, {s['usable']} usable, {s['subjects']} subjects")
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    table.add_column("  labels")
+    table.add_column("counts")
+    table.add_column("total", justify="right")
+    table.add_row("  emotion as written", " · ".join(f"{k} {v}" for k, v in s["emotions"].items()), str(s["samples"]))
+    for proto, counts in s["classes"].items():
+        table.add_row(f"  {proto}", " · ".join(f"{k} {v}" for k, v in counts.items()), str(sum(counts.values())))
+    out.print(table)
+    if len(s["per_source"]) > 1:
+        out.print("  per source: " + " · ".join(f"{k} {v['samples']} ({v['subjects']} subjects)" for k, v in s["per_source"].items()))
+    out.print(Text("  per subject: " + " · ".join(f"{k} {v}" for k, v in s["per_subject"].items())))
+    if s["repairs"]:
+        out.print("  repairs applied: " + ", ".join(f"{k} {v}" for k, v in s["repairs"].items()))
+    for p in s["problems"]:
+        who = f"{p['sample_id']}: " if p["sample_id"] else ""
+        line = Text(f"  {p['severity']}: ", style=SEVERITY_STYLE[p["severity"]])
+        line.append(f"{p['where']}: {who}{p['message']}")
+        out.print(line, soft_wrap=True)
+    counts = s["problem_counts"]
+    if s["passed"]:
+        out.print(Text(f"  OK: every sample usable ({counts['repaired']} repaired, {counts['warning']} warnings)", style="green"))
+    elif counts["error"]:
+        out.print(Text(f"  FAILED: {counts['error']} error(s), {s['unusable']} unusable sample(s)", style="bold red"))
+    else:
+        out.print(Text(f"  FAILED (--strict): {sum(counts.values())} problem(s)", style="bold red"))
+    out.print()
+
+
+@app.command()
+def synth(
+    names: Names = None,
+    size: Annotated[str, typer.Option("--size", help="small (a few subjects) or full (the real numbers).")] = "small",
+    output: Annotated[Optional[Path], typer.Option("--output", help="Write NAME/ trees here instead of the stand-in cache.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite stand-ins that are already there.")] = False,
+    sets: Sets = None,
+    config: ConfigFile = None,
+) -> None:
+    """Write deterministic synthetic stand-ins in the official layouts (frames + sheets, SMIC as folders).
+
+    Without --output they go where every command looks for a dataset that has no --data-root.
+    """
+    from hsta_bench.data import get_source
+    from hsta_bench.data.synth import MARKER, is_synthetic, standin_path, write_standin
+
+    cfg = load_config(config, sets, None)
+    chosen = [n for n in _names(names, False, default_all=True) if not get_source(n).parts]
+    if names:
+        for name in names:
+            if get_source(name).parts:
+                err.print(f"{name} is built from {', '.join(get_source(name).parts)}: writing those")
+                chosen += [p for p in get_source(name).parts if p not in chosen]
+    table = Table(title=f"synthetic stand-ins ({size})", title_justify="left")
+    for column in ("dataset", "samples", "subjects", "seconds", "path"):
+        table.add_column(column)
+    for name in chosen:
+        dest = (output / name) if output else standin_path(name, cfg, size)
+        existed = is_synthetic(dest) and not force
+        start = time.perf_counter()
+        with err.status(f"writing {name}"):
+            write_standin(name, cfg, dest, size, force=force)
+        marker = json.loads((dest / MARKER).read_text())
+        took = "already there" if existed else f"{time.perf_counter() - start:.1f}"
+        table.add_row(name, str(marker["samples"]), str(marker["subjects"]), took, str(dest))
+    out.print(table)

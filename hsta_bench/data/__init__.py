@@ -1,0 +1,15 @@
+"""The data layer: every benchmark, read as distributed, becomes one manifest schema.
+
+    sources/<name>.py   one adapter per dataset (registered in registry.py)
+    manifest.py         the manifest schema, problems and repairs every adapter reports
+    protocols.py        label protocols (configs/protocols.yaml) applied to a manifest
+    sheets.py, frames.py   reading annotation sheets and frame folders the way the datasets ship them
+    synth/              deterministic synthetic stand-ins written in the official layouts
+    check.py            the summary behind `hsta-bench datasets check`
+
+`load_manifest(name, config)` is the entry point the rest of the suite uses.
+"""
+
+from hsta_bench.data.registry import get_source, list_sources, load_manifest
+
+__all__ = ["get_source", "list_sources", "load_manifest"]
