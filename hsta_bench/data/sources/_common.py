@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -11,6 +12,23 @@ from hsta_bench.data.manifest import ERROR, ManifestBuilder, Sample, where
 from hsta_bench.data.protocols import fold_emotion
 from hsta_bench.data.sheets import parse_frame, read_sheet
 from hsta_bench.errors import UserError
+
+
+@dataclass
+class CodedSheetSettings:
+    """Settings every sheet-coded video dataset has (CASME II, SAMM, CAS(ME)^3)."""
+
+    fps: int
+    sheets: tuple[str, ...]  # file name patterns, first match wins
+    sheet_name: str
+    columns: dict[str, str]  # field (subject, clip, onset, apex, offset, emotion) -> header as written
+    emotions: tuple[str, ...]  # emotions as the dataset writes them; others are reported unknown
+
+
+def holds_dirs_like(pattern: str) -> Callable[[Path], bool]:
+    """A test for `find_dir`: the folder has a subfolder whose name matches `pattern`."""
+    regex = re.compile(pattern, re.IGNORECASE)
+    return lambda folder: any(p.is_dir() and regex.match(p.name) for p in folder.iterdir())
 
 
 def numbered_id(text: str | None, prefix: str, width: int, accept: str = "") -> str:

@@ -12,19 +12,14 @@ from pathlib import Path
 
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sheets import find_file
-from hsta_bench.data.sources._common import find_dir, numbered_id, read_coded_clips, require
+from hsta_bench.data.sources._common import CodedSheetSettings, find_dir, numbered_id, read_coded_clips, require
 from hsta_bench.errors import UserError
 
 
 @dataclass
-class Casme2Settings:
-    fps: int
-    sheets: tuple[str, ...]  # file name patterns, first match wins
-    sheet_name: str
-    columns: dict[str, str]  # field -> header as written
+class Casme2Settings(CodedSheetSettings):
     frames: str  # auto (cropped when present) | cropped | raw
     frame_dirs: dict[str, str]  # cropped/raw -> folder name
-    emotions: tuple[str, ...]
 
 
 def subject_id(text: str | None) -> str:
@@ -72,7 +67,7 @@ class Casme2(DatasetSource):
         tree.name_clips(lambda event, k: f"EP{k:02d}_0{1 + k % 3}f")
         for video in tree.videos:
             event = video.events[0]
-            tree.write_frames(video, lambda n: folder / event.subject / event.clip / f"{prefix}{n}.jpg")
+            tree.write_frames(video, folder / event.subject / event.clip, prefix + "{n}.jpg")
             apex = "/" if (event.apex_cell == "/" and version == "20190701") else event.apex
             apex = event.offset + 3 if event.apex_cell == "outside" else apex
             cells = [event.subject[3:], event.clip, event.onset, apex, event.offset, "4+7", event.emotion]

@@ -15,21 +15,16 @@ from pathlib import Path
 
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sheets import find_file
-from hsta_bench.data.sources._common import numbered_id, read_coded_clips
+from hsta_bench.data.sources._common import CodedSheetSettings, numbered_id, read_coded_clips
 from hsta_bench.errors import UserError
 
 _SUBJECT_DIR = re.compile(r"^sp\s*no\.?\s*(\d+)$", re.IGNORECASE)
 
 
 @dataclass
-class Casme3Settings:
-    fps: int
-    sheets: tuple[str, ...]
-    sheet_name: str
-    columns: dict[str, str]
+class Casme3Settings(CodedSheetSettings):
     color_dir: str  # frames folder inside a clip folder
     search_depth: int  # how deep below the root subject folders are searched for
-    emotions: tuple[str, ...]
 
 
 def subject_id(text: str | None) -> str:
@@ -84,7 +79,7 @@ class Casme3(DatasetSource):
             number = int(video.subject.split(".")[1])
             folder = video.subject.replace("spNO", "spNo") if number % 2 == 0 else video.subject
             base = root / "part_A" / "data" / folder
-            tree.write_frames(video, lambda n: base / letter / s.color_dir / f"{n}.jpg")
+            tree.write_frames(video, base / letter / s.color_dir, "{n}.jpg")
             for event in video.events:
                 apex = event.offset + 3 if event.apex_cell == "outside" else event.apex
                 rows.append([video.subject, letter, event.onset, apex, event.offset, "AU4", 1, event.emotion])

@@ -7,15 +7,16 @@ is found, not assumed, and its cells may hold line breaks (`Onset\\nFrame`). Kno
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sheets import find_file
-from hsta_bench.data.sources._common import find_dir, numbered_id, read_coded_clips, require
+from hsta_bench.data.sources._common import (
+    CodedSheetSettings, find_dir, holds_dirs_like, numbered_id, read_coded_clips, require,
+)
 
-_SUBJECT_DIR = re.compile(r"^\d{3}$")
+SUBJECT_DIR = r"^\d{3}$"
 
 NOTES = [
     "SAMM: Spontaneous Actions and Micro-Movements (synthetic stand-in written by hsta-bench)",
@@ -26,21 +27,12 @@ NOTES = [
 
 
 @dataclass
-class SammSettings:
-    fps: int
-    sheets: tuple[str, ...]
-    sheet_name: str
-    columns: dict[str, str]
+class SammSettings(CodedSheetSettings):
     frame_dirs: tuple[str, ...]  # folders that may hold the subject folders ('.' = the root)
-    emotions: tuple[str, ...]
 
 
 def subject_id(text: str | None) -> str:
     return numbered_id(text, "", 3)
-
-
-def _has_subjects(folder: Path) -> bool:
-    return any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir())
 
 
 @register
@@ -53,7 +45,7 @@ class Samm(DatasetSource):
 
     def read(self, root: Path, s: SammSettings, builder) -> None:
         sheet = find_file(root, s.sheets, "SAMM FACS sheet", "datasets.samm.sheets")
-        frames = require(find_dir(root, s.frame_dirs, _has_subjects), root, "SAMM subject folders (006/ ...)", "datasets.samm.frame_dirs")
+        frames = require(find_dir(root, s.frame_dirs, holds_dirs_like(SUBJECT_DIR)), root, "SAMM subject folders (006/ ...)", "datasets.samm.frame_dirs")
         read_coded_clips(
             builder, sheet, s,
             subject_id=subject_id,
@@ -68,7 +60,7 @@ class Samm(DatasetSource):
         rows: list[list] = [[note] for note in NOTES] + [[], header]
         for video in tree.videos:
             event = video.events[0]
-            tree.write_frames(video, lambda n: root / "SAMM" / event.subject / event.clip / f"{event.subject}_{n:05d}.jpg")
+            tree.write_frames(video, root / "SAMM" / event.subject / event.clip, event.subject + "_{n:05d}.jpg")
             apex = event.offset + 3 if event.apex_cell == "outside" else event.apex
             # subject as a number, as in the distributed sheet: 6, not '006'
             rows.append([int(event.subject), event.clip, 1, event.onset, apex, event.offset,

@@ -16,7 +16,7 @@ from hsta_bench.data.frames import list_frames
 from hsta_bench.data.manifest import ERROR, Sample
 from hsta_bench.data.protocols import fold_emotion
 from hsta_bench.data.registry import DatasetSource, register
-from hsta_bench.data.sources._common import find_dir, numbered_id, require
+from hsta_bench.data.sources._common import find_dir, holds_dirs_like, numbered_id, require
 
 _SUBJECT_DIR = re.compile(r"^s\d+$", re.IGNORECASE)
 _CLIP = re.compile(r"^s0*(\d+)_(.+)$", re.IGNORECASE)
@@ -40,10 +40,6 @@ def clip_id(folder_name: str) -> str:
     return f"s{int(match.group(1)):02d}_{match.group(2)}" if match else folder_name
 
 
-def _has_subjects(folder: Path) -> bool:
-    return any(p.is_dir() and _SUBJECT_DIR.match(p.name) for p in folder.iterdir())
-
-
 @register
 class Smic(DatasetSource):
     name = "smic"
@@ -53,7 +49,7 @@ class Smic(DatasetSource):
     Settings = SmicSettings
 
     def read(self, root: Path, s: SmicSettings, builder) -> None:
-        hs = require(find_dir(root, s.hs_dirs, _has_subjects), root, "SMIC-HS subject folders (HS/s1/ ...)", "datasets.smic.hs_dirs")
+        hs = require(find_dir(root, s.hs_dirs, holds_dirs_like(_SUBJECT_DIR.pattern)), root, "SMIC-HS subject folders (HS/s1/ ...)", "datasets.smic.hs_dirs")
         known = {fold_emotion(e) for e in s.emotions}
         subjects = sorted((p for p in hs.iterdir() if p.is_dir() and _SUBJECT_DIR.match(p.name)), key=lambda p: int(p.name[1:]))
         found_micro = False
@@ -88,6 +84,6 @@ class Smic(DatasetSource):
         for video in tree.videos:
             event = video.events[0]
             folder = root / "HS" / f"s{int(event.subject[1:])}" / s.micro_dir / event.emotion / event.clip
-            tree.write_frames(video, lambda n: folder / f"reg_image{n:06d}.bmp")
+            tree.write_frames(video, folder, "reg_image{n:06d}.bmp")
         # a subject folder with only non-micro clips, as in the distribution: not read
-        tree.write_frames(tree.videos[0], lambda n: root / "HS" / "s7" / "non_micro" / "s7_no_01" / f"reg_image{n:06d}.bmp")
+        tree.write_frames(tree.videos[0], root / "HS" / "s7" / "non_micro" / "s7_no_01", "reg_image{n:06d}.bmp")

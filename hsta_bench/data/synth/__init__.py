@@ -1,8 +1,8 @@
 """Synthetic stand-ins: each dataset written in its official layout, so the real adapters read it.
 
-A stand-in lives in `<home>/synthetic/<name>-<key>/`, where the key hashes the generator settings
-(`datasets.<name>.synthetic`), the size and the generator version: changing a setting makes a new one,
-and an existing one is never rewritten. Each tree carries a SYNTHETIC.json marker, so anything read
+A stand-in lives in `<home>/synthetic/<name>-<size>-<key>/`, where the key hashes the generator
+settings (`datasets.<name>.synthetic`), the size and the generator's code (this package and the
+dataset's adapter): changing either makes a new one, and an existing one is never rewritten. Each tree carries a SYNTHETIC.json marker, so anything read
 from it, even through --data-root, is marked synthetic. Trees are written to a temporary folder and
 renamed into place, so a stand-in is never half-written.
 """
@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from hsta_bench import config as config_mod
@@ -36,8 +37,16 @@ def synth_settings(name: str, cfg: dict) -> SynthSettings:
     return config_mod.typed(SynthSettings, cfg["datasets"][name].get("synthetic"), f"datasets.{name}.synthetic")
 
 
+def _code_digest(name: str) -> str:
+    from hsta_bench.data.registry import get_source
+
+    files = sorted(Path(__file__).parent.glob("*.py")) + [Path(sys.modules[type(get_source(name)).__module__].__file__)]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+
+
 def _key(name: str, cfg: dict, size: str) -> str:
-    spec = {"name": name, "size": size, "version": GENERATOR_VERSION, "settings": cfg["datasets"][name].get("synthetic")}
+    spec = {"name": name, "size": size, "version": GENERATOR_VERSION, "code": _code_digest(name),
+            "settings": cfg["datasets"][name].get("synthetic")}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -119,13 +128,13 @@ class SynthTree:
                         event.clip = name
                         used.add((event.subject, name))
 
-    def write_frames(self, video: Video, path_of) -> None:
-        """Write every frame of `video` to `path_of(frame_number)`."""
+    def write_frames(self, video: Video, folder: Path, name: str) -> None:
+        """Write every frame of `video` into `folder`, named `name.format(n=frame_number)`."""
         import cv2
 
+        folder.mkdir(parents=True, exist_ok=True)
         for number, image in self.renderer.frames(video):
-            path = Path(path_of(number))
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = folder / name.format(n=number)
             if not cv2.imwrite(str(path), image):
                 raise OSError(f"could not write {path}")
 

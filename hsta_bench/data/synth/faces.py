@@ -103,7 +103,7 @@ def make_face(size: int, rng: np.random.Generator) -> Face:
         blob(nx, ny, 1.8 * s, 1.3 * s, 60)
     nx, ny = points["nose"]
     blob(nx, ny, 2.5 * s, 5.0 * s, -18)
-    (lx, ly), (mx, my), (rx_, ry_) = points["mouth_l"], points["mouth_c"], points["mouth_r"]
+    (lx, ly), (_, my), (rx_, ry_) = points["mouth_l"], points["mouth_c"], points["mouth_r"]
     for t in np.linspace(0, 1, 9):
         px = lx + t * (rx_ - lx)
         py = (1 - t) ** 2 * ly + 2 * t * (1 - t) * (my + 1.5 * s) + t ** 2 * ry_
