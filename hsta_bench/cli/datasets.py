@@ -16,7 +16,7 @@ from hsta_bench.errors import UserError
 
 app = typer.Typer(help="List, check and synthesize the MER datasets.", no_args_is_help=True)
 
-Names = Annotated[Optional[list[str]], typer.Argument(metavar="[NAME]...", help="Dataset names (see `datasets list`).")]
+Names = Annotated[Optional[list[str]], typer.Argument(metavar="NAME", help="Dataset names (see `datasets list`).")]
 AllDatasets = Annotated[bool, typer.Option("--all", "--all-datasets", help="Every registered dataset.")]
 
 SEVERITY_STYLE = {"error": "bold red", "repaired": "yellow", "warning": "cyan"}
@@ -54,7 +54,8 @@ def list_(config: ConfigFile = None, sets: Sets = None, data_roots: DataRoots = 
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="datasets", title_justify="left")
-    for column in ("name", "title", "inputs", "protocols", "data"):
+    table.add_column("name", no_wrap=True)
+    for column in ("title", "inputs", "protocols", "data"):
         table.add_column(column)
     for r in rows:
         data = r["root"] or ("from " + ", ".join(r["built_from"]) if r["built_from"] else "synthetic stand-in")
@@ -74,8 +75,7 @@ def check(
 ) -> None:
     """Read datasets as distributed; print counts per class and subject, and every problem found.
 
-    Exit 0 when every sample is usable (after the documented repairs, which are listed), 1 when some
-    sample is not (--strict: when there is any problem), 2 when a tree cannot be read at all.
+    Exit 0 when every sample is usable (after the documented repairs, which are listed), 1 when some sample is not (--strict: when there is any problem), 2 when a tree cannot be read at all.
     """
     from hsta_bench.data import get_source, load_manifest
     from hsta_bench.data.check import passed, summarize
