@@ -17,16 +17,18 @@ $(STAMP): pyproject.toml
 	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
-# Until `hsta-bench run` exists, the demo writes the synthetic stand-ins of every dataset and
-# checks each one through the same adapters that read the real datasets.
+# Until `hsta-bench run` exists, the demo writes the synthetic stand-ins of every dataset, checks
+# each one through the same adapters that read the real datasets, and prepares the model inputs.
 demo: setup
 	$(CLI) datasets synth
 	$(CLI) datasets list
 	$(CLI) datasets check --all
+	$(CLI) datasets prepare --all
 
 test: setup
 	$(PY) -m pytest -q
 
+# speed goals, as ratios against a baseline measured in the same run
 bench: setup
 	$(PY) -m pytest -q tests/benchmarks --benchmark-enable
 

@@ -1,7 +1,7 @@
 """Configuration as data: YAML files under configs/, merged with a user file and command-line overrides.
 
-The tree is `{"datasets": {name: {...}}, "protocols": {...}}`, one YAML file per dataset under
-configs/datasets/ and the label protocols in configs/protocols.yaml. A user adjusts it with
+The tree has one section per YAML file in configs/ (`protocols`, `preprocess`, ...) plus `datasets`,
+one entry per file in configs/datasets/. A user adjusts it with
 `--config FILE` (a YAML file of the same shape), `--set key.path=value` and `--data-root NAME=PATH`
 (short for `--set datasets.NAME.root=PATH`). Every key a user sets must already exist, so a typo is an
 error naming the option instead of a silently ignored setting. Sections read by code become typed
@@ -38,10 +38,9 @@ def _read_yaml(path: Path) -> Any:
 def defaults() -> dict:
     """The shipped configuration tree."""
     root = configs_dir()
-    datasets = {}
-    for path in sorted((root / "datasets").glob("*.yaml")):
-        datasets[path.stem] = _read_yaml(path) or {}
-    return {"datasets": datasets, "protocols": _read_yaml(root / "protocols.yaml")}
+    tree: dict = {path.stem: _read_yaml(path) or {} for path in sorted(root.glob("*.yaml"))}
+    tree["datasets"] = {path.stem: _read_yaml(path) or {} for path in sorted((root / "datasets").glob("*.yaml"))}
+    return tree
 
 
 def _merge(base: dict, update: Mapping, where: str, origin: str) -> None:

@@ -177,3 +177,57 @@ def synth(
         took = "already there" if existed else f"{time.perf_counter() - start:.1f}"
         table.add_row(name, str(marker["samples"]), str(marker["subjects"]), took, str(dest))
     out.print(table)
+
+
+@app.command()
+def prepare(
+    names: Names = None,
+    all_: AllDatasets = False,
+    data_roots: DataRoots = None,
+    sets: Sets = None,
+    config: ConfigFile = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes (default: preprocess.workers).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Turn datasets into the cached arrays models read (frames, special frames, flow, apex), once.
+
+    Settings are preprocess.* (configs/preprocess.yaml), e.g. --set preprocess.flow.method=dis. A second run with the same settings and files computes nothing and says so.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from hsta_bench.preprocess import prepare as run_prepare
+
+    extra = [f"preprocess.workers={workers}"] if workers is not None else []
+    cfg = load_config(config, (sets or []) + extra, data_roots)
+    reports = []
+    for name in _names(names, all_):
+        with Progress(TextColumn(f"preparing {name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=not err.is_terminal) as bar:
+            task = bar.add_task(name, total=None)
+            report = run_prepare(name, cfg, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total),
+                                 announce=lambda msg: err.print(msg, markup=False))
+        reports.append(report.as_dict())
+        if not as_json:
+            _render_prepared(report)
+    if as_json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+
+
+def _render_prepared(report) -> None:
+    head = Text(report.dataset, style="bold")
+    if report.synthetic:
+        head.append("  [synthetic stand-in]", style="magenta")
+    out.print(head)
+    if not report.computed:
+        out.print(Text(f"  cache hit: every input already prepared, nothing computed ({report.seconds:.2f} s)", style="green"))
+    else:
+        out.print(f"  computed {', '.join(report.computed)} with {report.workers} worker(s) in {report.seconds:.1f} s; {report.face_crop}",
+                  soft_wrap=True)
+    for k in report.kinds:
+        state = "cached" if k.cached else "new"
+        out.print(Text(f"  {k.kind:8s} {k.samples} x {tuple(k.shape)} uint8  {state}  {k.path}"), soft_wrap=True)
+    for e in report.excluded:
+        out.print(Text(f"  excluded: {e['where']}: {e['sample_id']}: {e['reason']}", style="yellow"), soft_wrap=True)
+    for n in report.notes:
+        out.print(Text(f"  note: {n['sample_id']}: {n['note']}", style="cyan"), soft_wrap=True)
+    out.print()

@@ -10,6 +10,13 @@
 `load_manifest(name, config)` is the entry point the rest of the suite uses.
 """
 
-from hsta_bench.data.registry import get_source, list_sources, load_manifest
-
 __all__ = ["get_source", "list_sources", "load_manifest"]
+
+
+def __getattr__(name: str):
+    # lazy, so that light modules of the package (flowimage, frames) import without polars
+    if name in __all__:
+        from hsta_bench.data import registry
+
+        return getattr(registry, name)
+    raise AttributeError(name)

@@ -38,6 +38,7 @@ def schema() -> dict[str, pl.DataType]:
         "apex": pl.Int64,
         "offset": pl.Int64,
         "apex_source": pl.String,  # sheet | middle (rule or repair) | nearest (repair)
+        "face_crop": pl.Boolean,  # the frames (or apex image) are already face crops
         "flow_path": pl.String,  # precomputed onset->apex flow image (megc2019-flow)
         "apex_image": pl.String,  # precomputed apex face crop (megc2019-flow)
         "emotion": pl.String,  # exactly as written in the sheet or folder
@@ -71,6 +72,7 @@ class Sample:
     apex: int | None = None
     offset: int | None = None
     apex_source: str = "sheet"
+    face_crop: bool = False
     flow_path: str | None = None
     apex_image: str | None = None
     fps: int | None = None
@@ -171,6 +173,7 @@ def to_frame(dataset: str, samples: list[Sample], synthetic: bool) -> pl.DataFra
             "apex": s.apex,
             "offset": s.offset,
             "apex_source": s.apex_source,
+            "face_crop": s.face_crop or synthetic,  # stand-in faces fill their frames
             "flow_path": s.flow_path,
             "apex_image": s.apex_image,
             "emotion": s.emotion,

@@ -61,6 +61,7 @@ def read_coded_clips(
     subject_id: Callable[[str | None], str],
     clip_id: Callable[[dict, int | None], str],
     frame_dir: Callable[[str, dict], Path],
+    cropped: bool,
 ) -> None:
     """Samples from an annotation sheet with onset/apex/offset columns, each checked against its frames."""
     known = {fold_emotion(e) for e in settings.emotions}
@@ -80,7 +81,7 @@ def read_coded_clips(
             source=builder.name, subject=subject, clip=clip_id(cells, parsed["onset"][0]),
             emotion=cells.get("emotion"), source_file=str(sheet), source_row=row.number,
             frame_dir=str(frame_dir(subject, cells)), onset=parsed["onset"][0], apex=parsed["apex"][0],
-            offset=parsed["offset"][0], fps=settings.fps,
+            offset=parsed["offset"][0], fps=settings.fps, face_crop=cropped,
         )
         builder.add(sample)
         for name, (_, understood) in parsed.items():

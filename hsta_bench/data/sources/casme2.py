@@ -34,25 +34,26 @@ class Casme2(DatasetSource):
     protocols = ("casme2-5", "megc2019-composite")
     Settings = Casme2Settings
 
-    def frames_root(self, root: Path, s: Casme2Settings) -> Path:
+    def frames_root(self, root: Path, s: Casme2Settings) -> tuple[Path, str]:
         variants = ["cropped", "raw"] if s.frames == "auto" else [s.frames]
         for variant in variants:
             if variant not in s.frame_dirs:
                 raise UserError(f"datasets.casme2.frames: '{s.frames}' is not auto or one of {', '.join(s.frame_dirs)}")
             found = find_dir(root, [s.frame_dirs[variant]])
             if found is not None:
-                return found
+                return found, variant
         wanted = " or ".join(s.frame_dirs[v] for v in variants)
         return require(None, root, f"CASME II frame folder ({wanted})", "datasets.casme2.frame_dirs")
 
     def read(self, root: Path, s: Casme2Settings, builder) -> None:
         sheet = find_file(root, s.sheets, "CASME II coding sheet", "datasets.casme2.sheets")
-        frames = self.frames_root(root, s)
+        frames, variant = self.frames_root(root, s)
         read_coded_clips(
             builder, sheet, s,
             subject_id=subject_id,
             clip_id=lambda cells, onset: cells["clip"],
             frame_dir=lambda subject, cells: frames / subject / cells["clip"],
+            cropped=variant == "cropped",
         )
 
     def write_synthetic(self, root: Path, s: Casme2Settings, tree) -> None:

@@ -25,6 +25,7 @@ _SUBJECT_DIR = re.compile(r"^sp\s*no\.?\s*(\d+)$", re.IGNORECASE)
 class Casme3Settings(CodedSheetSettings):
     color_dir: str  # frames folder inside a clip folder
     search_depth: int  # how deep below the root subject folders are searched for
+    cropped: bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:
@@ -69,6 +70,7 @@ class Casme3(DatasetSource):
             subject_id=subject_id,
             clip_id=lambda cells, onset: f"{cells['clip']}_{onset if onset is not None else 'unknown'}",
             frame_dir=lambda subject, cells: subjects.get(subject, root / subject) / cells["clip"] / s.color_dir,
+            cropped=s.cropped,
         )
 
     def write_synthetic(self, root: Path, s: Casme3Settings, tree) -> None:

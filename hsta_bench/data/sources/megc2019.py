@@ -113,7 +113,7 @@ class Megc2019Flow(DatasetSource):
             sample = Sample(
                 source=source, subject=subject, clip=CLIP_IDS.get(source, str)(clip), emotion=emotion,
                 source_file=str(csv), source_row=number, flow_path=str(flow),
-                apex_image=str(crop) if crop else None, apex_source=None,
+                apex_image=str(crop) if crop else None, apex_source=None, face_crop=True,
             )
             builder.add(sample)
             if emotion not in s.labels:

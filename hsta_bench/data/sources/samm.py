@@ -29,6 +29,7 @@ NOTES = [
 @dataclass
 class SammSettings(CodedSheetSettings):
     frame_dirs: tuple[str, ...]  # folders that may hold the subject folders ('.' = the root)
+    cropped: bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:
@@ -51,6 +52,7 @@ class Samm(DatasetSource):
             subject_id=subject_id,
             clip_id=lambda cells, onset: cells["clip"],
             frame_dir=lambda subject, cells: frames / subject / cells["clip"],
+            cropped=s.cropped,
         )
 
     def write_synthetic(self, root: Path, s: SammSettings, tree) -> None:

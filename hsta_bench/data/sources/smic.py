@@ -29,6 +29,7 @@ class SmicSettings:
     hs_dirs: tuple[str, ...]  # folders that may hold the subject folders s1/ ... ('.' = the root)
     micro_dir: str
     emotions: tuple[str, ...]  # the label folders under micro/
+    cropped: bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:
@@ -63,7 +64,7 @@ class Smic(DatasetSource):
                     sample = Sample(
                         source=builder.name, subject=subject_id(subject_dir.name), clip=clip_id(clip_dir.name),
                         emotion=label_dir.name, source_file=str(clip_dir), frame_dir=str(clip_dir), fps=s.fps,
-                        apex_source="middle",
+                        apex_source="middle", face_crop=s.cropped,
                     )
                     builder.add(sample)
                     if fold_emotion(label_dir.name) not in known:

@@ -1,0 +1,57 @@
+"""The model input kinds preprocessing produces; models declare which ones they need (by these names).
+
+| kind    | array per sample       | from a video dataset               | from a precomputed-flow dataset |
+|---------|------------------------|------------------------------------|---------------------------------|
+| frames  | T x S x S x 3 uint8 RGB | T frames sampled onset..offset     | -                               |
+| special | 2 x S x S x 3 uint8 RGB | the onset and apex frames          | -                               |
+| flow    | F x F x 3 uint8         | onset->apex flow: u, v, strain     | the released flow image         |
+| apex    | S x S x 3 uint8 RGB     | the apex frame                     | the released apex crop          |
+(T = preprocess.frames, S = preprocess.size, F = preprocess.flow.size)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+from hsta_bench.errors import UserError
+from hsta_bench.preprocess.settings import PreprocessSettings
+
+
+def _crop(s: PreprocessSettings) -> dict:
+    return {"face_crop": s.face_crop, "cascade": str(s.cascade) if s.cascade else None, "crop_margin": s.crop_margin}
+
+
+@dataclass(frozen=True)
+class InputKind:
+    name: str
+    sources: tuple[str, ...]  # dataset input types that can give it (DatasetSource.inputs)
+    shape: Callable[[PreprocessSettings], tuple[int, ...]]
+    depends_on: Callable[[PreprocessSettings], dict]  # the settings that change it: part of its cache key
+
+
+KINDS = {
+    k.name: k
+    for k in (
+        InputKind("frames", ("frames",), lambda s: (s.frames, s.size, s.size, 3),
+                  lambda s: {"size": s.size, "frames": s.frames, "max_span": s.max_span, "interpolate": s.interpolate, **_crop(s)}),
+        InputKind("special", ("frames",), lambda s: (2, s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
+        InputKind("flow", ("frames", "flow"), lambda s: (s.flow.size, s.flow.size, 3), lambda s: {"flow": asdict(s.flow), **_crop(s)}),
+        InputKind("apex", ("frames", "flow"), lambda s: (s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
+    )
+}
+
+DEFAULTS = {"frames": ("frames", "special", "flow"), "flow": ("flow", "apex")}
+
+
+def resolve(requested: str | tuple[str, ...], dataset: str, inputs: str) -> tuple[str, ...]:
+    """The kinds to prepare for a dataset whose samples provide `inputs` ("frames" or "flow")."""
+    if requested == "auto":
+        return DEFAULTS[inputs]
+    names = (requested,) if isinstance(requested, str) else tuple(requested)
+    for name in names:
+        if name not in KINDS:
+            raise UserError(f"preprocess.inputs: unknown input '{name}' (known: {', '.join(KINDS)}, or auto)")
+        if inputs not in KINDS[name].sources:
+            raise UserError(f"preprocess.inputs: {dataset} has precomputed {inputs} only; it cannot give '{name}'")
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,202 @@
+"""`prepare`: a dataset's usable samples -> cached arrays of the input kinds models read, in parallel.
+
+Nothing is computed twice: each kind is looked up in the cache first (cache.py) and only the missing
+ones are computed, in one pass over the samples. Samples the data layer found unusable, and samples
+whose files cannot be decoded, are excluded with the reason recorded in the cache's meta.json.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hsta_bench.data import get_source, load_manifest
+from hsta_bench.data.manifest import ERROR, Manifest
+from hsta_bench.errors import UserError
+from hsta_bench.preprocess import cache, kinds as kinds_mod, settings as settings_mod, worker
+from hsta_bench.preprocess.crop import find_cascade
+from hsta_bench.preprocess.sampling import span
+
+
+@dataclass
+class KindReport:
+    kind: str
+    path: str
+    shape: list[int]
+    samples: int
+    cached: bool  # found in the cache, nothing computed
+
+
+@dataclass
+class PrepareReport:
+    dataset: str
+    synthetic: bool
+    kinds: list[KindReport]
+    excluded: list[dict]  # sample_id, where, reason
+    notes: list[dict]
+    seconds: float
+    workers: int
+    face_crop: str  # what was done about face crops, in words
+
+    @property
+    def computed(self) -> list[str]:
+        return [k.kind for k in self.kinds if not k.cached]
+
+    def as_dict(self) -> dict:
+        return {
+            "dataset": self.dataset, "synthetic": self.synthetic, "seconds": round(self.seconds, 3),
+            "workers": self.workers, "face_crop": self.face_crop,
+            "inputs": {k.kind: {"path": k.path, "shape": k.shape, "samples": k.samples, "cached": k.cached} for k in self.kinds},
+            "excluded": self.excluded, "notes": self.notes,
+        }
+
+
+def _files(sample: dict, s: settings_mod.PreprocessSettings) -> list[str]:
+    if sample["frame_dir"] is None:
+        return [f for f in (sample["flow_path"], sample["apex_image"]) if f]
+    used = set(span(sample["frame_numbers"], sample["onset"], sample["offset"], s.max_span)) | {sample["apex"]}
+    return [str(Path(sample["frame_dir"]) / f) for n, f in zip(sample["frame_numbers"], sample["frame_files"]) if n in used]
+
+
+def _unusable(manifest: Manifest) -> list[dict]:
+    first: dict[str, dict] = {}
+    for p in manifest.problems:
+        if p.severity == ERROR and p.sample_id and p.sample_id not in first:
+            first[p.sample_id] = {"sample_id": p.sample_id, "where": p.where, "reason": p.message}
+    return [first.get(sid, {"sample_id": sid, "where": manifest.root, "reason": "unusable"})
+            for sid in manifest.frame.filter(~pl.col("usable"))["sample_id"]]
+
+
+def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport:
+    """Prepare dataset `name` under `cfg`; `progress(done, total)` is called as samples finish."""
+    start = time.perf_counter()
+    s = settings_mod.from_config(cfg)
+    source = get_source(name)
+    wanted = kinds_mod.resolve(s.inputs, name, source.inputs)
+    manifest = load_manifest(name, cfg, announce=announce)
+    samples = manifest.usable.to_dicts()
+    if not samples:
+        raise UserError(f"{name}: no usable samples to prepare (see `hsta-bench datasets check {name}`)")
+    code = cache.code_digest()
+    prints = [cache.fingerprint(x, _files(x, s)) for x in samples]
+    entries = {k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted}
+    todo = [k for k in wanted if not entries[k].complete]
+
+    needs_crop = source.inputs == "frames" and any(not x["face_crop"] for x in samples)
+    cascade = find_cascade(s.cascade)  # a configured one must exist, whether or not it is needed
+    if s.face_crop == "none" or not (needs_crop or s.face_crop == "haar"):
+        cascade = None
+    if s.face_crop == "haar" and cascade is None:
+        raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); set preprocess.cascade=PATH")
+    detect = s.face_crop == "haar" or (s.face_crop == "auto" and cascade is not None)
+    if s.face_crop == "haar":
+        samples = [{**x, "face_crop": False} for x in samples]  # detect on every sample, crops included
+    if not needs_crop and s.face_crop != "haar":
+        crop_words = "frames are face crops already"
+    elif detect:
+        crop_words = f"faces detected with {cascade}"
+    else:
+        crop_words = "whole frames: no face detector on this machine (set preprocess.cascade)" if s.face_crop == "auto" else "whole frames (face_crop=none)"
+
+    excluded = _unusable(manifest)
+    notes: list[dict] = []
+    if todo:
+        stagings = {kind: entries[kind].staging() for kind in todo}
+        try:
+            outcomes = _compute(stagings, samples, s, detect, cascade, progress)
+        except BaseException:  # interrupted or failed: leave no half-written folder behind
+            for staging in stagings.values():
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        failed = {o.sample_id: {"sample_id": o.sample_id, "where": o.where, "reason": o.reason} for o in outcomes if o.reason}
+        notes = [{"sample_id": o.sample_id, "note": o.note} for o in outcomes if o.note]
+        ok_rows = [(o.row, o.sample_id) for o in sorted(outcomes, key=lambda o: o.row) if not o.reason]
+        for kind in todo:
+            staging = stagings[kind]
+            pl.DataFrame({"sample_id": [sid for _, sid in ok_rows], "row": [r for r, _ in ok_rows]},
+                         schema={"sample_id": pl.String, "row": pl.Int64}).write_parquet(staging / "index.parquet")
+            meta = {
+                "dataset": name, "kind": kind, "key": entries[kind].key, "code": code, "synthetic": manifest.synthetic,
+                "shape": list(kinds_mod.KINDS[kind].shape(s)), "dtype": "uint8", "rows": len(samples), "samples": len(ok_rows),
+                "settings": kinds_mod.KINDS[kind].depends_on(s), "face_crop": crop_words,
+                "excluded": excluded + list(failed.values()), "notes": notes,
+                "seconds": round(time.perf_counter() - start, 3), "workers": s.workers,
+            }
+            (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            entries[kind].publish(staging)
+        excluded = excluded + list(failed.values())
+    else:
+        excluded = entries[wanted[0]].meta()["excluded"]
+    reports = []
+    for kind in wanted:
+        meta = entries[kind].meta()
+        reports.append(KindReport(kind, str(entries[kind].path), meta["shape"], meta["samples"], kind not in todo))
+    return PrepareReport(name, manifest.synthetic, reports, excluded, notes, time.perf_counter() - start, s.workers, crop_words)
+
+
+def _compute(stagings: dict[str, Path], samples, s, detect, cascade, progress) -> list[worker.Outcome]:
+    """Fill a data.npy per kind in its staging folder, over `s.workers` processes."""
+    arrays = {}
+    for kind, staging in stagings.items():
+        path = staging / "data.npy"
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(samples), *kinds_mod.KINDS[kind].shape(s))).flush()
+        arrays[kind] = str(path)
+    rows = list(enumerate(samples))
+    chunk = max(1, min(16, len(rows) // (s.workers * 6) or 1))
+    jobs = [worker.Job(rows[i : i + chunk], arrays, s, detect, str(cascade) if cascade else None) for i in range(0, len(rows), chunk)]
+    outcomes: list[worker.Outcome] = []
+    if s.workers == 1:
+        import cv2
+
+        threads = cv2.getNumThreads()
+        try:
+            for job in jobs:
+                outcomes += worker.run(job)
+                if progress:
+                    progress(len(outcomes), len(rows))
+        finally:
+            cv2.setNumThreads(threads)
+        return outcomes
+    # forkserver, not fork: a forked copy of a process whose OpenCV or polars threads hold a lock can
+    # hang; the server is a clean process with the worker module preloaded, so workers start fast.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hsta_bench.preprocess.worker"])
+    with ProcessPoolExecutor(max_workers=s.workers, mp_context=context) as pool:
+        for result in pool.map(worker.run, jobs):
+            outcomes += result
+            if progress:
+                progress(len(outcomes), len(rows))
+    return outcomes
+
+
+@dataclass
+class Prepared:
+    """Prepared inputs ready for training: the samples (manifest rows) and one array per kind."""
+
+    manifest: pl.DataFrame  # usable, prepared samples; column row_<kind> indexes arrays[kind]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    report: PrepareReport | None = None
+
+    def inputs(self, kind: str, rows: np.ndarray | None = None) -> np.ndarray:
+        index = self.manifest[f"row_{kind}"].to_numpy()
+        return self.arrays[kind][index if rows is None else index[rows]]
+
+
+def load_prepared(name: str, cfg: dict, progress=None, announce=None) -> Prepared:
+    """Prepare (a cache hit when done before) and open the arrays read-only, memory-mapped."""
+    report = prepare(name, cfg, progress, announce)
+    manifest = load_manifest(name, cfg).usable
+    arrays = {}
+    for k in report.kinds:
+        index = pl.read_parquet(Path(k.path) / "index.parquet").rename({"row": f"row_{k.kind}"})
+        manifest = manifest.join(index, on="sample_id", how="inner", maintain_order="left")
+        arrays[k.kind] = np.load(Path(k.path) / "data.npy", mmap_mode="r")
+    return Prepared(manifest, arrays, report)
