@@ -8,7 +8,7 @@ import sys
 
 from hsta_bench.data import list_sources
 
-from conftest import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli
 
 HEAVY = ("torch", "ray", "cv2", "polars", "fastexcel", "numpy", "optuna")
 

@@ -11,7 +11,7 @@ import pytest
 from hsta_bench import config
 from hsta_bench.data import load_manifest
 
-from conftest import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli
 from sheet_tools import header_index, read_rows, write_rows
 
 

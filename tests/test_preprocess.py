@@ -20,7 +20,7 @@ from hsta_bench.preprocess.kinds import DEFAULTS, KINDS
 from hsta_bench.preprocess.sampling import blend_plan, pick, span
 from hsta_bench.preprocess.worker import compute
 
-from conftest import SHARED_FLOW, assert_one_line_error, realdata, run_cli
+from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 
 SMALL = ["preprocess.size=32", "preprocess.frames=4", "preprocess.flow.compute_size=48", "preprocess.workers=1"]
 

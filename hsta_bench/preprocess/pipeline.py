@@ -99,7 +99,9 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     detect = s.face_crop == "haar" or (s.face_crop == "auto" and cascade is not None)
     if s.face_crop == "haar":
         samples = [{**x, "face_crop": False} for x in samples]  # detect on every sample, crops included
-    if not needs_crop and s.face_crop != "haar":
+    if source.inputs == "flow":
+        crop_words = "precomputed flow and apex crops, as released"
+    elif not needs_crop and s.face_crop != "haar":
         crop_words = "frames are face crops already"
     elif detect:
         crop_words = f"faces detected with {cascade}"
