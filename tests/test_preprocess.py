@@ -219,3 +219,11 @@ def test_prepare_cli_reports_the_cache_hit():
 def test_kinds_registry_covers_defaults():
     for kinds in DEFAULTS.values():
         assert set(kinds) <= set(KINDS)
+
+
+def test_grayscale_samm_is_promoted_to_three_equal_channels():
+    frames = load_prepared("samm", small_cfg()).inputs("frames")
+    assert frames.shape[-1] == 3
+    assert np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(frames[..., 1], frames[..., 2])
+    colour = load_prepared("casme2", small_cfg()).inputs("frames")
+    assert not np.array_equal(colour[..., 0], colour[..., 2])
