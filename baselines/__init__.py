@@ -1,0 +1,3 @@
+"""Baseline models, one module each, registered in hsta-bench's model registry on import."""
+
+from baselines import ststnet  # noqa: F401

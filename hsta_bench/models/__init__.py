@@ -1,0 +1,11 @@
+"""Models: one registry (registry.py) for HSTA (hsta.py) and the baselines (top-level baselines/),
+one attention module with switchable kernels (attention.py), and the cache->tensor conversion (inputs.py).
+
+    from hsta_bench.models import create_model, list_models
+    model = create_model("hsta_tiny", num_classes=3, attention="sdpa")
+    logits = model(model.example_input(batch_size=2))
+"""
+
+from hsta_bench.models.registry import MERModel, count_parameters, create_model, list_models, register_model
+
+__all__ = ["MERModel", "count_parameters", "create_model", "list_models", "register_model"]

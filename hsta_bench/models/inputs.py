@@ -1,0 +1,41 @@
+"""From the cached uint8 arrays (hsta_bench/preprocess) to the float tensors models take.
+
+RGB kinds (frames, special, apex) are scaled to 0..1 and normalised with ImageNet's mean and std, as
+HSTA's release does; flow images (u, v, strain) are scaled to 0..1, as STSTNet's release does.
+Layouts: cache (N, T, S, S, 3) -> model (N, 3, T, S, S); cache (N, S, S, 3) -> model (N, 3, S, S).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RGB_KINDS = ("frames", "special", "apex")
+
+
+def to_tensor(kind: str, array: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    if x.ndim == 5:  # N, T, S, S, 3
+        x = x.permute(0, 4, 1, 2, 3)
+        shape = (1, 3, 1, 1, 1)
+    else:  # N, S, S, 3
+        x = x.permute(0, 3, 1, 2)
+        shape = (1, 3, 1, 1)
+    if kind in RGB_KINDS:
+        x = (x - torch.tensor(IMAGENET_MEAN).view(shape)) / torch.tensor(IMAGENET_STD).view(shape)
+    return x.contiguous()
+
+
+def preprocess_settings(inputs: dict[str, tuple[int, ...]]) -> list[str]:
+    """`--set` overrides that make `prepare` produce exactly these model inputs."""
+    sets = []
+    for kind, shape in inputs.items():
+        if kind == "frames":
+            sets += [f"preprocess.frames={shape[1]}", f"preprocess.size={shape[-1]}"]
+        elif kind in ("special", "apex"):
+            sets.append(f"preprocess.size={shape[-1]}")
+        elif kind == "flow":
+            sets.append(f"preprocess.flow.size={shape[-1]}")
+    return list(dict.fromkeys(sets))
