@@ -6,6 +6,8 @@ one attention module with switchable kernels (attention.py), and the cache->tens
     logits = model(model.example_input(batch_size=2))
 """
 
-from hsta_bench.models.registry import MERModel, count_parameters, create_model, list_models, register_model
+from hsta_bench.models.registry import (
+    MERModel, count_parameters, create_model, list_models, register_model, small_overrides,
+)
 
-__all__ = ["MERModel", "count_parameters", "create_model", "list_models", "register_model"]
+__all__ = ["MERModel", "count_parameters", "create_model", "list_models", "register_model", "small_overrides"]

@@ -5,7 +5,7 @@ Backends (all compute softmax(q k^T / sqrt(d) + mask) v and agree to float toler
 - `sdpa`: `torch.nn.functional.scaled_dot_product_attention`, the fused kernels (flash / memory-efficient
   on CUDA, a fused CPU kernel), the default;
 - `flex`: FlexAttention (compiled) with a mask *function*, worth it where the mask has structure, e.g.
-  divided space-time attention over a joint sequence (`divided_space_time`).
+  divided space-time attention over a joint sequence (`divided_masks`: TimeSformer's two attentions).
 
 The backend is chosen at build time (`create_model(..., attention="naive")`) and can be changed at
 run time for a whole model (`set_backend(model, "sdpa")`) or a block of code (`with backend("naive"):`).
@@ -99,19 +99,24 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend_name: str,
     return scores.softmax(dim=-1) @ v
 
 
-def divided_space_time(frames: int, patches: int, cls_tokens: int = 1) -> Callable:
-    """Mask of divided space-time attention over a joint sequence [cls, frame 0 patches, frame 1 ...]:
-    a patch attends to patches of its own frame (space) and at its own position (time), and to the CLS
-    token; the CLS token attends to everything."""
+@functools.cache
+def divided_masks(frames: int, patches: int):
+    """(temporal, spatial) mask_mods over [CLS, frame 0 patches, frame 1 patches, ...]; cached so that
+    each size has one pair of functions (the flex backend caches block masks by function)."""
 
-    def mask_mod(b, h, q_idx, kv_idx):
-        qp, kp = q_idx - cls_tokens, kv_idx - cls_tokens
-        same_frame = (qp // patches) == (kp // patches)
-        same_place = (qp % patches) == (kp % patches)
-        return (q_idx < cls_tokens) | (kv_idx < cls_tokens) | same_frame | same_place
+    def temporal(b, h, q_idx, kv_idx):
+        both_patches = (q_idx > 0) & (kv_idx > 0)
+        same_place = ((q_idx - 1) % patches) == ((kv_idx - 1) % patches)
+        return (both_patches & same_place) | ((q_idx == 0) & (kv_idx == 0))
 
-    mask_mod.__name__ = f"divided_{frames}x{patches}"
-    return mask_mod
+    def spatial(b, h, q_idx, kv_idx):
+        same_frame = ((q_idx - 1) // patches) == ((kv_idx - 1) // patches)
+        return (q_idx == 0) | (kv_idx == 0) | ((q_idx > 0) & (kv_idx > 0) & same_frame)
+
+    temporal.__name__ = f"temporal_{frames}x{patches}"
+    spatial.__name__ = f"spatial_{frames}x{patches}"
+    return temporal, spatial
+
 
 
 class AttentionBase(nn.Module):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from hsta_bench.models.layers import Block, CrossBlock, DropPath, init_weights, projection, sinusoid_table, LN_EPS
+from hsta_bench.models.layers import Block, CrossBlock, init_weights, projection, sinusoid_table, LN_EPS
 from hsta_bench.models.registry import MERModel, register_model
 
 
@@ -163,52 +163,52 @@ def _build(config: HSTAConfig, num_classes: int, overrides: dict) -> HSTA:
     return HSTA(num_classes, replace(config, **overrides))
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_base_224(num_classes: int = 7, **overrides) -> HSTA:
     """The released configuration: 81,887,623 parameters with 7 classes."""
     return _build(BASE, num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_base_224_no_csta(num_classes: int = 7, **overrides) -> HSTA:
     return _build(replace(BASE, cross=False), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_base_224_usta_only(num_classes: int = 7, **overrides) -> HSTA:
     return _build(replace(BASE, two_branches=False, cross=False), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_base_224_frames4(num_classes: int = 7, **overrides) -> HSTA:
     return _build(replace(BASE, frames=4), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_base_224_frames8(num_classes: int = 7, **overrides) -> HSTA:
     return _build(replace(BASE, frames=8), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_small(num_classes: int = 3, **overrides) -> HSTA:
     return _build(SMALL, num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_tiny(num_classes: int = 3, **overrides) -> HSTA:
     return _build(TINY, num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_tiny_no_csta(num_classes: int = 3, **overrides) -> HSTA:
     return _build(replace(TINY, cross=False), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 48})
 def hsta_tiny_usta_only(num_classes: int = 3, **overrides) -> HSTA:
     return _build(replace(TINY, two_branches=False, cross=False), num_classes, overrides)
 
 
-@register_model
+@register_model(small={"img_size": 32})
 def hsta_flow(num_classes: int = 3, **overrides) -> HSTA:
     return _build(FLOW, num_classes, overrides)

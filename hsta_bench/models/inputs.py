@@ -30,7 +30,7 @@ def to_tensor(kind: str, array: np.ndarray) -> torch.Tensor:
 
 def preprocess_settings(inputs: dict[str, tuple[int, ...]]) -> list[str]:
     """`--set` overrides that make `prepare` produce exactly these model inputs."""
-    sets = []
+    sets = [f"preprocess.inputs=[{','.join(inputs)}]"]
     for kind, shape in inputs.items():
         if kind == "frames":
             sets += [f"preprocess.frames={shape[1]}", f"preprocess.size={shape[-1]}"]

@@ -15,6 +15,7 @@ from torch import nn
 from hsta_bench.errors import UserError
 
 _BUILDERS: dict[str, Callable[..., "MERModel"]] = {}
+_SMALL: dict[str, dict] = {}
 
 
 class MERModel(nn.Module):
@@ -34,12 +35,24 @@ class MERModel(nn.Module):
                 for kind, shape in self.inputs.items()}
 
 
-def register_model(builder: Callable[..., MERModel]) -> Callable[..., MERModel]:
-    name = builder.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"model '{name}' registered twice")
-    _BUILDERS[name] = builder
-    return builder
+def register_model(builder: Callable[..., MERModel] | None = None, *, small: dict | None = None):
+    """Register a builder under its function name: `@register_model` or `@register_model(small={...})`,
+    where `small` are overrides that shrink the inputs (not the parameters) for quick tests."""
+
+    def add(fn: Callable[..., MERModel]) -> Callable[..., MERModel]:
+        if fn.__name__ in _BUILDERS:
+            raise ValueError(f"model '{fn.__name__}' registered twice")
+        _BUILDERS[fn.__name__] = fn
+        _SMALL[fn.__name__] = dict(small or {})
+        return fn
+
+    return add(builder) if builder is not None else add
+
+
+def small_overrides(name: str) -> dict:
+    """Overrides that make `name` take small inputs with the same parameters (for tests and smoke runs)."""
+    _builders()
+    return dict(_SMALL[name])
 
 
 def _builders() -> dict[str, Callable[..., MERModel]]:

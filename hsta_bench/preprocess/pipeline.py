@@ -12,6 +12,7 @@ import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,11 +172,17 @@ def _compute(stagings: dict[str, Path], samples, s, detect, cascade, progress) -
     # hang; the server is a clean process with the worker module preloaded, so workers start fast.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["hsta_bench.preprocess.worker"])
-    with ProcessPoolExecutor(max_workers=s.workers, mp_context=context) as pool:
-        for result in pool.map(worker.run, jobs):
-            outcomes += result
-            if progress:
-                progress(len(outcomes), len(rows))
+    try:
+        with ProcessPoolExecutor(max_workers=s.workers, mp_context=context) as pool:
+            for result in pool.map(worker.run, jobs):
+                outcomes += result
+                if progress:
+                    progress(len(outcomes), len(rows))
+    except BrokenProcessPool:
+        raise UserError(
+            "preprocessing workers died on start: a script that calls prepare with preprocess.workers > 1 "
+            "must run its work under `if __name__ == \"__main__\":` (or use preprocess.workers=1)"
+        ) from None
     return outcomes
 
 
