@@ -1,5 +1,9 @@
 """Learning is tested by learning: trained briefly on a synthetic stand-in, models beat chance on
-subjects they never saw (a 2-fold subject-independent split)."""
+subjects they never saw (a 2-fold subject-independent split).
+
+Not here yet: hsta_tiny and timesformer on raw frames (patch transformers from scratch) stay near chance
+at this data size with these short schedules (issue 4 is open on it); the CNN c3d learns the same frames.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def train_and_predict(name: str, tensors: dict, y: np.ndarray, train: np.ndarray
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,epochs,lr", [("ststnet", 150, 5e-3), ("off_apexnet", 60, 1e-3), ("htnet", 60, 1e-3),
-                                             ("hsta_flow", 40, 1e-3)])
+                                             ("c3d", 40, 1e-3), ("hsta_flow", 40, 1e-3)])
 def test_model_learns_the_synthetic_signal(name, epochs, lr):
     model = create_model(name, 3, **small_overrides(name))
     sets = preprocess_settings(model.inputs)
