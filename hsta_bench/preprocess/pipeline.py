@@ -46,6 +46,7 @@ class PrepareReport:
     seconds: float
     workers: int
     face_crop: str  # what was done about face crops, in words
+    manifest: Manifest | None = field(default=None, repr=False)  # the manifest prepared (not in as_dict)
 
     @property
     def computed(self) -> list[str]:
@@ -142,7 +143,8 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     for kind in wanted:
         meta = entries[kind].meta()
         reports.append(KindReport(kind, str(entries[kind].path), meta["shape"], meta["samples"], kind not in todo))
-    return PrepareReport(name, manifest.synthetic, reports, excluded, notes, time.perf_counter() - start, s.workers, crop_words)
+    return PrepareReport(name, manifest.synthetic, reports, excluded, notes, time.perf_counter() - start, s.workers,
+                         crop_words, manifest)
 
 
 def _compute(stagings: dict[str, Path], samples, s, detect, cascade, progress) -> list[worker.Outcome]:
@@ -202,7 +204,7 @@ class Prepared:
 def load_prepared(name: str, cfg: dict, progress=None, announce=None) -> Prepared:
     """Prepare (a cache hit when done before) and open the arrays read-only, memory-mapped."""
     report = prepare(name, cfg, progress, announce)
-    manifest = load_manifest(name, cfg).usable
+    manifest = report.manifest.usable
     arrays = {}
     for k in report.kinds:
         index = pl.read_parquet(Path(k.path) / "index.parquet").rename({"row": f"row_{k.kind}"})
