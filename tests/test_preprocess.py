@@ -188,11 +188,11 @@ def test_one_crop_box_for_every_frame_of_a_sample():
 
 
 def test_haar_without_a_cascade_is_one_line_error(tmp_path):
-    proc = run_cli("datasets", "prepare", "samm", "--set", "preprocess.face_crop=haar")
     import cv2
 
     if (Path(getattr(cv2.data, "haarcascades", "")) / "haarcascade_frontalface_default.xml").is_file():
         pytest.skip("this OpenCV ships a Haar cascade")
+    proc = run_cli("datasets", "prepare", "samm", "--set", "preprocess.face_crop=haar")
     assert_one_line_error(proc, "preprocess.face_crop=haar", "preprocess.cascade")
     assert_one_line_error(run_cli("datasets", "prepare", "samm", "--set", f"preprocess.cascade={tmp_path / 'no.xml'}"),
                           "preprocess.cascade")

@@ -95,15 +95,12 @@ class HSTA(MERModel):
         super().__init__()
         c = self.config = config
         self.num_classes = num_classes
-        video_shape = (3, c.frames if c.video == "frames" else 1, c.img_size, c.img_size)
-        special_shape = (3, c.special_frames, c.special_size, c.special_size)
-        self.inputs = {c.video: video_shape if c.video == "frames" else video_shape[:1] + video_shape[2:]}
-        if c.two_branches:
-            shape = special_shape if c.special == "special" else (3, c.special_size, c.special_size)
-            self.inputs = {c.special: shape, **self.inputs}
-        shapes = [special_shape, video_shape]
+        shapes = [(3, c.special_frames, c.special_size, c.special_size), (3, c.frames, c.img_size, c.img_size)]
+        self.kinds = (c.special, c.video)
         branches = (0, 1) if c.two_branches else (1,)
         self.branch_ids = branches
+        # a one-frame input (flow, apex) is taken as an image; forward gives it its time axis back
+        self.inputs = {self.kinds[b]: shapes[b] if shapes[b][1] > 1 else shapes[b][:1] + shapes[b][2:] for b in branches}
         self.branches = nn.ModuleDict()
         for b in branches:
             tokens = 1
@@ -133,9 +130,7 @@ class HSTA(MERModel):
         return x.unsqueeze(2) if x.ndim == 4 else x  # an image is a 1-frame clip
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        c = self.config
-        kinds = {0: c.special, 1: c.video}
-        xs = {b: self.branches[str(b)](self._clip(batch, kinds[b])) for b in self.branch_ids}
+        xs = {b: self.branches[str(b)](self._clip(batch, self.kinds[b])) for b in self.branch_ids}
         for layer in self.layers:
             for b in self.branch_ids:
                 for block in layer.usta[str(b)]:

@@ -92,51 +92,37 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     entries = {k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted}
     todo = [k for k in wanted if not entries[k].complete]
 
-    needs_crop = source.inputs == "frames" and any(not x["face_crop"] for x in samples)
-    cascade = find_cascade(s.cascade)  # a configured one must exist, whether or not it is needed
-    if s.face_crop == "none" or not (needs_crop or s.face_crop == "haar"):
-        cascade = None
-    if s.face_crop == "haar" and cascade is None:
-        raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); set preprocess.cascade=PATH")
-    detect = s.face_crop == "haar" or (s.face_crop == "auto" and cascade is not None)
+    cascade, crop_words = _face_crops(s, source.inputs, samples)
     if s.face_crop == "haar":
         samples = [{**x, "face_crop": False} for x in samples]  # detect on every sample, crops included
-    if source.inputs == "flow":
-        crop_words = "precomputed flow and apex crops, as released"
-    elif not needs_crop and s.face_crop != "haar":
-        crop_words = "frames are face crops already"
-    elif detect:
-        crop_words = f"faces detected with {cascade}"
-    else:
-        crop_words = "whole frames: no face detector on this machine (set preprocess.cascade)" if s.face_crop == "auto" else "whole frames (face_crop=none)"
 
     excluded = _unusable(manifest)
     notes: list[dict] = []
     if todo:
         stagings = {kind: entries[kind].staging() for kind in todo}
         try:
-            outcomes = _compute(stagings, samples, s, detect, cascade, progress)
+            outcomes = _compute(stagings, samples, s, cascade, progress)
         except BaseException:  # interrupted or failed: leave no half-written folder behind
             for staging in stagings.values():
                 shutil.rmtree(staging, ignore_errors=True)
             raise
-        failed = {o.sample_id: {"sample_id": o.sample_id, "where": o.where, "reason": o.reason} for o in outcomes if o.reason}
+        excluded += [{"sample_id": o.sample_id, "where": o.where, "reason": o.reason} for o in outcomes if o.reason]
         notes = [{"sample_id": o.sample_id, "note": o.note} for o in outcomes if o.note]
-        ok_rows = [(o.row, o.sample_id) for o in sorted(outcomes, key=lambda o: o.row) if not o.reason]
+        ok = sorted((o.row, o.sample_id) for o in outcomes if not o.reason)
+        index = pl.DataFrame({"sample_id": [sid for _, sid in ok], "row": [r for r, _ in ok]},
+                             schema={"sample_id": pl.String, "row": pl.Int64})
         for kind in todo:
             staging = stagings[kind]
-            pl.DataFrame({"sample_id": [sid for _, sid in ok_rows], "row": [r for r, _ in ok_rows]},
-                         schema={"sample_id": pl.String, "row": pl.Int64}).write_parquet(staging / "index.parquet")
+            index.write_parquet(staging / "index.parquet")
             meta = {
                 "dataset": name, "kind": kind, "key": entries[kind].key, "code": code, "synthetic": manifest.synthetic,
-                "shape": list(kinds_mod.KINDS[kind].shape(s)), "dtype": "uint8", "rows": len(samples), "samples": len(ok_rows),
+                "shape": list(kinds_mod.KINDS[kind].shape(s)), "dtype": "uint8", "rows": len(samples), "samples": len(ok),
                 "settings": kinds_mod.KINDS[kind].depends_on(s), "face_crop": crop_words,
-                "excluded": excluded + list(failed.values()), "notes": notes,
+                "excluded": excluded, "notes": notes,
                 "seconds": round(time.perf_counter() - start, 3), "workers": s.workers,
             }
             (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             entries[kind].publish(staging)
-        excluded = excluded + list(failed.values())
     else:
         excluded = entries[wanted[0]].meta()["excluded"]
     reports = []
@@ -147,7 +133,27 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
                          crop_words, manifest)
 
 
-def _compute(stagings: dict[str, Path], samples, s, detect, cascade, progress) -> list[worker.Outcome]:
+def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[dict]) -> tuple[Path | None, str]:
+    """The cascade to crop faces with (None: no detection) and what is done about face crops, in words."""
+    needs_crop = inputs == "frames" and any(not x["face_crop"] for x in samples)
+    cascade = find_cascade(s.cascade)  # a configured one must exist, whether or not it is needed
+    if s.face_crop == "haar":
+        if cascade is None:
+            raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); "
+                            "set preprocess.cascade=PATH")
+        return cascade, f"faces detected with {cascade} on every sample"
+    if inputs == "flow":
+        return None, "precomputed flow and apex crops, as released"
+    if not needs_crop:
+        return None, "frames are face crops already"
+    if s.face_crop == "none":
+        return None, "whole frames (face_crop=none)"
+    if cascade is None:
+        return None, "whole frames: no face detector on this machine (set preprocess.cascade)"
+    return cascade, f"faces detected with {cascade}"
+
+
+def _compute(stagings: dict[str, Path], samples, s, cascade, progress) -> list[worker.Outcome]:
     """Fill a data.npy per kind in its staging folder, over `s.workers` processes."""
     arrays = {}
     for kind, staging in stagings.items():
@@ -156,7 +162,7 @@ def _compute(stagings: dict[str, Path], samples, s, detect, cascade, progress) -
         arrays[kind] = str(path)
     rows = list(enumerate(samples))
     chunk = max(1, min(16, len(rows) // (s.workers * 6) or 1))
-    jobs = [worker.Job(rows[i : i + chunk], arrays, s, detect, str(cascade) if cascade else None) for i in range(0, len(rows), chunk)]
+    jobs = [worker.Job(rows[i : i + chunk], arrays, s, str(cascade) if cascade else None) for i in range(0, len(rows), chunk)]
     outcomes: list[worker.Outcome] = []
     if s.workers == 1:
         import cv2

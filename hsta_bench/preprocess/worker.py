@@ -28,8 +28,7 @@ class Job:
     rows: list[tuple[int, dict]]  # (row in the arrays, sample as a manifest row)
     arrays: dict[str, str]  # kind -> .npy file to write into
     settings: PreprocessSettings
-    detect: bool  # crop faces of samples that are not face crops already
-    cascade: str | None
+    cascade: str | None  # crop faces (of samples that are not face crops already) with it; None: no crops
 
 
 @dataclass
@@ -123,7 +122,7 @@ def run(job: Job) -> list[Outcome]:
 
     cv2.setNumThreads(1)  # parallelism is the number of worker processes, nothing hidden inside OpenCV
     detector = None
-    if job.detect and job.cascade:
+    if job.cascade:
         from hsta_bench.preprocess.crop import FaceDetector
 
         detector = FaceDetector(Path(job.cascade))
