@@ -17,13 +17,14 @@ $(STAMP): pyproject.toml
 	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
-# Until `hsta-bench run` exists, the demo writes the synthetic stand-ins of every dataset, checks
-# each one through the same adapters that read the real datasets, and prepares the model inputs.
+# The demo writes the synthetic stand-ins of every dataset, checks each one through the same adapters
+# that read the real datasets, and runs the smoke benchmark on them (in this process until the Ray
+# runner lands).
 demo: setup
 	$(CLI) datasets synth
 	$(CLI) datasets list
 	$(CLI) datasets check --all
-	$(CLI) datasets prepare --all
+	$(CLI) run --all-datasets --preset smoke --output results
 
 test: setup
 	$(PY) -m pytest -q

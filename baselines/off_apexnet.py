@@ -31,6 +31,8 @@ def _stream(widths: tuple[int, int], padding: int) -> nn.Sequential:
 
 
 class OffApexNet(MERModel):
+    fold_batchable = True  # hsta_bench/engine/batched.py
+
     def __init__(self, num_classes: int = 3, size: int = 28, widths: tuple[int, int] = (6, 16),
                  hidden: int = 1024, dropout: float = 0.5, padding: int = 1):
         super().__init__()

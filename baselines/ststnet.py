@@ -16,6 +16,8 @@ from hsta_bench.models.registry import MERModel, register_model
 
 
 class STSTNet(MERModel):
+    fold_batchable = True  # hsta_bench/engine/batched.py
+
     def __init__(self, num_classes: int = 3, in_channels: int = 3, dropout: float = 0.5, size: int = 28):
         super().__init__()
         self.num_classes = num_classes

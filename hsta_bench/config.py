@@ -1,7 +1,7 @@
 """Configuration as data: YAML files under configs/, merged with a user file and command-line overrides.
 
-The tree has one section per YAML file in configs/ (`protocols`, `preprocess`, ...) plus `datasets`,
-one entry per file in configs/datasets/. A user adjusts it with
+The tree has one section per YAML file in configs/ (`protocols`, `preprocess`, `train`, ...) plus
+`datasets`, `models` (training recipes) and `presets`, one entry per file in those folders. A user adjusts it with
 `--config FILE` (a YAML file of the same shape), `--set key.path=value` and `--data-root NAME=PATH`
 (short for `--set datasets.NAME.root=PATH`). Every key a user sets must already exist, so a typo is an
 error naming the option instead of a silently ignored setting. Sections read by code become typed
@@ -39,12 +39,26 @@ def defaults() -> dict:
     """The shipped configuration tree."""
     root = configs_dir()
     tree: dict = {path.stem: _read_yaml(path) or {} for path in sorted(root.glob("*.yaml"))}
-    tree["datasets"] = {path.stem: _read_yaml(path) or {} for path in sorted((root / "datasets").glob("*.yaml"))}
+    for folder in ("datasets", "models", "presets"):
+        tree[folder] = {path.stem: _read_yaml(path) or {} for path in sorted((root / folder).glob("*.yaml"))}
     return tree
+
+
+# Sections whose keys are free (checked later, by the dataclass that reads them): a recipe or preset
+# may set any training setting or model override, not only those its file happens to list.
+_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("presets", "*", "train"))
+
+
+def _is_open(where: str) -> bool:
+    parts = where.rstrip(".").split(".")
+    return any(len(parts) == len(p) and all(a == "*" or a == b for a, b in zip(p, parts)) for p in _OPEN)
 
 
 def _merge(base: dict, update: Mapping, where: str, origin: str) -> None:
     for key, value in update.items():
+        if key not in base and _is_open(where):
+            base[key] = copy.deepcopy(value)
+            continue
         if key not in base:
             known = ", ".join(sorted(map(str, base))) or "none"
             raise UserError(f"{origin}: unknown key '{where}{key}' (known at this level: {known})")

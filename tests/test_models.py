@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hsta_bench.models import count_parameters, create_model, list_models, small_overrides
+from hsta_bench.models import count_parameters, create_model, list_models, model_class, small_overrides
 from hsta_bench.models.attention import attend, backend, divided_masks, set_backend
 from hsta_bench.preprocess.kinds import KINDS
 
@@ -21,6 +21,7 @@ def small(name: str, num_classes: int = 3, **extra):
 def test_forward_backward_every_parameter(name, record_property):
     model = small(name)
     assert set(model.inputs) <= set(KINDS)
+    assert type(model) is model_class(name)  # the builder's annotation says what it builds
     batch = model.example_input(2, generator=torch.Generator().manual_seed(0))
     logits = model(batch)
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()

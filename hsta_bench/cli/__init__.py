@@ -12,6 +12,7 @@ import typer
 
 from hsta_bench import __version__
 from hsta_bench.cli import datasets
+from hsta_bench.cli import run as run_cmd
 from hsta_bench.errors import UserError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(datasets.app, name="datasets")
+app.command("run")(run_cmd.run)
 
 
 def _version(value: bool) -> None:

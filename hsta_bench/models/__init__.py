@@ -7,7 +7,7 @@ one attention module with switchable kernels (attention.py), and the cache->tens
 """
 
 from hsta_bench.models.registry import (
-    MERModel, count_parameters, create_model, list_models, register_model, small_overrides,
+    MERModel, count_parameters, create_model, list_models, model_class, register_model, small_overrides,
 )
 
-__all__ = ["MERModel", "count_parameters", "create_model", "list_models", "register_model", "small_overrides"]
+__all__ = ["MERModel", "count_parameters", "create_model", "list_models", "model_class", "register_model", "small_overrides"]

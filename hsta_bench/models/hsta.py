@@ -125,6 +125,20 @@ class HSTA(MERModel):
         self.head = nn.Linear(sum(c.dims[b] for b in branches), num_classes)
         self.apply(init_weights)
 
+    def lr_layers(self):
+        """For layer-wise lr decay: parameter name -> (layer id, number of ids - 1). Embeddings are 0, HSTA
+        layer k is k + 1, the final norms and head the top."""
+        top = self.config.layers + 1
+
+        def layer_of(name: str) -> tuple[int, int]:
+            if name.startswith("branches."):
+                return 0, top
+            if name.startswith("layers."):
+                return int(name.split(".")[1]) + 1, top
+            return top, top
+
+        return layer_of
+
     def _clip(self, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
         x = batch[kind]
         return x.unsqueeze(2) if x.ndim == 4 else x  # an image is a 1-frame clip

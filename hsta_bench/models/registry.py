@@ -28,6 +28,7 @@ class MERModel(nn.Module):
 
     inputs: dict[str, tuple[int, ...]]
     num_classes: int
+    fold_batchable = False  # small enough, and free of data-dependent code, to train many folds at once
 
     def example_input(self, batch_size: int = 2, device: torch.device | str | None = None,
                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -77,6 +78,16 @@ def create_model(name: str, num_classes: int, attention: str | None = None, **ov
 
         set_backend(model, attention)
     return model
+
+
+def model_class(name: str) -> type[MERModel]:
+    """The class `name` builds, from its builder's return annotation (no model is built)."""
+    import typing
+
+    builders = _builders()
+    if name not in builders:
+        raise UserError(f"unknown model '{name}' (known: {', '.join(sorted(builders))})")
+    return typing.get_type_hints(builders[name])["return"]
 
 
 def count_parameters(model: nn.Module) -> int:

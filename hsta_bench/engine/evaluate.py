@@ -1,0 +1,322 @@
+"""One evaluation: a model on a dataset under a protocol, fold by fold, to per-sample predictions.
+
+    plan()       the model's recipe, the prepared inputs, labels and checked subject-independent folds
+    run_folds()  trains the folds of a plan (or a group of them) and returns their predictions
+    evaluate()   both, over every fold, optionally in worker processes
+
+A plan is rebuilt from (model, dataset, config) wherever folds are trained, so a worker (or, later, a
+Ray trial) gets names and settings, never arrays, and computes exactly what the driver would.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from hsta_bench.errors import UserError
+
+PREDICTION_COLUMNS = ("dataset", "protocol", "model", "fold", "subject", "sample_id", "source", "label", "pred",
+                      "synthetic")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """configs/evaluation.yaml"""
+
+    scheme: str = "loso"
+    k: int = 5
+    protocol: str | None = None
+    val_subjects: int = 0
+    seed: int = 0
+    bootstrap: int = 2000
+    level: float = 0.95
+    workers: int = 1
+    threads: int = 1
+
+
+def evaluation_config(cfg: dict) -> EvaluationConfig:
+    """The evaluation section, typed and checked (every problem is one line naming the setting)."""
+    from hsta_bench import config as config_mod
+    from hsta_bench.data import protocols
+
+    e = config_mod.typed(EvaluationConfig, cfg["evaluation"], "evaluation")
+    if e.scheme not in ("loso", "kfold"):
+        raise UserError(f"evaluation.scheme={e.scheme!r}: expected loso or kfold")
+    if e.protocol is not None:
+        protocols.get(e.protocol)
+    if not 0 < e.level < 1 or e.bootstrap < 0 or e.workers < 1 or e.threads < 1 or e.val_subjects < 0:
+        raise UserError("evaluation: level must be in (0, 1), bootstrap >= 0, workers and threads >= 1, val_subjects >= 0")
+    return e
+
+
+@dataclass
+class Recipe:
+    """How a model is trained and built in a run: TrainConfig plus create_model overrides."""
+
+    train: object  # TrainConfig
+    overrides: dict
+    source: str  # which recipe file (or "defaults")
+
+
+def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
+    from hsta_bench import config as config_mod
+    from hsta_bench.engine.train import TrainConfig
+    from hsta_bench.models import small_overrides
+
+    found, source = {}, "defaults"
+    for name, spec in cfg.get("models", {}).items():
+        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
+            found, source = spec, f"configs/models/{name}.yaml"
+            break
+    values = {**cfg["train"], **(found.get("train") or {})}
+    overrides = dict(found.get("model") or {})
+    if preset is not None:
+        spec = cfg.get("presets", {}).get(preset)
+        if spec is None:
+            raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg.get('presets', {}))})")
+        values.update(spec.get("train") or {})
+        if spec.get("small_inputs"):
+            overrides = {**small_overrides(model), **overrides}
+    train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
+    return Recipe(train, overrides, source)
+
+
+def compatible(model_inputs, dataset: str) -> bool:
+    """Whether `dataset` can give every input the model takes."""
+    from hsta_bench.data.registry import get_source
+    from hsta_bench.preprocess.kinds import KINDS
+
+    provides = get_source(dataset).inputs
+    return all(provides in KINDS[kind].sources for kind in model_inputs)
+
+
+@dataclass
+class Plan:
+    model: str
+    dataset: str
+    protocol: str
+    classes: tuple[str, ...]
+    recipe: Recipe
+    manifest: object  # polars DataFrame of the labelled, prepared samples (row order = everything below)
+    y: np.ndarray
+    folds: list
+    inputs: object  # train.Inputs
+    synthetic: bool
+    seed: int
+    evaluation: dict = field(default_factory=dict)
+
+    def fold_seed(self, index: int) -> int:
+        return self.seed + index
+
+    def key(self) -> str:
+        """A short hash of what determines this evaluation's numbers (for provenance)."""
+        blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
+                           "train": asdict(self.recipe.train), "overrides": self.recipe.overrides,
+                           "evaluation": self.evaluation}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announce=None) -> Plan:
+    import polars as pl
+
+    from hsta_bench.data import protocols
+    from hsta_bench.data.manifest import label_column
+    from hsta_bench.data.registry import get_source
+    from hsta_bench.engine import splits
+    from hsta_bench.engine.train import Inputs
+    from hsta_bench.models import create_model
+    from hsta_bench.models.inputs import preprocess_settings
+    from hsta_bench.preprocess import load_prepared
+
+    ev = asdict(evaluation_config(cfg))
+    protocol_name = ev.get("protocol") or get_source(dataset).protocols[0]
+    protocol = protocols.get(protocol_name)
+    if not set(protocol.adapters) & set(_adapters(dataset)):
+        raise UserError(f"evaluation.protocol={protocol_name}: does not apply to {dataset}")
+    rec = recipe(model, cfg, preset)
+    probe = create_model(model, len(protocol.classes), **rec.overrides)
+    if not compatible(probe.inputs, dataset):
+        raise UserError(f"model {model} needs {', '.join(probe.inputs)}, which {dataset} cannot give")
+    prepared = load_prepared(dataset, _with_sets(cfg, preprocess_settings(probe.inputs)), announce=announce)
+    label = label_column(protocol_name)
+    manifest = prepared.manifest.with_row_index("_row").filter(pl.col(label).is_not_null())
+    if manifest.height == 0:
+        raise UserError(f"{dataset}: no sample has a label under protocol {protocol_name}")
+    rows = manifest["_row"].to_numpy()
+    y = manifest[label].replace_strict(list(protocol.classes), list(range(len(protocol.classes))),
+                                       return_dtype=pl.Int64).to_numpy()
+    folds = splits.make_folds(manifest["subject"].to_numpy(), ev["scheme"], int(ev["k"]),
+                              int(ev["val_subjects"]), int(ev["seed"]))
+    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs})
+    synthetic = bool(manifest["synthetic"].any())
+    return Plan(model, dataset, protocol_name, protocol.classes, rec, manifest.drop("_row"), y, folds, inputs,
+                synthetic, rec.train.seed, {k: ev[k] for k in ("scheme", "k", "val_subjects", "seed")})
+
+
+def _adapters(dataset: str) -> list[str]:
+    from hsta_bench.data.registry import get_source
+
+    source = get_source(dataset)
+    return list(getattr(source, "parts", None) or [dataset])
+
+
+def _with_sets(cfg: dict, sets: list[str]) -> dict:
+    """`cfg` with preprocess overrides applied (the same parser as --set)."""
+    import copy
+
+    import yaml
+
+    from hsta_bench import config as config_mod
+
+    out = copy.deepcopy(cfg)
+    for item in sets:
+        key, raw = config_mod.parse_assignment(item, "--set")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def _fold_data(p: Plan, fold):
+    from hsta_bench.engine.train import FoldData
+
+    # test labels stay here: the trainer gets the test rows only
+    return FoldData(p.inputs, fold.train, p.y[fold.train], fold.val, p.y[fold.val], fold.test)
+
+
+def use_fold_batch(p: Plan) -> bool:
+    from hsta_bench.engine.train import device_for
+    from hsta_bench.models import model_class
+
+    mode = p.recipe.train.fold_batch
+    if mode == "never" or p.recipe.train.selection != "last":
+        return False
+    batchable = model_class(p.model).fold_batchable
+    if mode == "always":
+        return batchable
+    return batchable and device_for(p.recipe.train).type == "cuda"
+
+
+def run_folds(p: Plan, indices: list[int] | None = None, progress=None) -> dict:
+    """Train the folds `indices` (all by default); returns their predictions as columns (numpy)."""
+    from hsta_bench.engine import batched, train
+    from hsta_bench.models import create_model
+
+    indices = list(range(len(p.folds))) if indices is None else list(indices)
+    folds = [p.folds[i] for i in indices]
+
+    def build():
+        return create_model(p.model, len(p.classes), **p.recipe.overrides)
+
+    started = time.perf_counter()
+    if use_fold_batch(p):
+        outcomes = batched.fit_predict_folds(build, [_fold_data(p, f) for f in folds], p.recipe.train,
+                                             len(p.classes), [p.fold_seed(f.index) for f in folds])
+        if progress:
+            progress(len(folds))
+    else:
+        outcomes = []
+        for fold in folds:
+            outcomes.append(train.fit_predict(build, _fold_data(p, fold), p.recipe.train, len(p.classes),
+                                              p.fold_seed(fold.index)))
+            if progress:
+                progress(1)
+    rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
+    return {
+        "rows": rows,
+        "fold": np.concatenate([[f.name] * len(f.test) for f in folds]) if folds else np.zeros(0, str),
+        "pred": np.concatenate([o.logits.argmax(1) for o in outcomes]) if folds else np.zeros(0, int),
+        "chosen_epoch": {f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def predictions_frame(p: Plan, parts: list[dict]):
+    import polars as pl
+
+    rows = np.concatenate([part["rows"] for part in parts])
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    m = p.manifest
+    classes = np.array(p.classes)
+    return pl.DataFrame({
+        "dataset": p.dataset, "protocol": p.protocol, "model": p.model,
+        "fold": np.concatenate([part["fold"] for part in parts])[order].astype(str),
+        "subject": m["subject"].cast(pl.Utf8).to_numpy()[rows].astype(str),
+        "sample_id": m["sample_id"].to_numpy()[rows].astype(str),
+        "source": m["source"].to_numpy()[rows].astype(str),
+        "label": classes[p.y[rows]],
+        "pred": classes[np.concatenate([part["pred"] for part in parts])[order]],
+        "synthetic": m["synthetic"].to_numpy()[rows].astype(bool),
+    })
+
+
+def _worker(args):
+    model, dataset, cfg, preset, indices, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_folds(plan(model, dataset, cfg, preset), indices)
+
+
+@dataclass
+class Evaluation:
+    plan: Plan
+    predictions: object  # polars DataFrame
+    splits: object  # polars DataFrame
+    seconds: float
+    chosen_epochs: dict
+
+
+def evaluate(model: str, dataset: str, cfg: dict, preset: str | None = None, progress=None, announce=None) -> Evaluation:
+    """Every fold of `model` on `dataset`; folds in `evaluation.workers` processes when more than one."""
+    import torch
+
+    from hsta_bench.engine import splits
+
+    p = plan(model, dataset, cfg, preset, announce)
+    ev = evaluation_config(cfg)
+    workers, threads = ev.workers, ev.threads
+    started = time.perf_counter()
+    if workers <= 1 or use_fold_batch(p) or len(p.folds) == 1:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            parts = [run_folds(p, progress=progress)]
+        finally:
+            torch.set_num_threads(previous)
+    else:
+        parts = _in_workers(p, cfg, preset, workers, threads, progress)
+    chosen = {k: v for part in parts for k, v in part["chosen_epoch"].items()}
+    return Evaluation(p, predictions_frame(p, parts), splits.table(p.folds, p.manifest, dataset, p.protocol),
+                      time.perf_counter() - started, chosen)
+
+
+def _in_workers(p: Plan, cfg: dict, preset, workers: int, threads: int, progress) -> list[dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    groups = [list(range(len(p.folds)))[i::workers] for i in range(workers)]
+    groups = [[i] for g in groups for i in g]  # one task per fold: progress per fold, even load
+    context = multiprocessing.get_context("forkserver")
+    parts = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_worker, (p.model, p.dataset, cfg, preset, g, threads)) for g in groups]
+            for future in as_completed(futures):
+                parts.append(future.result())
+                if progress:
+                    progress(1)
+    except RuntimeError as exc:
+        if "bootstrapping phase" in str(exc) or "freeze_support" in str(exc):
+            raise UserError("evaluation.workers > 1 in a script needs `if __name__ == \"__main__\":` "
+                            "(or evaluation.workers=1)") from None
+        raise
+    return parts

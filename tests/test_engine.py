@@ -1,0 +1,180 @@
+"""The engine: recipes, schedules, the trainer never seeing test labels, determinism, fold batching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hsta_bench import config
+from hsta_bench.engine import evaluate as ev
+from hsta_bench.engine import train
+from hsta_bench.engine.batched import fit_predict_folds
+from hsta_bench.engine.train import FoldData, Inputs, TrainConfig
+from hsta_bench.models import create_model, list_models, model_class
+
+FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
+
+
+def test_recipes_come_from_configs_and_presets_override_them(cfg):
+    paper = ev.recipe("ststnet", cfg, "paper")
+    assert (paper.train.optimizer, paper.train.lr, paper.train.batch_size, paper.train.epochs) == ("adam", 5e-5, 256, 800)
+    assert paper.train.selection == "last" and paper.source == "configs/models/ststnet.yaml"
+    smoke = ev.recipe("ststnet", cfg, "smoke")
+    assert smoke.train.epochs == 2 and smoke.train.lr == 5e-5  # the preset changes the budget, not the recipe
+    hsta = ev.recipe("hsta_tiny", cfg, "paper")
+    assert hsta.train.layer_decay == 0.9 and hsta.train.balanced and hsta.source == "configs/models/hsta.yaml"
+    assert ev.recipe("hsta_tiny", cfg, "smoke").overrides == {"img_size": 48}
+    assert ev.recipe("c3d", cfg, None).source == "defaults"
+    tuned = config.load(sets=["models.ststnet.train.epochs=3", "presets.paper.train.seed=7"])
+    assert (ev.recipe("ststnet", tuned, "paper").train.epochs, ev.recipe("ststnet", tuned, "paper").train.seed) == (3, 7)
+
+
+def test_a_bad_training_setting_names_itself():
+    from hsta_bench.errors import UserError
+
+    with pytest.raises(UserError, match="optimizer='rmsprop'"):
+        ev.recipe("ststnet", config.load(sets=["models.ststnet.train.optimizer=rmsprop"]), "paper")
+    with pytest.raises(UserError, match="unknown setting\\(s\\) lr_typo"):
+        ev.recipe("ststnet", config.load(sets=["models.ststnet.train.lr_typo=1"]), "paper")
+
+
+def test_schedule_warms_up_then_follows_a_cosine_to_min_lr():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_epochs=1, schedule="cosine")
+    factors = [train.lr_factor(s, 100, 10, cfg) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
+    assert train.lr_factor(50, 100, 0, TrainConfig(schedule="constant")) == 1.0
+
+
+def test_layer_decay_scales_hsta_layers_and_spares_norms_from_weight_decay():
+    model = create_model("hsta_tiny", 3, img_size=32)
+    groups = train.param_groups(model, TrainConfig(layer_decay=0.5, weight_decay=0.05))
+    scales = sorted({g["lr_scale"] for g in groups})
+    assert scales == [0.125, 0.25, 0.5, 1.0]  # embeddings, 2 HSTA layers, head (tiny has 2 layers)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    assert by_param[id(model.head.weight)]["lr_scale"] == 1.0 and by_param[id(model.head.weight)]["weight_decay"] == 0.05
+    assert by_param[id(model.branches["0"].cls_token)]["lr_scale"] == 0.125
+    assert by_param[id(model.norms["0"].weight)]["weight_decay"] == 0.0
+
+
+def test_flip_mirrors_frames_and_negates_flow_u():
+    x = torch.rand(2, 3, 4, 4)
+    out = train.flip({"flow": x, "apex": x}, torch.tensor([True, False]))
+    assert torch.equal(out["apex"][0], x[0].flip(-1)) and torch.equal(out["apex"][1], x[1])
+    assert torch.allclose(out["flow"][0, 0], 1 - x[0, 0].flip(-1)) and torch.equal(out["flow"][0, 1:], x[0, 1:].flip(-1))
+
+
+def fold_problem(n=60, seed=0):
+    """A small flow dataset with a learnable signal: class c brightens channel c in the middle."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    arr = rng.integers(0, 120, (n, 28, 28, 3)).astype(np.uint8)
+    for i, c in enumerate(y):
+        arr[i, 10:18, 10:18, c] += 120
+    return Inputs({"flow": arr}), y
+
+
+@pytest.mark.parametrize("selection", ["last", "best_val"])
+def test_the_trainer_never_sees_test_labels(selection):
+    inputs, y = fold_problem()
+    rows = np.arange(len(y))
+    cfg = TrainConfig(epochs=3, batch_size=8, selection=selection, lr=1e-2)
+    data = FoldData(inputs, rows[:40], y[:40], rows[40:50], y[40:50], rows[50:])
+    assert "test_labels" not in {f.name for f in dataclasses.fields(FoldData)}
+    seen = []
+    original = train.predict
+
+    def spy(model, inputs_, rows_, device, batch_size=256):
+        seen.append(np.asarray(rows_).copy())
+        return original(model, inputs_, rows_, device, batch_size)
+
+    train.predict = spy
+    try:
+        out = train.fit_predict(lambda: create_model("ststnet", 3), data, cfg, 3, seed=1)
+    finally:
+        train.predict = original
+    # selection scored validation rows only; the test rows were predicted once, at the end
+    assert all(set(r) <= set(data.val) for r in seen[:-1]) and (seen[-1] == data.test).all()
+    assert len(seen) == (cfg.epochs + 1 if selection == "best_val" else 1)
+    assert out.logits.shape == (10, 3)
+
+
+def test_scrambled_test_labels_change_nothing(cfg):
+    """The same evaluation with the test side's labels scrambled gives the same predictions: labels of
+    the test fold reach only the scoring."""
+    plan = ev.plan("ststnet", "megc2019-flow", cfg, "smoke")
+    first = ev.run_folds(plan, [0, 1])
+    scrambled = dataclasses.replace(plan, y=plan.y.copy())
+    for fold in plan.folds[:2]:
+        scrambled.y[fold.test] = (scrambled.y[fold.test] + 1) % len(plan.classes)
+    second = ev.run_folds(scrambled, [0])
+    assert (first["pred"][: len(plan.folds[0].test)] == second["pred"]).all()
+
+
+def test_same_seed_same_predictions_on_cpu(cfg):
+    a = ev.evaluate("hsta_flow", "megc2019-flow", cfg, "smoke").predictions
+    b = ev.evaluate("hsta_flow", "megc2019-flow", cfg, "smoke").predictions
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize("name", FOLD_BATCHABLE)
+def test_fold_batched_training_equals_one_fold_at_a_time(name):
+    """Folds of different sizes (batches padded and masked, extra steps sat out), warm-up, balanced
+    sampling, flips, momentum and weight decay: the fold-batched models are the one-by-one models to float
+    rounding. Dropout is off here: it is the one random stream the two ways draw differently. SGD, because
+    Adam divides each gradient by its own running size, so a gradient that is zero up to rounding
+    (STSTNet's conv biases before ReLU and batch norm: ~1e-8) becomes a full step whose sign is the
+    rounding's; Adam's arithmetic is checked on its own below."""
+    inputs, y = fold_problem(90)
+    folds = []
+    for k, size in enumerate((50, 43, 37)):
+        test = np.arange(60 + 10 * k, 70 + 10 * k)
+        train_rows = np.arange(size)
+        folds.append(FoldData(inputs, train_rows, y[train_rows], np.zeros(0, int), np.zeros(0, int), test))
+    cfg = TrainConfig(optimizer="sgd", lr=3e-2, weight_decay=0.01, batch_size=16, epochs=3, warmup_epochs=1,
+                      balanced=True, augment=True)
+    build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
+    plain = [train.fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
+    batched = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])
+    for a, b in zip(plain, batched):
+        assert np.allclose(a.logits, b.logits, atol=1e-4), np.abs(a.logits - b.logits).max()
+        assert (a.logits.argmax(1) == b.logits.argmax(1)).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_stacked_optimizer_is_torch_optimizer_per_fold(optimizer):
+    """Given the same gradients, the stacked optimiser moves each fold's parameters as torch.optim would,
+    with per-fold learning rates and folds that sit out some steps."""
+    from hsta_bench.engine.batched import StackedOptimizer
+
+    g = torch.Generator().manual_seed(0)
+    folds = 3
+    start = torch.randn(folds, 4, 5, generator=g)
+    cfg = TrainConfig(optimizer=optimizer, weight_decay=0.1, momentum=0.9)
+    stacked = {"w": start.clone().requires_grad_(True)}
+    opt = StackedOptimizer(stacked, cfg, {"w": 0.1})
+    singles = [start[f].clone().requires_grad_(True) for f in range(folds)]
+    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
+    extra = {"momentum": 0.9} if optimizer == "sgd" else {}
+    torch_opts = [make([p], lr=1.0, weight_decay=0.1, **extra) for p in singles]
+    for step in range(6):
+        grads = torch.randn(folds, 4, 5, generator=g)
+        active = torch.tensor([True, step % 2 == 0, step < 4])
+        lrs = torch.tensor([0.01, 0.02, 0.005]) * (step + 1)
+        stacked["w"].grad = grads.clone()
+        opt.step(active, lrs)
+        for f in range(folds):
+            if active[f]:
+                torch_opts[f].param_groups[0]["lr"] = float(lrs[f])
+                singles[f].grad = grads[f].clone()
+                torch_opts[f].step()
+    for f in range(folds):
+        assert torch.allclose(stacked["w"][f], singles[f], atol=1e-6)
+
+
+def test_ststnet_is_fold_batched():
+    assert "ststnet" in FOLD_BATCHABLE

@@ -1,0 +1,107 @@
+"""`hsta-bench run` in-process: the results store and its contract (ARCHITECTURE.md), and user errors."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from helpers import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_cli("run", "--dataset", "megc2019-flow", "--model", "ststnet", "--model", "off_apexnet",
+                   "--preset", "smoke", "--output", str(out), "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    return out / summary["run_id"], summary
+
+
+def test_store_has_every_table_with_the_contract_columns(smoke_run):
+    path, summary = smoke_run
+    assert sorted(p.name for p in path.iterdir()) == ["confusion.parquet", "metrics.parquet", "per_class.parquet",
+                                                        "predictions.parquet", "run.json", "splits.parquet"]
+    predictions = pl.read_parquet(path / "predictions.parquet")
+    assert predictions.columns[:6] == ["dataset", "protocol", "model", "fold", "subject", "sample_id"]
+    assert {"label", "pred", "synthetic", "source"} <= set(predictions.columns)
+    splits = pl.read_parquet(path / "splits.parquet")
+    assert splits.columns == ["dataset", "protocol", "fold", "subject", "sample_id", "role"]
+    metrics = pl.read_parquet(path / "metrics.parquet")
+    assert metrics.columns[:4] == ["dataset", "protocol", "model", "scope"]
+    assert {"uf1", "uar", "acc", "n", "uf1_ci_low", "uf1_ci_high", "synthetic"} <= set(metrics.columns)
+    assert not list(path.glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_every_sample_is_predicted_once_per_model_by_a_fold_that_did_not_train_on_its_subject(smoke_run):
+    path, _ = smoke_run
+    predictions = pl.read_parquet(path / "predictions.parquet")
+    splits = pl.read_parquet(path / "splits.parquet")
+    for model, group in predictions.group_by("model"):
+        assert group["sample_id"].n_unique() == group.height == 48
+        assert (group["fold"] == group["subject"]).all()  # LOSO: the fold is named by its test subject
+    trained = splits.filter(pl.col("role") != "test").select("fold", "subject").unique()
+    leak = predictions.join(trained, on=["fold", "subject"], how="inner")
+    assert leak.height == 0
+    assert predictions["synthetic"].all()
+
+
+def test_metrics_are_the_pooled_predictions_scores(smoke_run):
+    from hsta_bench.engine import metrics as m
+
+    path, summary = smoke_run
+    predictions = pl.read_parquet(path / "predictions.parquet")
+    table = pl.read_parquet(path / "metrics.parquet")
+    classes = ["negative", "positive", "surprise"]
+    for row in summary["metrics"]:
+        group = predictions.filter(pl.col("model") == row["model"])
+        s = m.scores([classes.index(c) for c in group["label"]], [classes.index(c) for c in group["pred"]], 3)
+        assert row["uf1"] == pytest.approx(s["uf1"]) and row["uar"] == pytest.approx(s["uar"]) and row["n"] == 48
+        assert row["uf1_ci_low"] <= row["uf1"] <= row["uf1_ci_high"]
+        assert row["synthetic"] is True
+    scopes = set(table.filter(pl.col("model") == "ststnet")["scope"])
+    assert {"all", "source=casme2", "source=samm", "source=smic"} <= scopes
+    assert sum(s.startswith("fold=") for s in scopes) == 6
+
+
+def test_run_json_records_what_reproduces_the_run(smoke_run):
+    path, _ = smoke_run
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "finished" and run["preset"] == "smoke"
+    assert run["environment"]["torch"] and "git_commit" in run
+    first = run["evaluations"][0]
+    assert first["model"] == "ststnet" and first["synthetic"] is True and first["folds"] == 6
+    assert first["train"]["optimizer"] == "adam" and first["train"]["epochs"] == 2
+    assert sorted(first["seeds"].values()) == list(range(6))
+    assert run["config"]["evaluation"]["scheme"] == "loso"
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["run"], ["--dataset NAME", "--all-datasets"]),
+    (["run", "--dataset", "casme9"], ["unknown dataset", "casme9"]),
+    (["run", "--dataset", "casme2", "--model", "resnet"], ["--model resnet: unknown model"]),
+    (["run", "--dataset", "casme2", "--preset", "huge"], ["--preset huge: unknown preset"]),
+    (["run", "--dataset", "megc2019-flow", "--model", "c3d"], ["no model can run", "c3d on megc2019-flow"]),
+    (["run", "--dataset", "casme2", "--set", "evaluation.scheme=random", "--model", "ststnet", "--preset", "smoke"],
+     ["evaluation.scheme='random'"]),
+])
+def test_user_errors_are_one_line(args, fragments, tmp_path):
+    assert_one_line_error(run_cli(*args, "--output", str(tmp_path)), *fragments)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    from hsta_bench.engine.results import atomic_write
+
+    target = tmp_path / "metrics.parquet"
+    target.write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]
