@@ -102,6 +102,11 @@ def load(
                 "it is built from (see `hsta-bench datasets list`)"
             )
         tree["datasets"][name]["root"] = path
+    return apply_sets(tree, sets)
+
+
+def apply_sets(tree: dict, sets: Iterable[str]) -> dict:
+    """Apply `key.path=value` overrides to `tree` in place (values parsed as YAML) and return it."""
     for item in sets:
         key, raw = parse_assignment(item, "--set")
         try:

@@ -178,3 +178,16 @@ def test_stacked_optimizer_is_torch_optimizer_per_fold(optimizer):
 
 def test_ststnet_is_fold_batched():
     assert "ststnet" in FOLD_BATCHABLE
+
+
+def test_validation_subjects_select_the_epoch_without_the_test_subject():
+    cfg = config.load(sets=["evaluation.val_subjects=1", "models.ststnet.train.selection=best_val",
+                            "presets.smoke.train.epochs=4"])
+    result = ev.evaluate("ststnet", "megc2019-flow", cfg, "smoke")
+    roles = result.splits
+    for fold, group in roles.group_by("fold"):
+        val = set(group.filter(group["role"] == "val")["subject"])
+        test = set(group.filter(group["role"] == "test")["subject"])
+        assert len(val) == 1 and not val & test
+    assert set(result.chosen_epochs) == {f.name for f in result.plan.folds}
+    assert all(1 <= e <= 4 for e in result.chosen_epochs.values())

@@ -1,8 +1,12 @@
 """Learning is tested by learning: trained briefly on a synthetic stand-in, models beat chance on
 subjects they never saw (a 2-fold subject-independent split).
 
-Not here yet: hsta_tiny and timesformer on raw frames (patch transformers from scratch) stay near chance
-at this data size with these short schedules (issue 4 is open on it); the CNN c3d learns the same frames.
+hsta_tiny on raw frames is held to less: it must fit its training set (an optimisation check), not
+generalise. On unseen subjects it stays at UAR 0.37-0.49 over the recipes tried (lr 1e-4..3e-3, 20-150
+epochs, warm-up + cosine, 48-96 px, tubelet sizes, dropout off, embedding inits): the classes differ by
+*where* a face moves, which a readout over the flattened tokens of the onset/apex embedding picks up
+(0.63-0.79 with one HSTA block) but the pooled CLS readout has to learn from ~43 training samples per
+fold and does not. The CNN c3d learns the same frames; hsta_flow (HSTA on flow) learns below.
 """
 
 from __future__ import annotations
@@ -54,6 +58,28 @@ def train_and_predict(name: str, tensors: dict, y: np.ndarray, train: np.ndarray
     test = np.flatnonzero(~train)
     with torch.no_grad():
         return model({k: v[test] for k, v in tensors.items()}).argmax(-1).numpy()
+
+
+@pytest.mark.slow
+def test_hsta_tiny_fits_its_training_set():
+    """Warm-up and a cosine schedule (as HSTA's release trains) let hsta_tiny fit the stand-in's training
+    side; a constant lr leaves it oscillating near chance even there."""
+    from hsta_bench.engine.train import FoldData, Inputs, TrainConfig, fit_predict
+
+    name = "hsta_tiny"
+    overrides = small_overrides(name)
+    model = create_model(name, 3, **overrides)
+    prepared = load_prepared(DATASET, config.load(sets=preprocess_settings(model.inputs)))
+    data = prepared.manifest
+    y = data["label_megc2019_composite"].replace_strict(["negative", "positive", "surprise"], [0, 1, 2]).to_numpy()
+    inputs = Inputs({kind: prepared.inputs(kind) for kind in model.inputs})
+    train = np.flatnonzero(subject_folds(data["subject"].to_numpy())[0])
+    cfg = TrainConfig(optimizer="adamw", lr=3e-4, weight_decay=0.01, batch_size=16, epochs=100, warmup_epochs=10,
+                      schedule="cosine")
+    fold = FoldData(inputs, train, y[train], np.zeros(0, int), np.zeros(0, int), train)
+    out = fit_predict(lambda: create_model(name, 3, **overrides), fold, cfg, 3, seed=0)
+    fit = balanced_accuracy(y[train], out.logits.argmax(1))
+    assert fit >= 0.75, f"hsta_tiny fits its training set to UAR {fit:.2f} only"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def test_store_has_every_table_with_the_contract_columns(smoke_run):
     assert sorted(p.name for p in path.iterdir()) == ["confusion.parquet", "metrics.parquet", "per_class.parquet",
                                                         "predictions.parquet", "run.json", "splits.parquet"]
     predictions = pl.read_parquet(path / "predictions.parquet")
-    assert predictions.columns[:6] == ["dataset", "protocol", "model", "fold", "subject", "sample_id"]
-    assert {"label", "pred", "synthetic", "source"} <= set(predictions.columns)
+    assert predictions.columns == ["dataset", "protocol", "model", "fold", "subject", "sample_id", "source", "label",
+                                   "pred", "synthetic"]
     splits = pl.read_parquet(path / "splits.parquet")
     assert splits.columns == ["dataset", "protocol", "fold", "subject", "sample_id", "role"]
     metrics = pl.read_parquet(path / "metrics.parquet")
@@ -105,3 +105,20 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.parquet"]
+
+
+@realdata
+def test_a_run_on_the_real_composite_is_not_marked_synthetic(tmp_path):
+    proc = run_cli("run", "--dataset", "megc2019-flow", "--data-root", f"megc2019-flow={SHARED_FLOW}",
+                   "--model", "ststnet", "--preset", "smoke", "--set", "evaluation.scheme=kfold",
+                   "--set", "evaluation.k=2", "--set", "evaluation.bootstrap=100", "--output", str(tmp_path), "--json",
+                   timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / json.loads(proc.stdout)["run_id"]
+    predictions = pl.read_parquet(path / "predictions.parquet")
+    assert predictions.height == 442 and not predictions["synthetic"].any()
+    splits = pl.read_parquet(path / "splits.parquet")
+    tested = splits.filter(pl.col("role") == "test")
+    assert tested["sample_id"].n_unique() == 442 and tested.group_by("subject").agg(pl.col("fold").n_unique())["fold"].max() == 1
+    metrics = pl.read_parquet(path / "metrics.parquet").filter(pl.col("scope") == "all")
+    assert metrics["n"].to_list() == [442] and not metrics["synthetic"].any()

@@ -27,7 +27,7 @@ Preset = Annotated[str, typer.Option("--preset", metavar="NAME", help="smoke (mi
 Output = Annotated[Path, typer.Option("--output", metavar="DIR", help="Where run folders go.")]
 
 
-def pairs(models: list[str], datasets: list[str], explicit_models: bool) -> tuple[list[tuple[str, str]], list[str]]:
+def pairs(models: list[str], datasets: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     """(model, dataset) pairs to evaluate, and notes on pairs left out because the dataset cannot give
     the model's inputs."""
     from hsta_bench.engine.evaluate import compatible
@@ -76,7 +76,7 @@ def run(
     for name in models:
         if name not in known:
             raise UserError(f"--model {name}: unknown model (known: {', '.join(sorted(known))})")
-    todo, skipped = pairs(models, datasets, bool(model))
+    todo, skipped = pairs(models, datasets)
     from hsta_bench.engine.evaluate import evaluation_config, recipe
 
     evaluation_config(cfg)  # settings errors before any work starts
@@ -113,8 +113,13 @@ def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) 
             task = bar.add_task(f"{model} on {dataset}", total=None)
             announce = lambda text: err.print(f"[dim]{text}[/dim]")  # noqa: E731
 
-            def progress(n, task=task):
+            done = [0]
+
+            def progress(n, task=task, label=f"{model} on {dataset}"):
                 bar.advance(task, n)
+                done[0] += n
+                if not err.is_terminal:  # a log file gets a line per fold instead of a live bar
+                    err.print(f"{label}: {done[0]} folds done ({time.perf_counter() - started:.0f} s)")
 
             result = evaluate(model, dataset, cfg, preset, progress=progress, announce=announce)
             bar.update(task, total=len(result.plan.folds), completed=len(result.plan.folds))
@@ -162,4 +167,4 @@ def show(summary, run_id: str) -> None:
 
         name = r["dataset"] + (" *" if r["synthetic"] else "")
         table.add_row(name, r["protocol"], r["model"], ci("uf1"), ci("uar"), f"{r['acc']:.3f}", str(r["n"]))
-    out.print(table)
+    out.print(table, width=None if out.is_terminal else 160)  # a log file gets the whole table

@@ -166,22 +166,12 @@ def _adapters(dataset: str) -> list[str]:
 
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:
-    """`cfg` with preprocess overrides applied (the same parser as --set)."""
+    """A copy of `cfg` with `--set`-style overrides applied (the preprocessing a model needs)."""
     import copy
-
-    import yaml
 
     from hsta_bench import config as config_mod
 
-    out = copy.deepcopy(cfg)
-    for item in sets:
-        key, raw = config_mod.parse_assignment(item, "--set")
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[part]
-        node[parts[-1]] = yaml.safe_load(raw)
-    return out
+    return config_mod.apply_sets(copy.deepcopy(cfg), sets)
 
 
 def _fold_data(p: Plan, fold):
@@ -255,7 +245,7 @@ def predictions_frame(p: Plan, parts: list[dict]):
         "label": classes[p.y[rows]],
         "pred": classes[np.concatenate([part["pred"] for part in parts])[order]],
         "synthetic": m["synthetic"].to_numpy()[rows].astype(bool),
-    })
+    }).select(PREDICTION_COLUMNS)
 
 
 def _worker(args):
@@ -303,8 +293,7 @@ def _in_workers(p: Plan, cfg: dict, preset, workers: int, threads: int, progress
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    groups = [list(range(len(p.folds)))[i::workers] for i in range(workers)]
-    groups = [[i] for g in groups for i in g]  # one task per fold: progress per fold, even load
+    groups = [[i] for i in range(len(p.folds))]  # one task per fold: progress per fold, even load
     context = multiprocessing.get_context("forkserver")
     parts = []
     try:
