@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -89,10 +90,8 @@ def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) 
     import polars as pl
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from hsta_bench.engine.evaluate import evaluate
-    from hsta_bench.engine.results import RunStore, environment, git_commit
-
-    from hsta_bench.engine.evaluate import evaluation_config
+    from hsta_bench.engine.evaluate import evaluate, evaluation_config
+    from hsta_bench.engine.results import RunStore, environment, git_commit, write_json
 
     store = RunStore(output)
     ev = evaluation_config(cfg)
@@ -107,11 +106,14 @@ def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) 
         err.print(f"[dim]skipped: {note}[/dim]")
     err.print(f"run {store.run_id} -> {store.path}")
     started = time.perf_counter()
+
+    def announce(text):
+        err.print(f"[dim]{text}[/dim]")
+
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} folds"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=not err.is_terminal) as bar:
         for model, dataset in todo:
             task = bar.add_task(f"{model} on {dataset}", total=None)
-            announce = lambda text: err.print(f"[dim]{text}[/dim]")  # noqa: E731
 
             done = [0]
 
@@ -127,8 +129,6 @@ def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) 
             classes_of[p.protocol] = p.classes
             predictions.append(result.predictions)
             split_tables.append(result.splits)
-            from dataclasses import asdict
-
             run_info["evaluations"].append({
                 "model": model, "dataset": dataset, "protocol": p.protocol, "classes": list(p.classes),
                 "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds),
@@ -142,8 +142,6 @@ def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) 
                                        classes_of, ev.bootstrap, ev.level, ev.seed)
     run_info["status"] = "finished"
     run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    from hsta_bench.engine.results import write_json
-
     write_json(run_info, store.path / "run.json")
     summary = metric_table.filter(pl.col("scope") == "all")
     if as_json:

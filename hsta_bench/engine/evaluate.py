@@ -107,11 +107,10 @@ class Plan:
     folds: list
     inputs: object  # train.Inputs
     synthetic: bool
-    seed: int
     evaluation: dict = field(default_factory=dict)
 
     def fold_seed(self, index: int) -> int:
-        return self.seed + index
+        return self.recipe.train.seed + index
 
     def key(self) -> str:
         """A short hash of what determines this evaluation's numbers (for provenance)."""
@@ -133,10 +132,11 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     from hsta_bench.models.inputs import preprocess_settings
     from hsta_bench.preprocess import load_prepared
 
-    ev = asdict(evaluation_config(cfg))
-    protocol_name = ev.get("protocol") or get_source(dataset).protocols[0]
+    ev = evaluation_config(cfg)
+    source = get_source(dataset)
+    protocol_name = ev.protocol or source.protocols[0]
     protocol = protocols.get(protocol_name)
-    if not set(protocol.adapters) & set(_adapters(dataset)):
+    if not set(protocol.adapters) & set(source.parts or (dataset,)):
         raise UserError(f"evaluation.protocol={protocol_name}: does not apply to {dataset}")
     rec = recipe(model, cfg, preset)
     probe = create_model(model, len(protocol.classes), **rec.overrides)
@@ -150,19 +150,11 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     rows = manifest["_row"].to_numpy()
     y = manifest[label].replace_strict(list(protocol.classes), list(range(len(protocol.classes))),
                                        return_dtype=pl.Int64).to_numpy()
-    folds = splits.make_folds(manifest["subject"].to_numpy(), ev["scheme"], int(ev["k"]),
-                              int(ev["val_subjects"]), int(ev["seed"]))
+    folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
     inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs})
     synthetic = bool(manifest["synthetic"].any())
     return Plan(model, dataset, protocol_name, protocol.classes, rec, manifest.drop("_row"), y, folds, inputs,
-                synthetic, rec.train.seed, {k: ev[k] for k in ("scheme", "k", "val_subjects", "seed")})
-
-
-def _adapters(dataset: str) -> list[str]:
-    from hsta_bench.data.registry import get_source
-
-    source = get_source(dataset)
-    return list(getattr(source, "parts", None) or [dataset])
+                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")})
 
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:

@@ -16,21 +16,27 @@ def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     return np.bincount(np.asarray(y) * n_classes + np.asarray(pred), minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def from_confusion(cm: np.ndarray) -> dict:
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(1).astype(float)
-    predicted = cm.sum(0).astype(float)
-    denom = support + predicted  # 2TP + FP + FN
+def _per_class(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F1, recall (nan where a class has no samples) and support of a batch of confusion matrices (B, C, C)."""
+    tp = np.diagonal(cms, axis1=-2, axis2=-1).astype(float)
+    support = cms.sum(-1).astype(float)
+    denom = support + cms.sum(-2)  # 2TP + FP + FN
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    recall = np.divide(tp, support, out=np.full_like(tp, np.nan), where=support > 0)
+    return f1, recall, support
+
+
+def from_confusion(cm: np.ndarray) -> dict:
+    f1, recall, support = _per_class(cm[None])
+    f1, recall, support = f1[0], recall[0], support[0]
     n = cm.sum()
     return {
         "uf1": float(f1.mean()),
-        "uar": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
-        "acc": float(tp.sum() / n) if n else 0.0,
+        "uar": float(np.nanmean(recall)) if (support > 0).any() else 0.0,
+        "acc": float(np.trace(cm) / n) if n else 0.0,
         "n": int(n),
         "f1": f1,
-        "recall": recall,
+        "recall": np.nan_to_num(recall),
         "support": support.astype(int),
     }
 
@@ -49,13 +55,8 @@ def _subject_confusions(y, pred, groups, n_classes) -> np.ndarray:
 
 def _batch_stat(cms: np.ndarray, stat: str) -> np.ndarray:
     """uf1 or uar of a batch of confusion matrices (B, C, C)."""
-    tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
-    support = cms.sum(2).astype(float)
-    if stat == "uf1":
-        denom = support + cms.sum(1)
-        return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(1)
-    recall = np.divide(tp, support, out=np.full_like(tp, np.nan), where=support > 0)
-    return np.nanmean(recall, axis=1)
+    f1, recall, _ = _per_class(cms)
+    return f1.mean(1) if stat == "uf1" else np.nanmean(recall, axis=1)
 
 
 def bootstrap_ci(y, pred, groups, n_classes: int, stat: str = "uf1", iterations: int = 2000,
