@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The demo writes the synthetic stand-ins of every dataset, checks each one through the same adapters
-# that read the real datasets, and runs the smoke benchmark on them (in this process until the Ray
-# runner lands).
+# that read the real datasets, and runs the smoke benchmark on them (HSTA and the baselines, as Ray Tune
+# trials on a local Ray instance the command starts and stops).
 demo: setup
 	$(CLI) datasets synth
 	$(CLI) datasets list

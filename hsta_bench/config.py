@@ -46,7 +46,7 @@ def defaults() -> dict:
 
 # Sections whose keys are free (checked later, by the dataclass that reads them): a recipe or preset
 # may set any training setting or model override, not only those its file happens to list.
-_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("presets", "*", "train"))
+_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"))
 
 
 def _is_open(where: str) -> bool:

@@ -18,11 +18,12 @@ realdata = pytest.mark.skipif(
 )
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed command line as a user would: a separate process, text output."""
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed command line as a user would: a separate process, text output (`env`: extra
+    environment variables)."""
     return subprocess.run(
         [sys.executable, "-m", "hsta_bench", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 

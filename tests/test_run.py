@@ -1,4 +1,5 @@
-"""`hsta-bench run` in-process: the results store and its contract (ARCHITECTURE.md), and user errors."""
+"""`hsta-bench run` (through a local Ray instance): the results store and its contract (ARCHITECTURE.md),
+and user errors."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def smoke_run(tmp_path_factory):
 
 def test_store_has_every_table_with_the_contract_columns(smoke_run):
     path, summary = smoke_run
-    assert sorted(p.name for p in path.iterdir()) == ["confusion.parquet", "metrics.parquet", "per_class.parquet",
-                                                        "predictions.parquet", "run.json", "splits.parquet"]
+    assert sorted(p.name for p in path.iterdir()) == ["confusion.parquet", "fragments", "leaderboard.md", "logs",
+                                                        "metrics.parquet", "per_class.parquet", "predictions.parquet",
+                                                        "run.json", "splits.parquet", "tune"]
     predictions = pl.read_parquet(path / "predictions.parquet")
     assert predictions.columns == ["dataset", "protocol", "model", "fold", "subject", "sample_id", "source", "label",
                                    "pred", "synthetic"]
@@ -76,6 +78,20 @@ def test_run_json_records_what_reproduces_the_run(smoke_run):
     assert first["train"]["optimizer"] == "adam" and first["train"]["epochs"] == 2
     assert sorted(first["seeds"].values()) == list(range(6))
     assert run["config"]["evaluation"]["scheme"] == "loso"
+    assert run["dispatch"]["executor"] == "ray" and run["dispatch"]["joined"] is False
+    trials = run["trials"]
+    assert sorted(i for t in trials if t["model"] == "ststnet" for i in t["folds"]) == list(range(6))
+    assert {t["model"] for t in trials} == {"ststnet", "off_apexnet"}
+
+
+def test_the_run_leaves_its_leaderboard_and_ray_logs(smoke_run):
+    path, summary = smoke_run
+    board = (path / "leaderboard.md").read_text()
+    assert "## megc2019-flow" in board and "(synthetic)" in board
+    best = max(summary["metrics"], key=lambda r: r["uf1"])
+    assert f"| 1 | {best['model']} | {best['uf1']:.3f}" in board  # ranked by pooled UF1
+    assert summary["run_id"] in board and "hsta-bench run --dataset megc2019-flow" in board
+    assert "Started a local Ray instance" in (path / "logs" / "ray.log").read_text()
 
 
 @pytest.mark.parametrize("args,fragments", [

@@ -1,17 +1,13 @@
 """`hsta-bench run`: train models on datasets under the leakage-free protocol and store the results.
 
-Each (model, dataset) pair is one evaluation (hsta_bench/engine/evaluate.py), run in this process, its
-folds optionally in worker processes (evaluation.workers). The results store (engine/results.py) is
-rewritten after every evaluation, so a finished evaluation is on disk even if a later one fails.
+Each (model, dataset) pair is one evaluation (hsta_bench/engine/evaluate.py: its plan of folds); its folds
+are dispatched as Ray Tune trials on a local Ray instance or a cluster (hsta_bench/orchestrate/), or run in
+this process with --in-process. A run is resumable: --resume RUN_ID trains only what is not on disk.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,8 +20,11 @@ from hsta_bench.errors import UserError
 DatasetNames = Annotated[Optional[list[str]], typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`.")]
 AllDatasets = Annotated[bool, typer.Option("--all-datasets", help="Every registered dataset.")]
 ModelNames = Annotated[Optional[list[str]], typer.Option("--model", metavar="NAME", help="A model (repeatable); default: the preset's list.")]
-Preset = Annotated[str, typer.Option("--preset", metavar="NAME", help="smoke (minutes, small inputs) or paper (the published recipes).")]
+Preset = Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="smoke (minutes, small inputs) or paper (the published recipes; the default).")]
 Output = Annotated[Path, typer.Option("--output", metavar="DIR", help="Where run folders go.")]
+Address = Annotated[Optional[str], typer.Option("--address", metavar="ADDR", help="Join this Ray cluster (also RAY_ADDRESS); default: a local Ray instance for the run.")]
+Resume = Annotated[Optional[str], typer.Option("--resume", metavar="RUN_ID", help="Finish an interrupted or failed run in OUTPUT (its own settings; nothing finished is redone).")]
+InProcess = Annotated[bool, typer.Option("--in-process", help="Run the trials one after another in this process, without Ray.")]
 
 
 def pairs(models: list[str], datasets: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -51,16 +50,40 @@ def run(
     dataset: DatasetNames = None,
     all_datasets: AllDatasets = False,
     model: ModelNames = None,
-    preset: Preset = "paper",
+    preset: Preset = None,
     data_roots: DataRoots = None,
     sets: Sets = None,
     config: ConfigFile = None,
     output: Output = Path("results"),
+    address: Address = None,
+    resume: Resume = None,
+    in_process: InProcess = False,
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
+    from hsta_bench.orchestrate import runner
+
+    if resume is not None:
+        given = [name for name, value in (("--dataset", dataset), ("--all-datasets", all_datasets), ("--model", model),
+                                          ("--preset", preset), ("--data-root", data_roots), ("--set", sets),
+                                          ("--config", config)) if value]
+        if given:
+            raise UserError(f"--resume {resume}: a resumed run keeps its own settings; drop {', '.join(given)}")
+        path, summary, problem = runner.resume(resume, output, address, in_process, err)
+    else:
+        todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets, config)
+        path, summary, problem = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
+    report(path, summary, as_json)
+    if problem is not None:
+        raise problem
+
+
+def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
+    """The checked settings of a new run: (model, dataset) pairs, pairs left out, config, preset."""
     from hsta_bench.data import get_source, list_sources
+    from hsta_bench.engine.evaluate import evaluation_config, recipe
     from hsta_bench.models import list_models
+    from hsta_bench.orchestrate.trials import dispatch_config
 
     cfg = load_config(config, sets, data_roots)
     if preset not in cfg["presets"]:
@@ -78,78 +101,21 @@ def run(
         if name not in known:
             raise UserError(f"--model {name}: unknown model (known: {', '.join(sorted(known))})")
     todo, skipped = pairs(models, datasets)
-    from hsta_bench.engine.evaluate import evaluation_config, recipe
-
     evaluation_config(cfg)  # settings errors before any work starts
+    dispatch_config(cfg)
     for name in dict.fromkeys(m for m, _ in todo):
         recipe(name, cfg, preset)
-    execute(todo, skipped, cfg, preset, output, as_json)
+    return todo, skipped, cfg, preset
 
 
-def execute(todo, skipped, cfg: dict, preset: str, output: Path, as_json: bool) -> Path:
-    import polars as pl
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from hsta_bench.engine.evaluate import evaluate, evaluation_config
-    from hsta_bench.engine.results import RunStore, environment, git_commit, write_json
-
-    store = RunStore(output)
-    ev = evaluation_config(cfg)
-    run_info = {
-        "run_id": store.run_id, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": sys.argv, "preset": preset, "pairs": [list(p) for p in todo], "skipped": skipped,
-        "git_commit": git_commit(), "environment": environment(), "config": cfg, "evaluations": [],
-        "status": "running",
-    }
-    predictions, split_tables, classes_of = [], [], {}
-    for note in skipped:
-        err.print(f"[dim]skipped: {note}[/dim]")
-    err.print(f"run {store.run_id} -> {store.path}")
-    started = time.perf_counter()
-
-    def announce(text):
-        err.print(f"[dim]{text}[/dim]")
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} folds"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=not err.is_terminal) as bar:
-        for model, dataset in todo:
-            task = bar.add_task(f"{model} on {dataset}", total=None)
-
-            done = [0]
-
-            def progress(n, task=task, label=f"{model} on {dataset}"):
-                bar.advance(task, n)
-                done[0] += n
-                if not err.is_terminal:  # a log file gets a line per fold instead of a live bar
-                    err.print(f"{label}: {done[0]} folds done ({time.perf_counter() - started:.0f} s)")
-
-            result = evaluate(model, dataset, cfg, preset, progress=progress, announce=announce)
-            bar.update(task, total=len(result.plan.folds), completed=len(result.plan.folds))
-            p = result.plan
-            classes_of[p.protocol] = p.classes
-            predictions.append(result.predictions)
-            split_tables.append(result.splits)
-            run_info["evaluations"].append({
-                "model": model, "dataset": dataset, "protocol": p.protocol, "classes": list(p.classes),
-                "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds),
-                "evaluation": p.evaluation, "train": asdict(p.recipe.train), "overrides": p.recipe.overrides,
-                "recipe": p.recipe.source, "config_key": p.key(),
-                "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
-                "chosen_epochs": result.chosen_epochs, "seconds": round(result.seconds, 2),
-            })
-            run_info["seconds"] = round(time.perf_counter() - started, 2)
-            metric_table = store.write(run_info, pl.concat(predictions), pl.concat(split_tables).unique(maintain_order=True),
-                                       classes_of, ev.bootstrap, ev.level, ev.seed)
-    run_info["status"] = "finished"
-    run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(run_info, store.path / "run.json")
-    summary = metric_table.filter(pl.col("scope") == "all")
+def report(path: Path, summary, as_json: bool) -> None:
+    run_id = path.name
     if as_json:
-        print(json.dumps({"run_id": store.run_id, "path": str(store.path), "metrics": summary.to_dicts()}, indent=2))
-    else:
-        show(summary, store.run_id)
-        out.print(f"results: {store.path}")
-    return store.path
+        metrics = summary.to_dicts() if summary is not None else []
+        print(json.dumps({"run_id": run_id, "path": str(path), "metrics": metrics}, indent=2))
+    elif summary is not None:
+        show(summary, run_id)
+        out.print(f"results: {path}  (leaderboard: {path / 'leaderboard.md'})")
 
 
 def show(summary, run_id: str) -> None:

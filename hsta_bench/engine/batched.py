@@ -185,7 +185,6 @@ def fit_predict_folds(build, folds: list[FoldData], cfg: TrainConfig, n_classes:
     for epoch in range(cfg.epochs):
         plans = [batches(epoch_order(f.train_labels, cfg.balanced, n_classes, g), cfg.batch_size)
                  for f, g in zip(folds, generators)]
-        flips = []
         for i in range(max(len(p) for p in plans)):
             parts = [p[i] if i < len(p) else None for p in plans]
             width = max(len(q) for q in parts if q is not None)

@@ -2,10 +2,10 @@
 
     plan()       the model's recipe, the prepared inputs, labels and checked subject-independent folds
     run_folds()  trains the folds of a plan (or a group of them) and returns their predictions
-    evaluate()   both, over every fold, optionally in worker processes
+    evaluate()   both, over every fold, in this process
 
-A plan is rebuilt from (model, dataset, config) wherever folds are trained, so a worker (or, later, a
-Ray trial) gets names and settings, never arrays, and computes exactly what the driver would.
+`hsta-bench run` does not call evaluate(): it makes the plans, then dispatches their folds as trials
+(hsta_bench/orchestrate/), which call run_folds() wherever they run.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ class EvaluationConfig:
     seed: int = 0
     bootstrap: int = 2000
     level: float = 0.95
-    workers: int = 1
-    threads: int = 1
 
 
 def evaluation_config(cfg: dict) -> EvaluationConfig:
@@ -49,18 +47,20 @@ def evaluation_config(cfg: dict) -> EvaluationConfig:
         raise UserError(f"evaluation.scheme={e.scheme!r}: expected loso or kfold")
     if e.protocol is not None:
         protocols.get(e.protocol)
-    if not 0 < e.level < 1 or e.bootstrap < 0 or e.workers < 1 or e.threads < 1 or e.val_subjects < 0:
-        raise UserError("evaluation: level must be in (0, 1), bootstrap >= 0, workers and threads >= 1, val_subjects >= 0")
+    if not 0 < e.level < 1 or e.bootstrap < 0 or e.val_subjects < 0:
+        raise UserError("evaluation: level must be in (0, 1), bootstrap >= 0, val_subjects >= 0")
     return e
 
 
 @dataclass
 class Recipe:
-    """How a model is trained and built in a run: TrainConfig plus create_model overrides."""
+    """How a model is trained and built in a run: TrainConfig plus create_model overrides, and the
+    resources one of its trials asks for (empty: configs/dispatch.yaml's)."""
 
     train: object  # TrainConfig
     overrides: dict
     source: str  # which recipe file (or "defaults")
+    resources: dict = field(default_factory=dict)
 
 
 def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
@@ -83,7 +83,7 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
         if spec.get("small_inputs"):
             overrides = {**small_overrides(model), **overrides}
     train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
-    return Recipe(train, overrides, source)
+    return Recipe(train, overrides, source, dict(found.get("resources") or {}))
 
 
 def compatible(model_inputs, dataset: str) -> bool:
@@ -240,14 +240,6 @@ def predictions_frame(p: Plan, parts: list[dict]):
     }).select(PREDICTION_COLUMNS)
 
 
-def _worker(args):
-    model, dataset, cfg, preset, indices, threads = args
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_folds(plan(model, dataset, cfg, preset), indices)
-
-
 @dataclass
 class Evaluation:
     plan: Plan
@@ -258,46 +250,11 @@ class Evaluation:
 
 
 def evaluate(model: str, dataset: str, cfg: dict, preset: str | None = None, progress=None, announce=None) -> Evaluation:
-    """Every fold of `model` on `dataset`; folds in `evaluation.workers` processes when more than one."""
-    import torch
-
+    """Every fold of `model` on `dataset`, one after another in this process."""
     from hsta_bench.engine import splits
 
     p = plan(model, dataset, cfg, preset, announce)
-    ev = evaluation_config(cfg)
-    workers, threads = ev.workers, ev.threads
     started = time.perf_counter()
-    if workers <= 1 or use_fold_batch(p) or len(p.folds) == 1:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            parts = [run_folds(p, progress=progress)]
-        finally:
-            torch.set_num_threads(previous)
-    else:
-        parts = _in_workers(p, cfg, preset, workers, threads, progress)
-    chosen = {k: v for part in parts for k, v in part["chosen_epoch"].items()}
-    return Evaluation(p, predictions_frame(p, parts), splits.table(p.folds, p.manifest, dataset, p.protocol),
-                      time.perf_counter() - started, chosen)
-
-
-def _in_workers(p: Plan, cfg: dict, preset, workers: int, threads: int, progress) -> list[dict]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    groups = [[i] for i in range(len(p.folds))]  # one task per fold: progress per fold, even load
-    context = multiprocessing.get_context("forkserver")
-    parts = []
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_worker, (p.model, p.dataset, cfg, preset, g, threads)) for g in groups]
-            for future in as_completed(futures):
-                parts.append(future.result())
-                if progress:
-                    progress(1)
-    except RuntimeError as exc:
-        if "bootstrapping phase" in str(exc) or "freeze_support" in str(exc):
-            raise UserError("evaluation.workers > 1 in a script needs `if __name__ == \"__main__\":` "
-                            "(or evaluation.workers=1)") from None
-        raise
-    return parts
+    part = run_folds(p, progress=progress)
+    return Evaluation(p, predictions_frame(p, [part]), splits.table(p.folds, p.manifest, dataset, p.protocol),
+                      time.perf_counter() - started, part["chosen_epoch"])

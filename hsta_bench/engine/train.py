@@ -64,9 +64,16 @@ class Inputs:
 
     def __init__(self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20):
         self.arrays = arrays
+        self.keep_bytes = keep_bytes
         self.count = len(next(iter(arrays.values())))
         floats = sum(a.size for a in arrays.values()) * 4
         self.whole = {k: to_tensor(k, np.asarray(a)) for k, a in arrays.items()} if floats <= keep_bytes else None
+
+    def __getstate__(self):  # sent to a Ray trial: the uint8 arrays only (a quarter of the floats' size)
+        return {"arrays": self.arrays, "keep_bytes": self.keep_bytes}
+
+    def __setstate__(self, state):
+        self.__init__(state["arrays"], state["keep_bytes"])
 
     def get(self, rows: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         rows = np.asarray(rows)

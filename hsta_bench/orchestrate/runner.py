@@ -1,0 +1,220 @@
+"""A run from start to end: its folder, its plans, its trials dispatched, its fragments merged into the store.
+
+    <output>/<run_id>/run.json       written first (status `planning`), then at each stage: the config, the
+                                     (model, dataset) pairs, the trials, per evaluation recipe/seeds/timings
+    <output>/<run_id>/fragments/     one parquet per trained fold (orchestrate/fragments.py); elsewhere when
+                                     dispatch.storage is set (a cluster's shared storage)
+    <output>/<run_id>/tune/          Ray Tune's experiment state and each trial's own log
+    <output>/<run_id>/logs/          ray.log (Ray's driver-side log) and the traceback of every failed trial
+    + predictions / splits / metrics / per_class / confusion (engine/results.py) and leaderboard.md
+
+Because fragments are per fold and written whole, a run killed at any point is finished by `--resume`:
+the plans are rebuilt from run.json, trials train only folds without a fragment, and the merge takes
+every (model, dataset, fold) exactly once. The store is written from evaluations whose folds are all done,
+so even a failed or interrupted run leaves what it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hsta_bench.errors import UserError
+
+
+class RunIncomplete(UserError):
+    """Some trials failed (after their retries): the run can be finished with --resume."""
+
+    exit_code = 1
+
+
+class RunInterrupted(UserError):
+    exit_code = 130
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start(pairs: list, skipped: list, cfg: dict, preset: str, output: Path, address: str | None,
+          in_process: bool, console) -> tuple[Path, object, UserError | None]:
+    """A new run of (model, dataset) `pairs`; returns its folder, the metrics of its finished evaluations
+    (`scope == all`), and the error to report when some are unfinished (None when the run is complete)."""
+    from hsta_bench.engine.results import RunStore, environment, git_commit, write_json
+
+    store = RunStore(output)
+    info = {"run_id": store.run_id, "created": _now(), "command": sys.argv, "preset": preset,
+            "pairs": [list(p) for p in pairs], "skipped": skipped, "git_commit": git_commit(),
+            "environment": environment(), "config": cfg, "status": "planning"}
+    store.path.mkdir(parents=True, exist_ok=True)
+    write_json(info, store.path / "run.json")
+    return _execute(store, info, address, in_process, console)
+
+
+def resume(run_id: str, output: Path, address: str | None, in_process: bool, console) -> tuple[Path, object, UserError | None]:
+    """Finish run `run_id` in `output`: only what is not on disk yet is trained."""
+    from hsta_bench.engine.results import RunStore
+
+    path = Path(output) / run_id
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--resume {run_id}: no run at {path} (give --output where the run was written)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path / 'run.json'}: cannot read the run ({exc})") from None
+    info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": _commit()})
+    return _execute(RunStore(output, run_id), info, address, in_process, console)
+
+
+def _commit():
+    from hsta_bench.engine.results import git_commit
+
+    return git_commit()
+
+
+def fragment_root(store, cfg: dict) -> Path:
+    from hsta_bench.orchestrate.trials import dispatch_config
+
+    storage = dispatch_config(cfg).storage
+    return (Path(storage) / store.run_id if storage else store.path) / "fragments"
+
+
+def _evaluation(p) -> dict:
+    return {"model": p.model, "dataset": p.dataset, "protocol": p.protocol, "classes": list(p.classes),
+            "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds), "evaluation": p.evaluation,
+            "train": asdict(p.recipe.train), "overrides": p.recipe.overrides, "recipe": p.recipe.source,
+            "config_key": p.key(), "seeds": {f.name: p.fold_seed(f.index) for f in p.folds}}
+
+
+def _plans(info: dict, console) -> dict:
+    from hsta_bench.engine.evaluate import plan
+    from hsta_bench.orchestrate.trials import pair_key
+
+    earlier = {(e["model"], e["dataset"]): e.get("config_key") for e in info.get("evaluations", [])}
+    plans = {}
+    for model, dataset in info["pairs"]:
+        p = plan(model, dataset, info["config"], info["preset"],
+                 announce=lambda text: console.print(f"[dim]{text}[/dim]"))
+        if earlier.get((model, dataset)) not in (None, p.key()):
+            raise UserError(f"--resume {info['run_id']}: {model} on {dataset} no longer plans as it did when the run "
+                            "started (its recipe or evaluation settings changed); start a new run")
+        plans[pair_key(model, dataset)] = p
+    return plans
+
+
+def _execute(store, info: dict, address: str | None, in_process: bool, console):
+    from hsta_bench.engine.results import write_json
+    from hsta_bench.orchestrate import fragments, trials as trials_mod
+    from hsta_bench.orchestrate.view import TrialView
+
+    cfg = info["config"]
+    d = trials_mod.dispatch_config(cfg)
+    plans = _plans(info, console)
+    console.print(f"run {store.run_id} -> {store.path}")
+    for note in info.get("skipped", []):
+        console.print(f"[dim]skipped: {note}[/dim]")
+    info["evaluations"] = [_evaluation(p) for p in plans.values()]
+    root = fragment_root(store, cfg)
+    address = address or d.address or os.environ.get("RAY_ADDRESS") or None
+    if in_process:
+        from hsta_bench.orchestrate.inprocess import InProcess
+
+        executor = InProcess()
+    else:
+        from hsta_bench.orchestrate.ray_tune import Session
+
+        executor = Session(address, d, store.path / "logs")
+    try:
+        slots = executor.slots(d)
+        info["dispatch"] = {**executor.describe(), "fragments": str(root)}
+        trials = trials_mod.make_trials(plans, d, slots)
+        info["trials"] = [t.as_config() for t in trials]
+        info["status"] = "running"
+        write_json(info, store.path / "run.json")
+
+        left = trials_mod.pending(trials, root)
+        done_before = {}
+        for t in left:
+            finished = fragments.finished(root, t.model, t.dataset, t.protocol)
+            done_before[t.name] = len(set(t.folds) & finished)
+        if len(left) < len(trials):
+            console.print(f"{len(trials) - len(left)} of {len(trials)} trials already finished; "
+                          f"{sum(len(t.folds) - done_before[t.name] for t in left)} folds to train")
+        view = TrialView(left, console, describe=lambda t: t.describe(plans[t.pair]), already=done_before)
+        started = time.perf_counter()
+        failures, interrupted = [], False
+        try:
+            with view.shown():
+                failures = executor.dispatch(left, plans, root, view, d, store.path / "tune")
+        except KeyboardInterrupt:  # Ctrl-C: what is on disk stays; the run says how to finish it
+            interrupted = True
+        info["seconds"] = round(info.get("seconds", 0) + time.perf_counter() - started, 2)
+    finally:
+        info.setdefault("dispatch", {})["stop_seconds"] = round(executor.close(), 2)
+    if len(info.get("resumed", [])):
+        info["resumed"][-1]["dispatch"] = info["dispatch"]
+    return _finish(store, info, plans, root, failures, interrupted, console)
+
+
+def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrupted: bool, console):
+    import polars as pl
+
+    from hsta_bench.engine import splits as splits_mod
+    from hsta_bench.engine.evaluate import evaluation_config
+    from hsta_bench.engine.results import atomic_write, write_json
+    from hsta_bench.leaderboard import render_run
+    from hsta_bench.orchestrate import fragments
+
+    logs = store.path / "logs"
+    for trial, error in failures:
+        logs.mkdir(parents=True, exist_ok=True)
+        atomic_write(logs / f"failed-{trial.name.replace('/', '_')}.txt", lambda tmp, e=error: tmp.write_text(e))
+
+    predictions, split_tables, classes_of, incomplete = [], [], {}, []
+    for entry, p in zip(info["evaluations"], plans.values()):
+        if not {f.index for f in p.folds} <= fragments.finished(root, p.model, p.dataset, p.protocol):
+            incomplete.append(f"{p.model} on {p.dataset}")
+            continue
+        frame, per_fold = fragments.merge(root, p)
+        predictions.append(frame)
+        split_tables.append(splits_mod.table(p.folds, p.manifest, p.dataset, p.protocol))
+        classes_of[p.protocol] = p.classes
+        entry["chosen_epochs"] = {k: v["chosen_epoch"] for k, v in per_fold.items()}
+        entry["seconds"] = round(sum(v["seconds"] for v in per_fold.values()), 2)
+        entry["complete"] = True
+
+    if not incomplete:
+        info["status"], info["finished"] = "finished", _now()
+    else:
+        info["status"] = "interrupted" if interrupted else "failed"
+        info["incomplete"] = incomplete
+    if failures:
+        info["failed_trials"] = [{"trial": t.name, "error": e.strip().splitlines()[-1] if e.strip() else ""}
+                                 for t, e in failures]
+    summary = None
+    if predictions:
+        ev = evaluation_config(info["config"])
+        table = store.write(info, pl.concat(predictions), pl.concat(split_tables).unique(maintain_order=True),
+                            classes_of, ev.bootstrap, ev.level, ev.seed)
+        atomic_write(store.path / "leaderboard.md", lambda tmp: tmp.write_text(render_run(table, info), encoding="utf-8"))
+        summary = table.filter(pl.col("scope") == "all")
+    else:
+        write_json(info, store.path / "run.json")
+
+    again = f"hsta-bench run --resume {store.run_id} --output {store.path.parent}"
+    if interrupted and incomplete:
+        return store.path, summary, RunInterrupted(f"run {store.run_id} interrupted with {len(incomplete)} evaluation(s) unfinished; "
+                             f"finish it with: {again}")
+    if incomplete:
+        what = "; ".join(f"{t.describe(plans[t.pair])}: {e.strip().splitlines()[-1] if e.strip() else 'failed'}"
+                         for t, e in failures[:3]) or "trials finished without writing their folds to " + str(root) + \
+            " (on a cluster, set dispatch.storage to storage every node shares)"
+        return store.path, summary, RunIncomplete(
+            f"run {store.run_id}: {len(incomplete)} evaluation(s) unfinished ({what}); tracebacks in {logs}; "
+            f"finish it with: {again}")
+    return store.path, summary, None

@@ -1,0 +1,190 @@
+"""Trials: the unit of work of a run, (model, dataset, protocol, fold group), and the code one trial runs.
+
+The same `run_trial` runs in this process (`--in-process`), in a Ray Tune trial on the local machine, or on a
+cluster node: it gets the evaluation's plan (through Ray's object store when dispatched) and the folds to
+train, trains those without a fragment yet, and writes a fragment per fold as soon as it is trained.
+
+How folds are grouped (`dispatch.fold_groups`): a model whose folds train fold-batched takes all of them in
+one trial (one stacked computation); otherwise an evaluation is split into as many trials as can run at
+once, so a single evaluation still fills the machine, and a lost trial costs only its unfinished folds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hsta_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """configs/dispatch.yaml"""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    storage: str | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    fold_groups: int | str = "auto"
+    max_failures: int = 2
+
+
+def dispatch_config(cfg: dict) -> DispatchConfig:
+    from hsta_bench import config as config_mod
+
+    d = config_mod.typed(DispatchConfig, cfg["dispatch"], "dispatch")
+    if d.cpus_per_trial <= 0 or d.gpus_per_trial < 0 or d.max_failures < 0 or (d.num_cpus is not None and d.num_cpus < 1):
+        raise UserError("dispatch: cpus_per_trial must be > 0, gpus_per_trial >= 0, max_failures >= 0, num_cpus >= 1")
+    if d.fold_groups != "auto" and not (isinstance(d.fold_groups, int) and d.fold_groups >= 1):
+        raise UserError(f"dispatch.fold_groups={d.fold_groups!r}: expected auto or a whole number >= 1")
+    return d
+
+
+def pair_key(model: str, dataset: str) -> str:
+    return f"{model}@{dataset}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    model: str
+    dataset: str
+    protocol: str
+    group: int
+    folds: tuple[int, ...]  # fold indices of the evaluation's plan
+    cpus: float
+    gpus: float
+
+    @property
+    def pair(self) -> str:
+        return pair_key(self.model, self.dataset)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.dataset}/{self.protocol}/g{self.group}"
+
+    def describe(self, plan=None) -> str:
+        names = [plan.folds[i].name for i in self.folds] if plan is not None else [str(i) for i in self.folds]
+        span = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
+        return f"{self.model} on {self.dataset}, folds {span} ({len(names)})"
+
+    def as_config(self) -> dict:
+        return {**asdict(self), "folds": list(self.folds)}
+
+    @classmethod
+    def from_config(cls, data: dict) -> "Trial":
+        return cls(**{**data, "folds": tuple(data["folds"])})
+
+
+def resources(plan, d: DispatchConfig) -> tuple[float, float]:
+    """(cpus, gpus) of one trial of `plan`: the dispatch defaults, or the model recipe's `resources`."""
+    own = plan.recipe.resources
+    unknown = set(own) - {"cpus_per_trial", "gpus_per_trial"}
+    if unknown:
+        raise UserError(f"{plan.recipe.source}: unknown resources key(s) {', '.join(sorted(unknown))} "
+                        "(known: cpus_per_trial, gpus_per_trial)")
+    return float(own.get("cpus_per_trial", d.cpus_per_trial)), float(own.get("gpus_per_trial", d.gpus_per_trial))
+
+
+def make_trials(plans: dict, d: DispatchConfig, slots: int) -> list[Trial]:
+    """The trials of a run: each plan's folds in `dispatch.fold_groups` contiguous groups (auto: `slots`,
+    the number of trials that can run at once; one when the model trains its folds fold-batched)."""
+    from hsta_bench.engine.evaluate import use_fold_batch
+
+    trials = []
+    for plan in plans.values():
+        n = len(plan.folds)
+        if use_fold_batch(plan):
+            groups = 1
+        elif d.fold_groups == "auto":
+            groups = max(1, slots)
+        else:
+            groups = d.fold_groups
+        groups = min(groups, n)
+        cpus, gpus = resources(plan, d)
+        for g in range(groups):
+            indices = tuple(range(g * n // groups, (g + 1) * n // groups))
+            trials.append(Trial(plan.model, plan.dataset, plan.protocol, g, indices, cpus, gpus))
+    return trials
+
+
+def pending(trials: list[Trial], root: Path) -> list[Trial]:
+    """Trials with at least one fold whose fragment is not on disk."""
+    from hsta_bench.orchestrate import fragments
+
+    done = {}
+    left = []
+    for t in trials:
+        key = (t.model, t.dataset, t.protocol)
+        if key not in done:
+            done[key] = fragments.finished(root, *key)
+        if not set(t.folds) <= done[key]:
+            left.append(t)
+    return left
+
+
+def run_trial(trial: Trial, plan, root: Path, report=None) -> dict:
+    """Train the folds of `trial` that have no fragment in `root`, writing each fragment as soon as its
+    fold is trained; `report(folds_done, folds_total)` after each. Returns what it did."""
+    import torch
+
+    from hsta_bench.engine.evaluate import run_folds, use_fold_batch
+    from hsta_bench.orchestrate import fragments
+
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(trial.cpus)))
+    done = fragments.finished(root, trial.model, trial.dataset, trial.protocol)
+    todo = [i for i in trial.folds if i not in done]
+    total, finished = len(trial.folds), len(trial.folds) - len(todo)
+    if report:
+        report(finished, total)
+    if todo and use_fold_batch(plan):
+        whole = run_folds(plan, todo)
+        for part in _split(whole, plan, todo):
+            fragments.write(root, plan, part)
+        finished = total
+        if report:
+            report(finished, total)
+    else:
+        for n, index in enumerate(todo):
+            if n == min(1, len(todo) - 1):
+                _injected_fault(trial, root)
+            fragments.write(root, plan, run_folds(plan, [index]))
+            finished += 1
+            if report:
+                report(finished, total)
+    return {"trained": len(todo), "skipped": total - len(todo), "seconds": time.perf_counter() - started}
+
+
+def _injected_fault(trial: Trial, root: Path) -> None:
+    """Fault injection, to test retries, failure reports and resume end to end: with
+    HSTA_BENCH_FAULTS="GLOB=N", a trial whose name (model/dataset/protocol/gN) matches GLOB fails its first
+    N attempts, each after training one fold when it has more than one left (counted in <root>/.faults/)."""
+    import fnmatch
+    import os
+
+    spec = os.environ.get("HSTA_BENCH_FAULTS")
+    if not spec:
+        return
+    pattern, _, times = spec.rpartition("=")
+    if not fnmatch.fnmatch(trial.name, pattern):
+        return
+    counter = Path(root) / ".faults" / trial.name.replace("/", "_")
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    seen = int(counter.read_text()) if counter.is_file() else 0
+    if seen < int(times):
+        counter.write_text(str(seen + 1))
+        raise RuntimeError(f"injected fault {seen + 1} of {times} in {trial.name} (HSTA_BENCH_FAULTS)")
+
+
+def _split(whole: dict, plan, indices: list[int]) -> list[dict]:
+    """run_folds' output for several folds, as one part per fold (their seconds shared out evenly)."""
+    parts = []
+    for index in indices:
+        fold = plan.folds[index]
+        mask = whole["fold"] == fold.name
+        parts.append({"rows": whole["rows"][mask], "fold": whole["fold"][mask], "pred": whole["pred"][mask],
+                      "chosen_epoch": {fold.name: whole["chosen_epoch"][fold.name]},
+                      "seconds": whole["seconds"] / len(indices)})
+    return parts

@@ -1,0 +1,186 @@
+"""The run's orchestration: trials over fold groups, fragments merged exactly once, retries, failure reports
+and resume (in this process here; through Ray in test_ray_run.py)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from helpers import assert_one_line_error, run_cli
+from hsta_bench.engine import evaluate as ev
+from hsta_bench.orchestrate import fragments
+from hsta_bench.orchestrate.trials import DispatchConfig, make_trials, pending, run_trial
+
+SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50"]
+
+
+@pytest.fixture(scope="module")
+def plans(cfg):
+    return {f"{m}@casme2": ev.plan(m, "casme2", cfg, "smoke") for m in ("ststnet", "off_apexnet")}
+
+
+@pytest.mark.parametrize("groups,slots", [("auto", 1), ("auto", 2), ("auto", 64), (3, 1), (64, 1)])
+def test_trials_cover_every_fold_exactly_once(plans, groups, slots):
+    trials = make_trials(plans, DispatchConfig(fold_groups=groups), slots)
+    for p in plans.values():
+        mine = [t for t in trials if t.model == p.model]
+        folds = [i for t in mine for i in t.folds]
+        assert sorted(folds) == list(range(len(p.folds)))  # every fold, once
+        wanted = slots if groups == "auto" else groups
+        assert len(mine) == min(wanted, len(p.folds))
+        assert len({t.name for t in mine}) == len(mine)
+
+
+def test_fold_batched_models_take_all_their_folds_in_one_trial(cfg):
+    from hsta_bench import config
+
+    batched = config.load(sets=["models.ststnet.train.fold_batch=always"])
+    p = ev.plan("ststnet", "casme2", batched, "smoke")
+    assert ev.use_fold_batch(p)
+    trials = make_trials({"x": p}, DispatchConfig(), 4)
+    assert len(trials) == 1 and trials[0].folds == tuple(range(len(p.folds)))
+
+
+def test_a_models_own_resources_override_the_dispatch_defaults(cfg):
+    from hsta_bench import config
+
+    own = config.load(sets=["models.ststnet.resources.cpus_per_trial=2", "dispatch.gpus_per_trial=0.25"])
+    p = ev.plan("ststnet", "casme2", own, "smoke")
+    (t, *_) = make_trials({"x": p}, DispatchConfig(gpus_per_trial=0.25), 1)
+    assert (t.cpus, t.gpus) == (2.0, 0.25)
+
+
+def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tmp_path):
+    p = plans["ststnet@casme2"]
+    (first, second) = make_trials({"x": p}, DispatchConfig(), 2)
+    seen = []
+    did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
+    assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
+    assert fragments.finished(tmp_path, p.model, p.dataset, p.protocol) == set(first.folds)
+    assert pending([first, second], tmp_path) == [second]
+    again = run_trial(first, p, tmp_path)
+    assert again["trained"] == 0 and again["skipped"] == len(first.folds)  # nothing redone
+    with pytest.raises(fragments.FragmentError, match="missing"):
+        fragments.merge(tmp_path, p)
+    run_trial(second, p, tmp_path)
+    merged, info = fragments.merge(tmp_path, p)
+    assert merged.height == len(p.y) and merged["sample_id"].n_unique() == len(p.y)
+    assert set(info) == {f.name for f in p.folds}
+    # the merge equals training every fold in one go, in the manifest's order
+    whole = ev.predictions_frame(p, [ev.run_folds(p)])
+    assert merged.equals(whole)
+
+
+def test_a_fragment_that_does_not_hold_its_folds_samples_is_refused(plans, tmp_path):
+    p = plans["off_apexnet@casme2"]
+    for t in make_trials({"x": p}, DispatchConfig(), 1):
+        run_trial(t, p, tmp_path)
+    path = fragments.fragment_path(tmp_path, p.model, p.dataset, p.protocol, 0)
+    frame = pl.read_parquet(path)
+    frame.vstack(frame).write_parquet(path)  # a fold's samples twice
+    with pytest.raises(fragments.FragmentError, match="does not hold the test samples of fold"):
+        fragments.merge(tmp_path, p)
+
+
+def _predictions(path):
+    return pl.read_parquet(path / "predictions.parquet").sort(["model", "sample_id"])
+
+
+def test_in_process_run_retries_a_failed_trial(tmp_path):
+    proc = run_cli("run", "--dataset", "casme2", "--model", "ststnet", *SMOKE, "--in-process", "--output",
+                   str(tmp_path), "--json", env={"HSTA_BENCH_FAULTS": "ststnet/*=1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "retry  ststnet on casme2" in proc.stderr and "(attempt 2)" in proc.stderr
+    path = tmp_path / json.loads(proc.stdout)["run_id"]
+    assert json.loads((path / "run.json").read_text())["status"] == "finished"
+    assert _predictions(path)["sample_id"].n_unique() == _predictions(path).height == 38
+
+
+def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path):
+    args = ["--dataset", "casme2", "--model", "ststnet", "--model", "off_apexnet", *SMOKE, "--in-process"]
+    proc = run_cli("run", *args, "--output", str(tmp_path), "--json", "--set", "dispatch.max_failures=1",
+                   env={"HSTA_BENCH_FAULTS": "ststnet/*=5"})
+    assert proc.returncode == 1
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in proc.stderr
+    assert "1 evaluation(s) unfinished" in error[0] and "injected fault 2 of 5" in error[0]
+    assert "--resume" in error[0]
+    summary = json.loads(proc.stdout)
+    path = tmp_path / summary["run_id"]
+    assert [m["model"] for m in summary["metrics"]] == ["off_apexnet"]  # the finished evaluation is stored
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "failed" and run["incomplete"] == ["ststnet on casme2"]
+    assert (path / "logs" / "failed-ststnet_casme2_casme2-5_g0.txt").read_text().count("RuntimeError") >= 1
+    kept = {p.name: p.stat().st_mtime_ns for p in (path / "fragments").rglob("fold-*.parquet")}
+    assert 0 < len(kept) < 10  # off_apexnet's 5 folds and the folds ststnet finished between its failures
+
+    resumed = run_cli("run", "--resume", summary["run_id"], "--output", str(tmp_path), "--in-process", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trials already finished" in resumed.stderr
+    after = {p: p.stat().st_mtime_ns for p in (path / "fragments").rglob("fold-*.parquet")}
+    assert len(after) == 10
+    unchanged = [p for p in after if p.name in kept and "off_apexnet" in str(p)]
+    assert unchanged and all(after[p] == kept[p.name] for p in unchanged)  # finished folds were not redone
+    predictions = _predictions(path)
+    assert predictions.group_by("model").len()["len"].to_list() == [38, 38]
+    assert predictions.select("model", "sample_id").is_unique().all()
+    run = json.loads((path / "run.json").read_text())
+    assert run["status"] == "finished" and len(run["resumed"]) == 1
+
+    fresh = run_cli("run", *args, "--output", str(tmp_path / "fresh"), "--json")
+    fresh_path = tmp_path / "fresh" / json.loads(fresh.stdout)["run_id"]
+    assert predictions.equals(_predictions(fresh_path))  # resumed == uninterrupted, and Ray == in-process
+
+
+@pytest.mark.parametrize("args,fragments_", [
+    (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run at"]),
+    (["--resume", "x", "--model", "ststnet"], ["a resumed run keeps its own settings; drop --model"]),
+    (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups=0"]),
+    (["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"], ["dispatch: cpus_per_trial must be > 0"]),
+])
+def test_run_option_errors_are_one_line(args, fragments_, tmp_path):
+    assert_one_line_error(run_cli("run", *args, "--output", str(tmp_path)), *fragments_)
+
+
+def test_a_resumed_run_whose_recipe_changed_is_refused(tmp_path):
+    proc = run_cli("run", "--dataset", "casme2", "--model", "off_apexnet", *SMOKE, "--in-process", "--output",
+                   str(tmp_path), "--json")
+    path = tmp_path / json.loads(proc.stdout)["run_id"]
+    run = json.loads((path / "run.json").read_text())
+    run["config"]["presets"]["smoke"]["train"]["epochs"] = 3
+    (path / "run.json").write_text(json.dumps(run))
+    assert_one_line_error(run_cli("run", "--resume", path.name, "--output", str(tmp_path), "--in-process"),
+                          "no longer plans as it did")
+
+
+def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans):
+    import io
+
+    from rich.console import Console
+
+    from hsta_bench.orchestrate.view import TrialView
+
+    trials = make_trials(plans, DispatchConfig(), 2)
+    log = io.StringIO()
+    view = TrialView(trials, Console(file=log, force_terminal=False, width=200), already={trials[0].name: 1})
+    assert view.eta() is None  # nothing trained yet in this session
+    view.started(trials[0].name)
+    view.progress(trials[0].name, 2, len(trials[0].folds))
+    view.started(trials[1].name)
+    view.failed(trials[1].name, "RuntimeError: boom", final=False)
+    view.started(trials[1].name)
+    view.failed(trials[1].name, "RuntimeError: boom", final=True)
+    view.finished(trials[0].name)
+    counts = view.counts()
+    assert (counts["done"], counts["failed"], counts["running"], counts["pending"]) == (1, 1, 0, len(trials) - 2)
+    assert view.eta() > 0
+    text = log.getvalue()
+    assert "retry  ststnet on casme2" in text and "(attempt 2)" in text and "failed ststnet on casme2" in text
+    assert f"trials 1/{len(trials)} done" in text
+    screen = Console(file=io.StringIO(), force_terminal=True, width=200)
+    view.started(trials[2].name)
+    screen.print(view)  # the live display: totals and a row per running trial
+    shown = screen.file.getvalue()
+    assert "1 done" in shown and "1 running" in shown and "1 failed" in shown and trials[2].model in shown
