@@ -18,12 +18,12 @@ realdata = pytest.mark.skipif(
 )
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would: a separate process, text output (`env`: extra
-    environment variables)."""
+    environment variables; `cwd`: where to run it)."""
     return subprocess.run(
         [sys.executable, "-m", "hsta_bench", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd,
     )
 
 

@@ -13,12 +13,12 @@ from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
+    here = tmp_path_factory.mktemp("cwd")  # a relative --output, as `make demo` gives (trials run elsewhere)
     proc = run_cli("run", "--dataset", "megc2019-flow", "--model", "ststnet", "--model", "off_apexnet",
-                   "--preset", "smoke", "--output", str(out), "--json", timeout=600)
+                   "--preset", "smoke", "--output", "results", "--json", timeout=600, cwd=here)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    return out / summary["run_id"], summary
+    return here / "results" / summary["run_id"], summary
 
 
 def test_store_has_every_table_with_the_contract_columns(smoke_run):

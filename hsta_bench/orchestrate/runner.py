@@ -81,7 +81,8 @@ def fragment_root(store, cfg: dict) -> Path:
     from hsta_bench.orchestrate.trials import dispatch_config
 
     storage = dispatch_config(cfg).storage
-    return (Path(storage) / store.run_id if storage else store.path) / "fragments"
+    # absolute: trials run in other working directories (Ray Tune's trial folders, other nodes)
+    return ((Path(storage) / store.run_id if storage else store.path) / "fragments").resolve()
 
 
 def _evaluation(p) -> dict:
