@@ -157,3 +157,18 @@ def test_a_run_joins_a_separately_started_ray_instance_with_address(second_ray_i
     assert dispatch["cpus"] == 1  # the second instance's CPUs, not this machine's
     assert len(run["trials"]) == 1  # one slot there: one trial per evaluation
     assert run["status"] == "finished"
+
+
+def test_ray_retries_a_failed_trial_then_reports_it_with_its_traceback(tmp_path):
+    proc = run_cli("run", "--dataset", "casme2", "--model", "ststnet", "--model", "off_apexnet", "--preset", "smoke",
+                   "--set", "evaluation.bootstrap=50", "--set", "dispatch.max_failures=1", "--output", str(tmp_path),
+                   "--json", env={"HSTA_BENCH_FAULTS": "ststnet/*/g1=3"}, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "retry  ststnet on casme2" in proc.stderr and "(attempt 2)" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "injected fault 2 of 3" in errors[0] and "Traceback" not in proc.stderr
+    run_dir = tmp_path / json.loads(proc.stdout)["run_id"]
+    (log,) = (run_dir / "logs").glob("failed-ststnet_casme2_*_g1.txt")
+    assert "injected fault 2 of 3" in log.read_text()  # Ray Tune's error.txt of the last attempt
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "failed" and [e["model"] for e in run["evaluations"] if e.get("complete")] == ["off_apexnet"]

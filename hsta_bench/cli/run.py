@@ -131,4 +131,9 @@ def show(summary, run_id: str) -> None:
 
         name = r["dataset"] + (" *" if r["synthetic"] else "")
         table.add_row(name, r["protocol"], r["model"], ci("uf1"), ci("uar"), f"{r['acc']:.3f}", str(r["n"]))
-    out.print(table, width=None if out.is_terminal else 160)  # a log file gets the whole table
+    if out.is_terminal:
+        out.print(table)
+    else:  # a log file gets the whole table, not one cut to 80 columns
+        from rich.console import Console
+
+        Console(highlight=False, width=200).print(table)

@@ -144,7 +144,7 @@ class Session:
             run_config=tune.RunConfig(
                 name=attempt, storage_path=str(tune_dir.resolve()), verbose=0, log_to_file=True,
                 failure_config=tune.FailureConfig(max_failures=d.max_failures),
-                callbacks=[_ViewCallback(view)], progress_reporter=None,
+                callbacks=[_view_callback(view)], progress_reporter=None,
             ),
         )
         grid = tuner.fit()  # Ctrl-C: KeyboardInterrupt, handled by the runner
@@ -194,12 +194,11 @@ def _trial_name(trial) -> str:
     return Trial.from_config(trial.config["trial"]).name
 
 
-def _make_callback_class():
+def _view_callback(view):
+    """A Ray Tune callback forwarding trial events to the run's view (Tune calls it in the driver)."""
     from ray import tune
 
     class ViewCallback(tune.Callback):
-        """Ray Tune's trial events, forwarded to the run's view (these run in the driver)."""
-
         def __init__(self, view):
             self.view = view
 
@@ -209,7 +208,7 @@ def _make_callback_class():
         def __setstate__(self, state):
             self.view = _NoView()
 
-        def on_trial_start(self, iteration, trials, trial, **info):
+        def on_trial_start(self, iteration, trials, trial, **info):  # every attempt
             self.view.started(_trial_name(trial))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -219,13 +218,13 @@ def _make_callback_class():
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.view.finished(_trial_name(trial))
 
-        def on_trial_recover(self, iteration, trials, trial, **info):
+        def on_trial_recover(self, iteration, trials, trial, **info):  # failed, to be retried
             self.view.failed(_trial_name(trial), _last_line(trial), final=False)
 
-        def on_trial_error(self, iteration, trials, trial, **info):
+        def on_trial_error(self, iteration, trials, trial, **info):  # failed for good
             self.view.failed(_trial_name(trial), _last_line(trial), final=True)
 
-    return ViewCallback
+    return ViewCallback(view)
 
 
 class _NoView:
@@ -239,7 +238,3 @@ def _last_line(trial) -> str:
         error = Path(trial.error_file).read_text(encoding="utf-8", errors="replace")
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "failed"
-
-
-def _ViewCallback(view):  # noqa: N802 - reads as the class it builds (ray is imported only when dispatching)
-    return _make_callback_class()(view)
