@@ -11,7 +11,7 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.orchestrate import fragments
-from hsta_bench.orchestrate.trials import DispatchConfig, make_trials, pending, run_trial
+from hsta_bench.orchestrate.trials import DispatchConfig, dispatch_config, folds_done, make_trials, run_trial
 
 SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50"]
 
@@ -48,8 +48,8 @@ def test_a_models_own_resources_override_the_dispatch_defaults(cfg):
 
     own = config.load(sets=["models.ststnet.resources.cpus_per_trial=2", "dispatch.gpus_per_trial=0.25"])
     p = ev.plan("ststnet", "casme2", own, "smoke")
-    (t, *_) = make_trials({"x": p}, DispatchConfig(gpus_per_trial=0.25), 1)
-    assert (t.cpus, t.gpus) == (2.0, 0.25)
+    (t, *_) = make_trials({"x": p}, dispatch_config(own), 1)
+    assert (t.cpus, t.gpus) == (2.0, 0.25)  # cpus from the recipe, gpus from configs/dispatch.yaml via --set
 
 
 def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tmp_path):
@@ -59,7 +59,7 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
     assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
     assert fragments.finished(tmp_path, p.model, p.dataset, p.protocol) == set(first.folds)
-    assert pending([first, second], tmp_path) == [second]
+    assert folds_done([first, second], tmp_path) == {first.name: len(first.folds), second.name: 0}
     again = run_trial(first, p, tmp_path)
     assert again["trained"] == 0 and again["skipped"] == len(first.folds)  # nothing redone
     with pytest.raises(fragments.FragmentError, match="missing"):

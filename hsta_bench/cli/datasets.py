@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, err, load_config, out
+from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out
 from hsta_bench.errors import UserError
 
 app = typer.Typer(help="List, check and synthesize the MER datasets.", no_args_is_help=True)
@@ -20,20 +20,6 @@ Names = Annotated[Optional[list[str]], typer.Argument(metavar="NAME", help="Data
 AllDatasets = Annotated[bool, typer.Option("--all", "--all-datasets", help="Every registered dataset.")]
 
 SEVERITY_STYLE = {"error": "bold red", "repaired": "yellow", "warning": "cyan"}
-
-
-def _names(names: list[str] | None, all_: bool, default_all: bool = False) -> list[str]:
-    from hsta_bench.data import get_source, list_sources
-
-    if all_ and names:
-        raise UserError("give dataset names or --all, not both")
-    if all_ or (default_all and not names):
-        return list_sources()
-    if not names:
-        raise UserError("name a dataset (see `hsta-bench datasets list`) or use --all")
-    for name in names:
-        get_source(name)  # an unknown name is one clear line
-    return list(dict.fromkeys(names))
 
 
 @app.command("list")
@@ -80,7 +66,7 @@ def check(
     from hsta_bench.data import get_source, load_manifest
     from hsta_bench.data.check import passed, summarize
 
-    chosen = _names(names, all_)
+    chosen = chosen_datasets(names, all_)
     cfg = load_config(config, sets, data_roots)
     results, code = [], 0
     for name in chosen:
@@ -158,7 +144,7 @@ def synth(
     from hsta_bench.data.synth import MARKER, is_synthetic, standin_path, write_standin
 
     cfg = load_config(config, sets, None)
-    chosen = [n for n in _names(names, False, default_all=True) if not get_source(n).parts]
+    chosen = [n for n in chosen_datasets(names, False, default_all=True) if not get_source(n).parts]
     if names:
         for name in names:
             if get_source(name).parts:
@@ -200,7 +186,7 @@ def prepare(
     extra = [f"preprocess.workers={workers}"] if workers is not None else []
     cfg = load_config(config, (sets or []) + extra, data_roots)
     reports = []
-    for name in _names(names, all_):
+    for name in chosen_datasets(names, all_):
         with Progress(TextColumn(f"preparing {name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task(name, total=None)

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from hsta_bench.errors import UserError
+
 DataRoots = Annotated[
     Optional[list[str]],
     typer.Option("--data-root", metavar="NAME=PATH", help="Where your copy of dataset NAME is (repeatable). "
@@ -31,3 +33,20 @@ def load_config(config: Path | None, sets: list[str] | None, data_roots: list[st
     from hsta_bench import config as config_mod
 
     return config_mod.load(config, sets or (), data_roots or ())
+
+
+def chosen_datasets(names: list[str] | None, all_: bool, named: str = "NAME", every: str = "--all",
+                    default_all: bool = False) -> list[str]:
+    """The datasets a command works on: `names` (checked, duplicates dropped) or every registered one.
+    `named` / `every` are how the command spells the two choices, for its error lines."""
+    from hsta_bench.data import get_source, list_sources
+
+    if all_ and names:
+        raise UserError(f"give {named} or {every}, not both")
+    if all_ or (default_all and not names):
+        return list_sources()
+    if not names:
+        raise UserError(f"name a dataset with {named} (see `hsta-bench datasets list`) or use {every}")
+    for name in names:
+        get_source(name)  # an unknown name is one clear line
+    return list(dict.fromkeys(names))

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, err, load_config, out
+from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out
 from hsta_bench.errors import UserError
 
 DatasetNames = Annotated[Optional[list[str]], typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`.")]
@@ -80,7 +80,6 @@ def run(
 
 def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     """The checked settings of a new run: (model, dataset) pairs, pairs left out, config, preset."""
-    from hsta_bench.data import get_source, list_sources
     from hsta_bench.engine.evaluate import evaluation_config, recipe
     from hsta_bench.models import list_models
     from hsta_bench.orchestrate.trials import dispatch_config
@@ -88,13 +87,7 @@ def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     cfg = load_config(config, sets, data_roots)
     if preset not in cfg["presets"]:
         raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg['presets'])})")
-    if all_datasets and dataset:
-        raise UserError("give --dataset or --all-datasets, not both")
-    if not all_datasets and not dataset:
-        raise UserError("name a dataset with --dataset NAME (see `hsta-bench datasets list`) or use --all-datasets")
-    datasets = list_sources() if all_datasets else list(dict.fromkeys(dataset))
-    for name in datasets:
-        get_source(name)
+    datasets = chosen_datasets(dataset, all_datasets, named="--dataset NAME", every="--all-datasets")
     known = set(list_models())
     models = list(dict.fromkeys(model or cfg["presets"][preset].get("models") or []))
     for name in models:

@@ -41,15 +41,14 @@ def finished(root: Path, model: str, dataset: str, protocol: str) -> set[int]:
     return found
 
 
-def write(root: Path, plan, part: dict) -> Path:
-    """Write the predictions of one trained fold (`part`: run_folds' output for that fold alone)."""
+def write(root: Path, plan, index: int, part: dict) -> Path:
+    """Write the predictions of fold `index` (`part`: run_folds' output for that fold alone)."""
     import polars as pl
 
     from hsta_bench.engine.evaluate import predictions_frame
     from hsta_bench.engine.results import write_parquet
 
-    (name, epoch), = part["chosen_epoch"].items()
-    index = next(f.index for f in plan.folds if f.name == name)
+    (epoch,) = part["chosen_epoch"].values()
     frame = predictions_frame(plan, [part]).with_columns(
         pl.lit(epoch, dtype=pl.Int64).alias("chosen_epoch"), pl.lit(part["seconds"], dtype=pl.Float64).alias("seconds"))
     path = fragment_path(root, plan.model, plan.dataset, plan.protocol, index)

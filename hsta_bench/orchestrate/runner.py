@@ -58,7 +58,7 @@ def start(pairs: list, skipped: list, cfg: dict, preset: str, output: Path, addr
 
 def resume(run_id: str, output: Path, address: str | None, in_process: bool, console) -> tuple[Path, object, UserError | None]:
     """Finish run `run_id` in `output`: only what is not on disk yet is trained."""
-    from hsta_bench.engine.results import RunStore
+    from hsta_bench.engine.results import RunStore, git_commit
 
     path = Path(output) / run_id
     try:
@@ -67,14 +67,8 @@ def resume(run_id: str, output: Path, address: str | None, in_process: bool, con
         raise UserError(f"--resume {run_id}: no run at {path} (give --output where the run was written)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"{path / 'run.json'}: cannot read the run ({exc})") from None
-    info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": _commit()})
+    info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": git_commit()})
     return _execute(RunStore(output, run_id), info, address, in_process, console)
-
-
-def _commit():
-    from hsta_bench.engine.results import git_commit
-
-    return git_commit()
 
 
 def fragment_root(store, cfg: dict) -> Path:
@@ -110,7 +104,7 @@ def _plans(info: dict, console) -> dict:
 
 def _execute(store, info: dict, address: str | None, in_process: bool, console):
     from hsta_bench.engine.results import write_json
-    from hsta_bench.orchestrate import fragments, trials as trials_mod
+    from hsta_bench.orchestrate import trials as trials_mod
     from hsta_bench.orchestrate.view import TrialView
 
     cfg = info["config"]
@@ -121,7 +115,7 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console):
         console.print(f"[dim]skipped: {note}[/dim]")
     info["evaluations"] = [_evaluation(p) for p in plans.values()]
     root = fragment_root(store, cfg)
-    address = address or d.address or os.environ.get("RAY_ADDRESS") or None
+    address = address or d.address or os.environ.get("RAY_ADDRESS")
     if in_process:
         from hsta_bench.orchestrate.inprocess import InProcess
 
@@ -138,11 +132,8 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console):
         info["status"] = "running"
         write_json(info, store.path / "run.json")
 
-        left = trials_mod.pending(trials, root)
-        done_before = {}
-        for t in left:
-            finished = fragments.finished(root, t.model, t.dataset, t.protocol)
-            done_before[t.name] = len(set(t.folds) & finished)
+        done_before = trials_mod.folds_done(trials, root)
+        left = [t for t in trials if done_before[t.name] < len(t.folds)]
         if len(left) < len(trials):
             console.print(f"{len(trials) - len(left)} of {len(trials)} trials already finished; "
                           f"{sum(len(t.folds) - done_before[t.name] for t in left)} folds to train")

@@ -109,19 +109,16 @@ def make_trials(plans: dict, d: DispatchConfig, slots: int) -> list[Trial]:
     return trials
 
 
-def pending(trials: list[Trial], root: Path) -> list[Trial]:
-    """Trials with at least one fold whose fragment is not on disk."""
+def folds_done(trials: list[Trial], root: Path) -> dict[str, int]:
+    """How many of each trial's folds have their fragment on disk (each evaluation's folder listed once)."""
     from hsta_bench.orchestrate import fragments
 
-    done = {}
-    left = []
+    finished = {}
     for t in trials:
         key = (t.model, t.dataset, t.protocol)
-        if key not in done:
-            done[key] = fragments.finished(root, *key)
-        if not set(t.folds) <= done[key]:
-            left.append(t)
-    return left
+        if key not in finished:
+            finished[key] = fragments.finished(root, *key)
+    return {t.name: len(set(t.folds) & finished[(t.model, t.dataset, t.protocol)]) for t in trials}
 
 
 def run_trial(trial: Trial, plan, root: Path, report=None) -> dict:
@@ -141,8 +138,8 @@ def run_trial(trial: Trial, plan, root: Path, report=None) -> dict:
         report(finished, total)
     if todo and use_fold_batch(plan):
         whole = run_folds(plan, todo)
-        for part in _split(whole, plan, todo):
-            fragments.write(root, plan, part)
+        for index, part in zip(todo, _split(whole, plan, todo)):
+            fragments.write(root, plan, index, part)
         finished = total
         if report:
             report(finished, total)
@@ -150,7 +147,7 @@ def run_trial(trial: Trial, plan, root: Path, report=None) -> dict:
         for n, index in enumerate(todo):
             if n == min(1, len(todo) - 1):
                 _injected_fault(trial, root)
-            fragments.write(root, plan, run_folds(plan, [index]))
+            fragments.write(root, plan, index, run_folds(plan, [index]))
             finished += 1
             if report:
                 report(finished, total)
