@@ -44,14 +44,23 @@ def defaults() -> dict:
     return tree
 
 
-# Sections whose keys are free (checked later, by the dataclass that reads them): a recipe or preset
-# may set any training setting or model override, not only those its file happens to list.
-_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"))
+# Sections whose keys are free (checked later, by the code that reads them): a recipe or preset may set
+# any training setting or model override, a search space any of those, not only those its file lists.
+# "**" opens every level below.
+_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"),
+         ("models", "*", "space"), ("models", "*", "space", "train"), ("models", "*", "space", "model"),
+         ("tuned", "**"))
 
 
 def _is_open(where: str) -> bool:
     parts = where.rstrip(".").split(".")
-    return any(len(parts) == len(p) and all(a == "*" or a == b for a, b in zip(p, parts)) for p in _OPEN)
+    for pattern in _OPEN:
+        if pattern[-1] == "**":
+            if len(parts) >= len(pattern) - 1 and all(a == "*" or a == b for a, b in zip(pattern[:-1], parts)):
+                return True
+        elif len(parts) == len(pattern) and all(a == "*" or a == b for a, b in zip(pattern, parts)):
+            return True
+    return False
 
 
 def _merge(base: dict, update: Mapping, where: str, origin: str) -> None:

@@ -27,7 +27,8 @@ def test_recipes_come_from_configs_and_presets_override_them(cfg):
     hsta = ev.recipe("hsta_tiny", cfg, "paper")
     assert hsta.train.layer_decay == 0.9 and hsta.train.balanced and hsta.source == "configs/models/hsta.yaml"
     assert ev.recipe("hsta_tiny", cfg, "smoke").overrides == {"img_size": 48}
-    assert ev.recipe("c3d", cfg, None).source == "defaults"
+    c3d = ev.recipe("c3d", cfg, None)  # a recipe that keeps configs/train.yaml's defaults
+    assert c3d.source == "configs/models/c3d.yaml" and c3d.train == ev.recipe("c3d", {**cfg, "models": {}}, None).train
     tuned = config.load(sets=["models.ststnet.train.epochs=3", "presets.paper.train.seed=7"])
     assert (ev.recipe("ststnet", tuned, "paper").train.epochs, ev.recipe("ststnet", tuned, "paper").train.seed) == (3, 7)
 

@@ -135,8 +135,8 @@ def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path)
 
 
 @pytest.mark.parametrize("args,fragments_", [
-    (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run at"]),
-    (["--resume", "x", "--model", "ststnet"], ["a resumed run keeps its own settings; drop --model"]),
+    (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run.json at"]),
+    (["--resume", "x", "--model", "ststnet"], ["keeps its own settings; drop --model"]),
     (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups=0"]),
     (["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"], ["dispatch: cpus_per_trial must be > 0"]),
 ])

@@ -13,6 +13,7 @@ import typer
 from hsta_bench import __version__
 from hsta_bench.cli import datasets
 from hsta_bench.cli import run as run_cmd
+from hsta_bench.cli import tune as tune_cmd
 from hsta_bench.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets.app, name="datasets")
 app.command("run")(run_cmd.run)
+app.command("tune")(tune_cmd.tune)
 
 
 def _version(value: bool) -> None:

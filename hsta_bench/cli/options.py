@@ -50,3 +50,10 @@ def chosen_datasets(names: list[str] | None, all_: bool, named: str = "NAME", ev
     for name in names:
         get_source(name)  # an unknown name is one clear line
     return list(dict.fromkeys(names))
+
+
+def refuse_with_resume(resume: str, options: dict) -> None:
+    """A resumed run or tune keeps its own settings: any of `options` (spelling -> value given) is an error."""
+    given = [name for name, value in options.items() if value]
+    if given:
+        raise UserError(f"--resume {resume}: it keeps its own settings; drop {', '.join(given)}")

@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out
+from hsta_bench.cli.options import (ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out,
+                                    refuse_with_resume)
 from hsta_bench.errors import UserError
 
 DatasetNames = Annotated[Optional[list[str]], typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`.")]
@@ -64,11 +65,8 @@ def run(
     from hsta_bench.orchestrate import runner
 
     if resume is not None:
-        given = [name for name, value in (("--dataset", dataset), ("--all-datasets", all_datasets), ("--model", model),
-                                          ("--preset", preset), ("--data-root", data_roots), ("--set", sets),
-                                          ("--config", config)) if value]
-        if given:
-            raise UserError(f"--resume {resume}: a resumed run keeps its own settings; drop {', '.join(given)}")
+        refuse_with_resume(resume, {"--dataset": dataset, "--all-datasets": all_datasets, "--model": model,
+                                    "--preset": preset, "--data-root": data_roots, "--set": sets, "--config": config})
         path, summary, problem = runner.resume(resume, output, address, in_process, err)
     else:
         todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets, config)

@@ -82,8 +82,45 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
         values.update(spec.get("train") or {})
         if spec.get("small_inputs"):
             overrides = {**small_overrides(model), **overrides}
+    tuned = _tuned(cfg, model)
+    if tuned.get("train") or tuned.get("model"):
+        values.update(tuned.get("train") or {})
+        overrides.update(tuned.get("model") or {})
+        source += f" + tuned.{model}"
     train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
     return Recipe(train, overrides, source, dict(found.get("resources") or {}))
+
+
+def _tuned(cfg: dict, model: str) -> dict:
+    """configs/tuned.yaml's entry for `model` (settings over its recipe and the preset), checked for shape."""
+    entry = (cfg.get("tuned") or {}).get(model) or {}
+    if not isinstance(entry, dict) or set(entry) - {"train", "model", "folds"}:
+        raise UserError(f"tuned.{model}: expected a mapping of train, model and folds")
+    for key in ("train", "model", "folds"):
+        if not isinstance(entry.get(key) or {}, dict):
+            raise UserError(f"tuned.{model}.{key}: expected a mapping")
+    return entry
+
+
+def fold_recipes(model: str, dataset: str, folds: list, base: Recipe, cfg: dict) -> dict[int, Recipe]:
+    """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index."""
+    from hsta_bench import config as config_mod
+    from hsta_bench.engine.train import TrainConfig
+
+    entries = (_tuned(cfg, model).get("folds") or {}).get(dataset) or {}
+    index = {f.name: f.index for f in folds}
+    out = {}
+    for name, spec in entries.items():
+        where = f"tuned.{model}.folds.{dataset}.{name}"
+        if str(name) not in index:
+            raise UserError(f"{where}: {dataset} has no fold {name!s} (folds: {', '.join(index)})")
+        if not isinstance(spec, dict) or set(spec) - {"train", "model"}:
+            raise UserError(f"{where}: expected a mapping of train and model")
+        values = {**asdict(base.train), **(spec.get("train") or {})}
+        train = config_mod.typed(TrainConfig, values, where).check(where)
+        out[index[str(name)]] = Recipe(train, {**base.overrides, **(spec.get("model") or {})},
+                                       f"{base.source} + {where}", base.resources)
+    return out
 
 
 def compatible(model_inputs, dataset: str) -> bool:
@@ -108,15 +145,22 @@ class Plan:
     inputs: object  # train.Inputs
     synthetic: bool
     evaluation: dict = field(default_factory=dict)
+    fold_recipes: dict = field(default_factory=dict)  # fold index -> Recipe, where a fold has its own
+
+    def recipe_of(self, index: int) -> Recipe:
+        return self.fold_recipes.get(index, self.recipe)
 
     def fold_seed(self, index: int) -> int:
-        return self.recipe.train.seed + index
+        return self.recipe_of(index).train.seed + index
 
     def key(self) -> str:
         """A short hash of what determines this evaluation's numbers (for provenance)."""
+        own = {self.folds[i].name: {"train": asdict(r.train), "overrides": r.overrides}
+               for i, r in sorted(self.fold_recipes.items())}
         blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
                            "train": asdict(self.recipe.train), "overrides": self.recipe.overrides,
-                           "evaluation": self.evaluation}, sort_keys=True, default=str)
+                           "evaluation": self.evaluation, **({"folds": own} if own else {})},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -153,8 +197,16 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
     inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs})
     synthetic = bool(manifest["synthetic"].any())
+    own = fold_recipes(model, dataset, folds, rec, cfg)
+    seen = []
+    for r in own.values():  # a fold's own model settings must not change what the model reads
+        if r.overrides != rec.overrides and r.overrides not in seen:
+            seen.append(r.overrides)
+            if create_model(model, len(protocol.classes), **r.overrides).inputs != probe.inputs:
+                raise UserError(f"{r.source}: changes the inputs {model} reads; only settings that keep them can "
+                                "differ between folds")
     return Plan(model, dataset, protocol_name, protocol.classes, rec, manifest.drop("_row"), y, folds, inputs,
-                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")})
+                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")}, own)
 
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:
@@ -178,7 +230,7 @@ def use_fold_batch(p: Plan) -> bool:
     from hsta_bench.models import model_class
 
     mode = p.recipe.train.fold_batch
-    if mode == "never" or p.recipe.train.selection != "last":
+    if mode == "never" or p.recipe.train.selection != "last" or p.fold_recipes:  # folds stacked share a recipe
         return False
     batchable = model_class(p.model).fold_batchable
     if mode == "always":
@@ -194,19 +246,20 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None) -> dict:
     indices = list(range(len(p.folds))) if indices is None else list(indices)
     folds = [p.folds[i] for i in indices]
 
-    def build():
-        return create_model(p.model, len(p.classes), **p.recipe.overrides)
+    def builder(overrides):
+        return lambda: create_model(p.model, len(p.classes), **overrides)
 
     started = time.perf_counter()
     if use_fold_batch(p):
-        outcomes = batched.fit_predict_folds(build, [_fold_data(p, f) for f in folds], p.recipe.train,
-                                             len(p.classes), [p.fold_seed(f.index) for f in folds])
+        outcomes = batched.fit_predict_folds(builder(p.recipe.overrides), [_fold_data(p, f) for f in folds],
+                                             p.recipe.train, len(p.classes), [p.fold_seed(f.index) for f in folds])
         if progress:
             progress(len(folds))
     else:
         outcomes = []
         for fold in folds:
-            outcomes.append(train.fit_predict(build, _fold_data(p, fold), p.recipe.train, len(p.classes),
+            r = p.recipe_of(fold.index)
+            outcomes.append(train.fit_predict(builder(r.overrides), _fold_data(p, fold), r.train, len(p.classes),
                                               p.fold_seed(fold.index)))
             if progress:
                 progress(1)

@@ -57,6 +57,22 @@ def write_json(data: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8"))
 
 
+def read_record(folder: Path, name: str, option: str) -> dict:
+    """The JSON record (run.json, tune.json) of a folder being resumed with `option`; a missing or damaged
+    record is one line naming it."""
+    path = Path(folder) / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        from hsta_bench.errors import UserError
+
+        raise UserError(f"{option}: no {name} at {folder} (give --output where it was written)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        from hsta_bench.errors import UserError
+
+        raise UserError(f"{path}: cannot read it ({exc})") from None
+
+
 def score_tables(predictions, classes_of: dict, bootstrap: int = 2000, level: float = 0.95, seed: int = 0):
     """metrics, per_class and confusion tables from a predictions table; `classes_of[protocol]` gives
     the class order."""
@@ -139,7 +155,8 @@ class RunStore:
 
     def __init__(self, output: Path, run_id: str | None = None):
         self.run_id = run_id or new_run_id()
-        self.path = Path(output) / self.run_id  # made by the first write: a run that fails first leaves nothing
+        self.output = Path(output)
+        self.path = self.output / self.run_id  # made by the first write: a run that fails first leaves nothing
 
     def write(self, run: dict, predictions, splits, classes_of: dict, bootstrap: int, level: float, seed: int):
         self.path.mkdir(parents=True, exist_ok=True)

@@ -184,46 +184,78 @@ class FoldOutcome:
     chosen_epoch: int  # the epoch whose model made the predictions (1-based)
 
 
+class FoldTrainer:
+    """One fold's model in training, an epoch at a time: `fit_predict` runs it to the end of its budget,
+    tuning (hsta_bench/tuning/objective.py) steps several in lockstep and scores them after each epoch.
+
+    Each trainer keeps its own copy of torch's global random stream (dropout, stochastic depth draw from
+    it), so trainers stepped in turn give the same models as trained one after another.
+    """
+
+    def __init__(self, build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int):
+        self.data, self.cfg, self.n_classes = data, cfg, n_classes
+        self.device = device_for(cfg)
+        torch.manual_seed(seed)
+        self.model = build().to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.labels = torch.from_numpy(data.train_labels).long()
+        per_epoch = len(batches(np.arange(len(data.train)), cfg.batch_size))
+        self.total, self.warmup = cfg.epochs * per_epoch, cfg.warmup_epochs * per_epoch
+        self.step = 0
+        self.epoch = 0
+        self._cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        self._streams = self._read_streams()
+
+    def _read_streams(self):
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self._cuda]
+
+    def train_epoch(self) -> None:
+        cfg, data = self.cfg, self.data
+        with torch.random.fork_rng(devices=self._cuda):  # this trainer's stream in, the caller's back after
+            cpu, cuda = self._streams
+            torch.set_rng_state(cpu)
+            for d, state in zip(self._cuda, cuda):
+                torch.cuda.set_rng_state(state, d)
+            self.model.train()
+            order = epoch_order(data.train_labels, cfg.balanced, self.n_classes, self.generator)
+            for part in batches(order, cfg.batch_size):
+                factor = lr_factor(self.step, self.total, self.warmup, cfg)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * factor * group["lr_scale"]
+                batch = data.inputs.get(data.train[part], self.device)
+                if cfg.augment:
+                    batch = flip(batch, torch.rand(len(part), generator=self.generator) < 0.5)
+                loss = torch.nn.functional.cross_entropy(self.model(batch), self.labels[part].to(self.device))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
+            self._streams = self._read_streams()
+        self.epoch += 1
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return predict(self.model, self.data.inputs, rows, self.device)
+
+
 def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int) -> FoldOutcome:
     """Train a model from `build()` on the fold's training rows, choose it (last epoch, or the best on the
     validation rows), and return its logits on the test rows."""
-    device = device_for(cfg)
-    torch.manual_seed(seed)
-    model = build().to(device)
-    optimizer = make_optimizer(model, cfg)
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.from_numpy(data.train_labels).long()
-    per_epoch = len(batches(np.arange(len(data.train)), cfg.batch_size))
-    total, warmup = cfg.epochs * per_epoch, cfg.warmup_epochs * per_epoch
+    trainer = FoldTrainer(build, data, cfg, n_classes, seed)
     use_val = cfg.selection == "best_val" and len(data.val) > 0
     best, best_state, best_epoch, since = -1.0, None, cfg.epochs, 0
-    step = 0
-    epoch = 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = epoch_order(data.train_labels, cfg.balanced, n_classes, generator)
-        for part in batches(order, cfg.batch_size):
-            factor = lr_factor(step, total, warmup, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * factor * group["lr_scale"]
-            batch = data.inputs.get(data.train[part], device)
-            if cfg.augment:
-                batch = flip(batch, torch.rand(len(part), generator=generator) < 0.5)
-            loss = torch.nn.functional.cross_entropy(model(batch), labels[part].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+        trainer.train_epoch()
         if use_val:
-            score = val_uf1(model, data, device, n_classes)
+            score = val_uf1(trainer.model, data, trainer.device, n_classes)
             if score > best:
-                best, best_state, best_epoch, since = score, copy.deepcopy(model.state_dict()), epoch, 0
+                best, best_state, best_epoch, since = score, copy.deepcopy(trainer.model.state_dict()), epoch, 0
             else:
                 since += 1
                 if cfg.patience and since >= cfg.patience:
                     break
     if use_val and best_state is not None:
-        model.load_state_dict(best_state)
+        trainer.model.load_state_dict(best_state)
     else:
-        best_epoch = epoch
-    return FoldOutcome(predict(model, data.inputs, data.test, device), epoch, best_epoch)
+        best_epoch = trainer.epoch
+    return FoldOutcome(trainer.predict(data.test), trainer.epoch, best_epoch)

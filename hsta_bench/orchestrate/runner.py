@@ -16,7 +16,6 @@ so even a failed or interrupted run leaves what it finished.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -42,33 +41,31 @@ def _now() -> str:
 
 
 def start(pairs: list, skipped: list, cfg: dict, preset: str, output: Path, address: str | None,
-          in_process: bool, console) -> tuple[Path, object, UserError | None]:
+          in_process: bool, console, run_id: str | None = None, executor=None,
+          extra: dict | None = None) -> tuple[Path, object, UserError | None]:
     """A new run of (model, dataset) `pairs`; returns its folder, the metrics of its finished evaluations
-    (`scope == all`), and the error to report when some are unfinished (None when the run is complete)."""
+    (`scope == all`), and the error to report when some are unfinished (None when the run is complete).
+    A caller that holds a Ray session already (hsta-bench tune) passes it as `executor`, and what the run
+    is part of as `extra` (recorded in run.json)."""
     from hsta_bench.engine.results import RunStore, environment, git_commit, write_json
 
-    store = RunStore(output)
+    store = RunStore(output, run_id)
     info = {"run_id": store.run_id, "created": _now(), "command": sys.argv, "preset": preset,
             "pairs": [list(p) for p in pairs], "skipped": skipped, "git_commit": git_commit(),
-            "environment": environment(), "config": cfg, "status": "planning"}
+            "environment": environment(), "config": cfg, "status": "planning", **(extra or {})}
     store.path.mkdir(parents=True, exist_ok=True)
     write_json(info, store.path / "run.json")
-    return _execute(store, info, address, in_process, console)
+    return _execute(store, info, address, in_process, console, executor)
 
 
-def resume(run_id: str, output: Path, address: str | None, in_process: bool, console) -> tuple[Path, object, UserError | None]:
+def resume(run_id: str, output: Path, address: str | None, in_process: bool, console,
+           executor=None) -> tuple[Path, object, UserError | None]:
     """Finish run `run_id` in `output`: only what is not on disk yet is trained."""
-    from hsta_bench.engine.results import RunStore, git_commit
+    from hsta_bench.engine.results import RunStore, git_commit, read_record
 
-    path = Path(output) / run_id
-    try:
-        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--resume {run_id}: no run at {path} (give --output where the run was written)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path / 'run.json'}: cannot read the run ({exc})") from None
+    info = read_record(Path(output) / run_id, "run.json", f"--resume {run_id}")
     info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": git_commit()})
-    return _execute(RunStore(output, run_id), info, address, in_process, console)
+    return _execute(RunStore(output, run_id), info, address, in_process, console, executor)
 
 
 def fragment_root(store, cfg: dict) -> Path:
@@ -83,7 +80,19 @@ def _evaluation(p) -> dict:
     return {"model": p.model, "dataset": p.dataset, "protocol": p.protocol, "classes": list(p.classes),
             "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds), "evaluation": p.evaluation,
             "train": asdict(p.recipe.train), "overrides": p.recipe.overrides, "recipe": p.recipe.source,
-            "config_key": p.key(), "seeds": {f.name: p.fold_seed(f.index) for f in p.folds}}
+            "config_key": p.key(), "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
+            **({"fold_recipes": _fold_differences(p)} if p.fold_recipes else {})}
+
+
+def _fold_differences(p) -> dict:
+    """What each fold with its own recipe (configs/tuned.yaml) sets differently from the evaluation's recipe."""
+    base = asdict(p.recipe.train)
+    out = {}
+    for index, r in sorted(p.fold_recipes.items()):
+        train = {k: v for k, v in asdict(r.train).items() if base.get(k) != v}
+        model = {k: v for k, v in r.overrides.items() if p.recipe.overrides.get(k, object()) != v}
+        out[p.folds[index].name] = {"train": train, "model": model}
+    return out
 
 
 def _plans(info: dict, console) -> dict:
@@ -102,7 +111,7 @@ def _plans(info: dict, console) -> dict:
     return plans
 
 
-def _execute(store, info: dict, address: str | None, in_process: bool, console):
+def _execute(store, info: dict, address: str | None, in_process: bool, console, executor=None):
     from hsta_bench.engine.results import write_json
     from hsta_bench.orchestrate import trials as trials_mod
     from hsta_bench.orchestrate.view import TrialView
@@ -116,11 +125,12 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console):
     info["evaluations"] = [_evaluation(p) for p in plans.values()]
     root = fragment_root(store, cfg)
     address = address or d.address or os.environ.get("RAY_ADDRESS")
-    if in_process:
+    owned = executor is None  # a session the caller holds is the caller's to close
+    if owned and in_process:
         from hsta_bench.orchestrate.inprocess import InProcess
 
         executor = InProcess()
-    else:
+    elif owned:
         from hsta_bench.orchestrate.ray_tune import Session
 
         executor = Session(address, d, store.path / "logs")
@@ -147,7 +157,8 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console):
             interrupted = True
         info["seconds"] = round(info.get("seconds", 0) + time.perf_counter() - started, 2)
     finally:
-        info.setdefault("dispatch", {})["stop_seconds"] = round(executor.close(), 2)
+        if owned:
+            info.setdefault("dispatch", {})["stop_seconds"] = round(executor.close(), 2)
     if len(info.get("resumed", [])):
         info["resumed"][-1]["dispatch"] = info["dispatch"]
     return _finish(store, info, plans, root, failures, interrupted, console)
@@ -198,7 +209,7 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
     else:
         write_json(info, store.path / "run.json")
 
-    again = f"hsta-bench run --resume {store.run_id} --output {store.path.parent}"
+    again = f"hsta-bench run --resume {store.run_id} --output {store.output}"
     if interrupted and incomplete:
         return store.path, summary, RunInterrupted(f"run {store.run_id} interrupted with {len(incomplete)} evaluation(s) unfinished; "
                              f"finish it with: {again}")

@@ -1,0 +1,160 @@
+"""The nested protocol of a tune: which subjects each study may see, and the data its trials get.
+
+The outer folds are the run's (evaluation.scheme: LOSO by default). They are dealt into `tune.outer_groups`
+groups; the study of a group tunes on the subjects outside it, and every outer fold of the group is later
+trained with the configuration that study chose. So no configuration is ever chosen with its test subject's
+labels in view: the score of the outer run is a test score of "tune, then train". Inside a study, the
+trials are scored on validation folds (subject k-fold over the study's own subjects), never on a test side.
+
+A study's trials receive only their study's samples (`StudyData`): the held-out subjects' samples are not in
+the object a trial gets, so no trial can touch them, whatever it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hsta_bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """configs/tune.yaml"""
+
+    trials: int = 20
+    metric: str = "uf1"
+    outer_groups: int | str = 5
+    inner_k: int | str = 3
+    final: bool = True
+    startup_trials: int | str = "auto"
+    seed: int = 0
+    storage: str | None = None
+    asha: dict[str, int] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
+
+    def startup(self, trials: int) -> int:
+        if self.startup_trials == "auto":
+            return min(10, max(2, trials // 3))
+        return int(self.startup_trials)
+
+
+def tune_config(cfg: dict, trials: int | None = None) -> TuneConfig:
+    """The tune section, typed and checked; `trials` (from --trials) replaces its trial count."""
+    from dataclasses import replace
+
+    from hsta_bench import config as config_mod
+
+    tc = config_mod.typed(TuneConfig, cfg["tune"], "tune")
+    if trials is not None:
+        tc = replace(tc, trials=trials)
+    if tc.trials < 1:
+        raise UserError(f"--trials {tc.trials}: at least one trial per study")
+    if tc.metric not in ("uf1", "uar", "acc"):
+        raise UserError(f"tune.metric={tc.metric!r}: expected uf1, uar or acc")
+    if tc.outer_groups != "per_fold" and not (isinstance(tc.outer_groups, int) and tc.outer_groups >= 2):
+        raise UserError(f"tune.outer_groups={tc.outer_groups!r}: expected per_fold or a whole number >= 2")
+    if tc.inner_k != "loso" and not (isinstance(tc.inner_k, int) and tc.inner_k >= 2):
+        raise UserError(f"tune.inner_k={tc.inner_k!r}: expected loso or a whole number >= 2")
+    if tc.startup_trials != "auto" and not (isinstance(tc.startup_trials, int) and tc.startup_trials >= 1):
+        raise UserError(f"tune.startup_trials={tc.startup_trials!r}: expected auto or a whole number >= 1")
+    unknown = set(tc.asha) - {"grace_period", "reduction_factor"}
+    if unknown or tc.asha.get("grace_period", 1) < 1 or tc.asha.get("reduction_factor", 2) < 2:
+        raise UserError("tune.asha: grace_period >= 1 and reduction_factor >= 2 (no other keys)")
+    return tc
+
+
+@dataclass(frozen=True)
+class Study:
+    index: int
+    name: str  # g<i> for a group of outer folds, `all` for the final study
+    outer_folds: tuple[str, ...]  # the outer folds whose configuration this study chooses
+    held_out: tuple[str, ...]  # subjects it never sees: the test subjects of those folds
+    subjects: tuple[str, ...]  # subjects it tunes on
+
+    def describe(self) -> dict:
+        return {"name": self.name, "outer_folds": list(self.outer_folds), "held_out": list(self.held_out),
+                "subjects": list(self.subjects)}
+
+
+def studies(plan, tc: TuneConfig) -> list[Study]:
+    """The studies of a tune over `plan`'s outer folds: one per group of outer folds, then `all`."""
+    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    everyone = sorted(set(subjects.tolist()))
+    n = len(plan.folds)
+    groups = n if tc.outer_groups == "per_fold" else min(tc.outer_groups, n)
+    if groups < 2:
+        raise UserError(f"{plan.dataset}: {n} outer fold(s); a nested tune needs at least two")
+    order = np.random.default_rng([tc.seed, 7]).permutation(n)
+    out = []
+    for g in range(groups):
+        folds = [plan.folds[i] for i in sorted(order[g::groups].tolist())]
+        held = sorted(set(subjects[np.concatenate([f.test for f in folds])].tolist()))
+        out.append(Study(g, f"g{g}", tuple(f.name for f in folds), tuple(held),
+                         tuple(s for s in everyone if s not in held)))
+    if tc.final:
+        out.append(Study(groups, "all", (), (), tuple(everyone)))
+    for s in out:
+        inner = len(s.subjects) if tc.inner_k == "loso" else tc.inner_k
+        if len(s.subjects) < 2 or inner > len(s.subjects):
+            raise UserError(f"tune.inner_k={tc.inner_k}: study {s.name} has {len(s.subjects)} subject(s) to tune on "
+                            f"(lower tune.inner_k or tune.outer_groups)")
+    return out
+
+
+@dataclass
+class StudyData:
+    """Everything a study's trials need, restricted to its own subjects' samples."""
+
+    study: Study
+    model: str
+    dataset: str
+    protocol: str
+    classes: tuple[str, ...]
+    recipe: object  # evaluate.Recipe: the base every sampled point is applied to
+    inputs: object  # train.Inputs over the study's samples only
+    y: np.ndarray
+    subjects: np.ndarray
+    sample_ids: np.ndarray
+    folds: list  # splits.Fold with train and val sides (no test side)
+    metric: str
+    cpus: float
+
+
+def study_data(plan, study: Study, tc: TuneConfig, cpus: float) -> StudyData:
+    from hsta_bench.engine import splits
+    from hsta_bench.engine.train import Inputs
+
+    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    rows = np.flatnonzero(np.isin(subjects, list(study.subjects)))
+    if set(subjects[rows].tolist()) & set(study.held_out):  # by construction; checked because it is the point
+        raise splits.LeakageError(f"study {study.name}: a held-out subject is among its samples")
+    mine = subjects[rows]
+    scheme, k = ("loso", 0) if tc.inner_k == "loso" else ("kfold", tc.inner_k)
+    inner = splits.make_folds(mine, scheme, k, 0, tc.seed + study.index)
+    # the inner folds' held-out side is validation: a study has no test side
+    folds = [splits.Fold(f.index, f.name, f.train, f.test, np.zeros(0, dtype=int)) for f in inner]
+    inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()})
+    return StudyData(study, plan.model, plan.dataset, plan.protocol, plan.classes, plan.recipe, inputs,
+                     plan.y[rows], mine, plan.manifest["sample_id"].to_numpy()[rows].astype(str), folds, tc.metric,
+                     cpus)
+
+
+def splits_table(plan, items: list[StudyData]):
+    """splits.parquet of a tune: study, fold, subject, sample_id, role (train | val | held_out)."""
+    import polars as pl
+
+    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    ids = plan.manifest["sample_id"].to_numpy().astype(str)
+    parts = []
+    for data in items:
+        for fold in data.folds:
+            for role, rows in (("train", fold.train), ("val", fold.val)):
+                parts.append(pl.DataFrame({"study": data.study.name, "fold": fold.name,
+                                           "subject": data.subjects[rows], "sample_id": data.sample_ids[rows],
+                                           "role": role}))
+        held = np.isin(subjects, list(data.study.held_out))
+        parts.append(pl.DataFrame({"study": data.study.name, "fold": "-", "subject": subjects[held],
+                                   "sample_id": ids[held], "role": "held_out"}))
+    schema = {"study": pl.Utf8, "fold": pl.Utf8, "subject": pl.Utf8, "sample_id": pl.Utf8, "role": pl.Utf8}
+    return pl.concat([p.cast(schema) for p in parts]) if parts else pl.DataFrame(schema=schema)

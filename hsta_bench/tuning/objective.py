@@ -1,0 +1,54 @@
+"""The objective of a trial: a sampled configuration trained on a study's inner folds, scored on their
+validation subjects after every epoch (what ASHA stops on and Optuna's TPE learns from).
+
+The inner folds train in lockstep, one epoch each in turn (engine/train.py FoldTrainer), so the score
+after epoch e pools the validation predictions of every inner fold's model at epoch e. Only the study's
+samples are in the data a trial gets (nested.py): a held-out subject cannot be touched here.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+
+def epochs(data, params: dict) -> Iterator[dict]:
+    """Train `params` (a sampled point) on `data` (nested.StudyData); yield the validation scores after
+    each epoch, with the subjects the trial trained and validated on."""
+    import torch
+
+    from hsta_bench.engine.metrics import scores
+    from hsta_bench.engine.train import FoldData, FoldTrainer
+    from hsta_bench.models import create_model
+    from hsta_bench.tuning import space
+
+    recipe = space.apply(data.recipe, params)
+    n_classes = len(data.classes)
+
+    def build():
+        return create_model(data.model, n_classes, **recipe.overrides)
+
+    torch.set_num_threads(max(1, int(data.cpus)))
+    nothing = np.zeros(0, dtype=int)
+    trainers = [FoldTrainer(build, FoldData(data.inputs, f.train, data.y[f.train], f.val, data.y[f.val], nothing),
+                            recipe.train, n_classes, recipe.train.seed + f.index) for f in data.folds]
+    val = np.concatenate([f.val for f in data.folds])
+    seen = sorted(set(data.subjects[np.concatenate([f.train for f in data.folds] + [val])].tolist()))
+    for epoch in range(1, recipe.train.epochs + 1):
+        for trainer in trainers:
+            trainer.train_epoch()
+        pred = np.concatenate([t.predict(f.val).argmax(1) for t, f in zip(trainers, data.folds)])
+        s = scores(data.y[val], pred, n_classes)
+        yield {"epoch": epoch, "val_uf1": float(s["uf1"]), "val_uar": float(s["uar"]), "val_acc": float(s["acc"]),
+               "val_n": int(len(val)), "subjects_seen": seen}
+
+
+def trainable(config: dict, data: dict) -> None:
+    """A Ray Tune trial of study config["study"] (`data`: each study's object-store reference); each
+    epoch's scores are reported, and ASHA may end the trial at any report."""
+    import ray
+    from ray import tune
+
+    for result in epochs(ray.get(data[config["study"]]), config):
+        tune.report(result)
