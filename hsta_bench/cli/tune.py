@@ -105,7 +105,7 @@ def report(outcome, as_json: bool) -> None:
         held = ", ".join(r["held_out"]) or "none"
         best = "-" if r["best_value"] is None else f"{r['best_value']:.3f}"
         studies.add_row(r["study"], held if len(held) < 40 else held[:37] + "...", str(r["complete"]), str(r["pruned"]),
-                        str(r["fail"]), best, report_mod._params(r["best_params"]) or "-")
+                        str(r["fail"]), best, report_mod.params_text(r["best_params"]) or "-")
     _print(studies)
     final = table.filter(table["study"] == "all") if table.height else table
     if final.height:  # every study's trials are in report.md and trials.parquet
@@ -114,8 +114,8 @@ def report(outcome, as_json: bool) -> None:
         for column in ("#", "state", metric, "epochs", "s", *params):
             trials.add_column(column, justify="left" if column == "state" else "right")
         for r in final.iter_rows(named=True):
-            trials.add_row(str(r["number"]), r["state"], report_mod._f(r["value"]), report_mod._f(r["epochs"]),
-                           report_mod._f(r["seconds"], 1), *(report_mod._f(r[c]) for c in params))
+            trials.add_row(str(r["number"]), r["state"], report_mod.fmt(r["value"]), report_mod.fmt(r["epochs"]),
+                           report_mod.fmt(r["seconds"], 1), *(report_mod.fmt(r[c]) for c in params))
         _print(trials)
     imps = {k: v for k, v in (info.get("importances") or {}).items() if "note" not in v}
     if imps:

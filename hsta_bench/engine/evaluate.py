@@ -63,16 +63,22 @@ class Recipe:
     resources: dict = field(default_factory=dict)
 
 
+def recipe_name(model: str, cfg: dict) -> str | None:
+    """The recipe (configs/models/NAME.yaml) that applies to `model`: the first whose `applies_to` matches."""
+    for name, spec in cfg.get("models", {}).items():
+        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
+            return name
+    return None
+
+
 def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
     from hsta_bench import config as config_mod
     from hsta_bench.engine.train import TrainConfig
     from hsta_bench.models import small_overrides
 
-    found, source = {}, "defaults"
-    for name, spec in cfg.get("models", {}).items():
-        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
-            found, source = spec, f"configs/models/{name}.yaml"
-            break
+    name = recipe_name(model, cfg)
+    found = cfg["models"][name] if name else {}
+    source = f"configs/models/{name}.yaml" if name else "defaults"
     values = {**cfg["train"], **(found.get("train") or {})}
     overrides = dict(found.get("model") or {})
     if preset is not None:

@@ -93,7 +93,7 @@ def history_plot(table, path: Path, metric: str) -> None:
     plt.close(fig)
 
 
-def _f(value, digits: int = 3) -> str:
+def fmt(value, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -101,8 +101,10 @@ def _f(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _params(params: dict) -> str:
-    return ", ".join(f"{section}.{k}={_f(v)}" for section, values in params.items() for k, v in values.items())
+def params_text(params: dict, sep: str = ", ") -> str:
+    """train.lr=0.000125, model.drop_path=0.163: a point as the names --space takes (non-sections skipped)."""
+    return sep.join(f"{section}.{k}={fmt(v)}" for section, values in params.items() if isinstance(values, dict)
+                    for k, v in values.items())
 
 
 def study_rows(info: dict, table) -> list[dict]:
@@ -152,7 +154,7 @@ def markdown(info: dict, table) -> str:
     for r in study_rows(info, table):
         held = ", ".join(r["held_out"]) or "none"
         lines.append(f"| {r['study']} | {held} | {r['subjects']} subjects | {r['complete']} | {r['pruned']} | "
-                     f"{r['fail']} | {_f(r['best_value'])} | {_params(r['best_params']) or '-'} |")
+                     f"{r['fail']} | {fmt(r['best_value'])} | {params_text(r['best_params']) or '-'} |")
     lines += ["", "## Test score: the outer run", ""]
     score = info.get("outer_score")
     if score:
@@ -185,7 +187,7 @@ def markdown(info: dict, table) -> str:
             if "note" in values:
                 lines.append(f"| {study} | " + values["note"] + " |" + " |" * (len(names) - 1))
             else:
-                lines.append(f"| {study} | " + " | ".join(_f(values.get(n)) for n in names) + " |")
+                lines.append(f"| {study} | " + " | ".join(fmt(values.get(n)) for n in names) + " |")
     else:
         lines.append("Too few complete trials to judge.")
     lines += ["", "## History", "", "![history](history.png)", "", "## Trials", ""]
@@ -194,6 +196,6 @@ def markdown(info: dict, table) -> str:
         lines += ["| study | # | state | " + metric + " | epochs | s | " + " | ".join(params) + " |",
                   "|---|---:|---|---:|---:|---:|" + "---:|" * len(params)]
         for r in table.iter_rows(named=True):
-            lines.append(f"| {r['study']} | {r['number']} | {r['state']} | {_f(r['value'])} | {_f(r['epochs'])} | "
-                         f"{_f(r['seconds'], 1)} | " + " | ".join(_f(r[c]) for c in params) + " |")
+            lines.append(f"| {r['study']} | {r['number']} | {r['state']} | {fmt(r['value'])} | {fmt(r['epochs'])} | "
+                         f"{fmt(r['seconds'], 1)} | " + " | ".join(fmt(r[c]) for c in params) + " |")
     return "\n".join(lines) + "\n"

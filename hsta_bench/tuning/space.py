@@ -104,19 +104,10 @@ def parse(name: str, spec, where: str) -> Dimension | None:
     return Dimension(section, key, kind, args)
 
 
-def recipe_name(model: str, cfg: dict) -> str | None:
-    """The recipe (configs/models/NAME.yaml) that applies to `model`, as evaluate.recipe finds it."""
-    import fnmatch
-
-    for name, spec in cfg.get("models", {}).items():
-        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
-            return name
-    return None
-
-
 def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
     """`--space KEY=SPEC` options as the `--set` overrides they stand for (on the model's recipe)."""
     from hsta_bench import config as config_mod
+    from hsta_bench.engine.evaluate import recipe_name
 
     name = recipe_name(model, cfg)
     sets = []
@@ -131,6 +122,8 @@ def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
 
 def dimensions(model: str, cfg: dict) -> list[Dimension]:
     """The search space of `model` from its recipe, checked."""
+    from hsta_bench.engine.evaluate import recipe_name
+
     name = recipe_name(model, cfg)
     raw = (cfg["models"].get(name) or {}).get("space") or {} if name else {}
     where = f"configs/models/{name}.yaml space" if name else f"{model}"

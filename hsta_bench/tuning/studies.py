@@ -252,6 +252,8 @@ def _callback(report, counts: dict, target: int, budget: int, metric: str):
     """A Ray Tune callback that reports each finished trial in one line (Tune calls it in the driver)."""
     from ray import tune
 
+    from hsta_bench.tuning.report import params_text
+
     class Lines(tune.Callback):
         def __init__(self, report):  # an argument, not a closure: the class is pickled, the report must not be
             self.report, self.done, self.last = report, dict(counts), {}
@@ -273,25 +275,13 @@ def _callback(report, counts: dict, target: int, budget: int, metric: str):
             how = "" if epoch >= budget else f", stopped by ASHA at epoch {epoch}"
             if self.report is not None:
                 self.report(f"{name} {self.done[name]}/{target}: {metric} {result.get(metric, float('nan')):.3f}{how}  "
-                            f"{_params_text(trial.config)}")
+                            f"{params_text(trial.config, ' ')}")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             if self.report is not None:
                 self.report(f"{trial.config['study']}: a trial failed ({_last_line(trial)})")
 
     return Lines(report)
-
-
-def _params_text(config: dict) -> str:
-    """train.lr=0.0003 model.drop_path=0.12: the names a reader types in --space."""
-    return " ".join(f"{section}.{k}={_short(v)}" for section, values in config.items() if isinstance(values, dict)
-                    for k, v in values.items())
-
-
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _last_line(trial) -> str:
