@@ -66,8 +66,10 @@ def test_tune_is_nested_and_its_best_configuration_runs(tmp_path):
         best = max((t for t in study.get_trials() if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
         for fold in s["outer_folds"]:
             assert fold in s["held_out"]  # LOSO: the fold is its test subject
+            tuned_on = folds[fold].pop("tuned_on")
             assert folds[fold] == {"train": {"lr": best.params["train/lr"]},
                                    "model": {"dropout": best.params["model/dropout"]}}
+            assert tuned_on["subjects"] == sorted(f"casme2/{x}" for x in s["subjects"]) and tuned_on["synthetic"]
     assert sorted(folds) == sorted(studies["all"][0]["subjects"])
     recorded = run["evaluations"][0]["fold_recipes"]
     assert {f: r["train"]["lr"] for f, r in recorded.items()} == {f: v["train"]["lr"] for f, v in folds.items()}
@@ -90,6 +92,10 @@ def test_tune_is_nested_and_its_best_configuration_runs(tmp_path):
     assert evaluation["recipe"].endswith("+ tuned.ststnet")
     assert evaluation["train"]["lr"] == best["params"]["train"]["lr"]
     assert evaluation["overrides"]["dropout"] == best["params"]["model"]["dropout"]
+    # on the subjects that chose it, it is refused: that score would not be a test score
+    refused = run_cli("run", "--config", str(tune_dir / "best.yaml"), "--model", "ststnet", "--dataset", "casme2",
+                      "--preset", "smoke", "--in-process", "--output", str(tmp_path / "runs"))
+    assert_one_line_error(refused, "tuned.ststnet was chosen with the labels of subject(s) this run tests", "casme2/sub01")
 
 
 def _finished_in(db: Path) -> int:

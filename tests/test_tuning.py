@@ -101,8 +101,28 @@ def test_tuned_settings_take_precedence_over_recipe_and_preset_and_fold_recipes_
         p.recipe, train=dataclasses.replace(p.recipe.train, fold_batch="always"))))
     with pytest.raises(UserError, match="casme2 has no fold sub99"):
         ev.plan("ststnet", "casme2", config.load(sets=["tuned.ststnet.folds.casme2.sub99.train.lr=1"]), "smoke")
-    with pytest.raises(UserError, match="tuned.ststnet: expected a mapping of train, model and folds"):
+    with pytest.raises(UserError, match="tuned.ststnet: expected a mapping of train, model, folds and tuned_on"):
         ev.recipe("ststnet", config.load(sets=["tuned.ststnet.epochs=3"]), "smoke")
+
+
+def test_settings_are_refused_on_the_subjects_that_chose_them(cfg):
+    from hsta_bench.engine.splits import LeakageError
+
+    chosen = ["tuned.ststnet.train.lr=0.01", "tuned.ststnet.tuned_on.tune=t1",
+              "tuned.ststnet.tuned_on.synthetic=true", "tuned.ststnet.tuned_on.subjects=[casme2/sub02, samm/006]"]
+    with pytest.raises(LeakageError, match=r"tuned.ststnet was chosen .* \(casme2/sub02; tune t1\)"):
+        ev.plan("ststnet", "casme2", config.load(sets=chosen), "smoke")
+    with pytest.raises(LeakageError, match="casme2/sub02"):  # a composite holds CASME II's subjects
+        ev.plan("ststnet", "megc2019-flow", config.load(sets=chosen), "smoke")
+    ev.plan("ststnet", "smic", config.load(sets=chosen), "smoke")  # other subjects: fine
+    # stand-ins and real data share subject names, not subjects
+    ev.plan("ststnet", "casme2", config.load(sets=chosen[:-2] + ["tuned.ststnet.tuned_on.synthetic=false",
+                                                                 chosen[-1]]), "smoke")
+    fold = "tuned.ststnet.folds.casme2.sub03"
+    ok = [f"{fold}.train.lr=0.01", f"{fold}.tuned_on.synthetic=true", f"{fold}.tuned_on.subjects=[casme2/sub01]"]
+    assert ev.plan("ststnet", "casme2", config.load(sets=ok), "smoke").fold_recipes
+    with pytest.raises(LeakageError, match=f"{fold} was chosen"):
+        ev.plan("ststnet", "casme2", config.load(sets=ok[:-1] + [f"{fold}.tuned_on.subjects=[casme2/sub03]"]), "smoke")
 
 
 def _tc(**changes) -> nested.TuneConfig:
@@ -138,8 +158,12 @@ def test_study_settings_that_cannot_work_are_one_line(cfg):
     p = ev.plan("ststnet", "casme2", cfg, "smoke")  # 5 subjects
     with pytest.raises(UserError, match="study g0 has 2 subject"):
         nested.studies(p, _tc(outer_groups=2, inner_k=3))
-    for key, value in (("outer_groups", 1), ("inner_k", "all"), ("metric", "f2"), ("startup_trials", 0)):
-        with pytest.raises(UserError, match=f"tune.{key}"):
+    tc = _tc()
+    assert (tc.grace(2), tc.grace(800), _tc(asha={"grace_period": 5}).grace(3)) == (1, 100, 3)
+    assert (tc.startup(6), tc.startup(60), _tc(startup_trials=4).startup(6)) == (2, 10, 4)
+    for key, value in (("outer_groups", 1), ("inner_k", "all"), ("metric", "f2"), ("startup_trials", 0),
+                       ("asha.grace_period", 0), ("asha.patience", 3)):
+        with pytest.raises(UserError, match=f"tune.{key.split('.')[0]}"):
             nested.tune_config(config.load(sets=[f"tune.{key}={value}"]))
 
 

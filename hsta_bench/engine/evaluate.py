@@ -100,16 +100,41 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
 def _tuned(cfg: dict, model: str) -> dict:
     """configs/tuned.yaml's entry for `model` (settings over its recipe and the preset), checked for shape."""
     entry = (cfg.get("tuned") or {}).get(model) or {}
-    if not isinstance(entry, dict) or set(entry) - {"train", "model", "folds"}:
-        raise UserError(f"tuned.{model}: expected a mapping of train, model and folds")
-    for key in ("train", "model", "folds"):
+    if not isinstance(entry, dict) or set(entry) - {"train", "model", "folds", "tuned_on"}:
+        raise UserError(f"tuned.{model}: expected a mapping of train, model, folds and tuned_on")
+    for key in ("train", "model", "folds", "tuned_on"):
         if not isinstance(entry.get(key) or {}, dict):
             raise UserError(f"tuned.{model}.{key}: expected a mapping")
     return entry
 
 
-def fold_recipes(model: str, dataset: str, folds: list, base: Recipe, cfg: dict) -> dict[int, Recipe]:
-    """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index."""
+def subject_keys(manifest) -> np.ndarray:
+    """source/subject of every row: a subject's name across datasets (a composite keeps its sources')."""
+    import polars as pl
+
+    return manifest.select(pl.concat_str([pl.col("source"), pl.col("subject").cast(pl.Utf8)], separator="/")
+                           ).to_series().to_numpy().astype(str)
+
+
+def check_tuned_on(tuned_on: dict | None, tested: np.ndarray, synthetic: bool, where: str) -> None:
+    """Refuse settings chosen with the labels of a subject they would now be tested on. `tuned_on` is what
+    `hsta-bench tune` records with them: {tune, synthetic, subjects: [source/subject, ...]}."""
+    from hsta_bench.engine.splits import LeakageError
+
+    if not tuned_on or bool(tuned_on.get("synthetic")) != synthetic:  # stand-ins and real data share names only
+        return
+    shared = sorted(set(tuned_on.get("subjects") or ()) & set(tested.tolist()))
+    if shared:
+        more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+        raise LeakageError(f"{where} was chosen with the labels of subject(s) this run tests ({', '.join(shared[:3])}{more}; "
+                           f"tune {tuned_on.get('tune', '?')}): their scores would not be test scores. The tune's outer "
+                           "run is the tuned model's test score; use these settings on other subjects")
+
+
+def fold_recipes(model: str, dataset: str, folds: list, base: Recipe, cfg: dict, keys: np.ndarray,
+                 synthetic: bool) -> dict[int, Recipe]:
+    """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index;
+    `keys` are the rows' source/subject names, to check each fold's `tuned_on` against its test subjects."""
     from hsta_bench import config as config_mod
     from hsta_bench.engine.train import TrainConfig
 
@@ -120,8 +145,9 @@ def fold_recipes(model: str, dataset: str, folds: list, base: Recipe, cfg: dict)
         where = f"tuned.{model}.folds.{dataset}.{name}"
         if str(name) not in index:
             raise UserError(f"{where}: {dataset} has no fold {name!s} (folds: {', '.join(index)})")
-        if not isinstance(spec, dict) or set(spec) - {"train", "model"}:
-            raise UserError(f"{where}: expected a mapping of train and model")
+        if not isinstance(spec, dict) or set(spec) - {"train", "model", "tuned_on"}:
+            raise UserError(f"{where}: expected a mapping of train, model and tuned_on")
+        check_tuned_on(spec.get("tuned_on"), keys[folds[index[str(name)]].test], synthetic, where)
         values = {**asdict(base.train), **(spec.get("train") or {})}
         train = config_mod.typed(TrainConfig, values, where).check(where)
         out[index[str(name)]] = Recipe(train, {**base.overrides, **(spec.get("model") or {})},
@@ -203,7 +229,9 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
     inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs})
     synthetic = bool(manifest["synthetic"].any())
-    own = fold_recipes(model, dataset, folds, rec, cfg)
+    keys = subject_keys(manifest)
+    check_tuned_on(_tuned(cfg, model).get("tuned_on"), keys, synthetic, f"tuned.{model}")
+    own = fold_recipes(model, dataset, folds, rec, cfg, keys, synthetic)
     seen = []
     for r in own.values():  # a fold's own model settings must not change what the model reads
         if r.overrides != rec.overrides and r.overrides not in seen:

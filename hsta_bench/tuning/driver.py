@@ -106,7 +106,9 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
     datas = [nested.study_data(p, s, tc, cpus) for s in plan_studies]
     write_parquet(nested.splits_table(p, datas), path / "splits.parquet")
     info.update(studies=described, protocol=p.protocol, space={dim.name: dim.spec() for dim in dims},
-                budget_epochs=p.recipe.train.epochs, recipe=p.recipe.source, status="running")
+                budget_epochs=p.recipe.train.epochs, grace_epochs=tc.grace(p.recipe.train.epochs),
+                startup_trials=tc.startup(tc.trials),
+                recipe=p.recipe.source, status="running")
     write_json(info, path / "tune.json")
     console.print(f"tune {info['tune_id']} -> {path}")
     console.print(f"{model} on {dataset} ({p.protocol}): {len(plan_studies)} studies of {tc.trials} trials, "
@@ -152,7 +154,7 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
         row = outer.row(0, named=True)
         info["outer_score"] = {k: row[k] for k in ("uf1", "uar", "acc", "n", "uf1_ci_low", "uf1_ci_high",
                                                     "uar_ci_low", "uar_ci_high")}
-    _write_best(path, info, plan_studies, store)
+    _write_best(path, info, p, plan_studies, store)
     _write_reports(path, info, plan_studies, store)
     write_json(info, path / "tune.json")
     return Outcome(path, info, outer, problem)
@@ -183,8 +185,8 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
                                         f"--output {output}")
         params = space.nested(best.params)
         chosen[s.name] = {"trial": best.number, "value": best.value, "params": params}
-        for name in s.outer_folds:
-            folds[name] = copy.deepcopy(params)
+        for name in s.outer_folds:  # with the subjects that chose it, which `run` checks against the fold's
+            folds[name] = {**copy.deepcopy(params), "tuned_on": _tuned_on(info, p, s.subjects)}
     info["chosen"] = chosen
     model, dataset = info["model"], info["dataset"]
     tuned = {"tuned": {model: {"folds": {dataset: folds}}}}
@@ -221,13 +223,22 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
     return summary, problem
 
 
+def _tuned_on(info: dict, p, subjects) -> dict:
+    """What `run` needs to refuse settings on the subjects that chose them (evaluate.check_tuned_on)."""
+    from hsta_bench.engine.evaluate import subject_keys
+
+    names = p.manifest["subject"].cast(str).to_numpy().astype(str)
+    keys = dict(zip(names.tolist(), subject_keys(p.manifest).tolist()))
+    return {"tune": info["tune_id"], "synthetic": p.synthetic, "subjects": sorted(keys[s] for s in subjects)}
+
+
 def _yaml(data) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
-def _write_best(path: Path, info: dict, plan_studies, store) -> None:
+def _write_best(path: Path, info: dict, p, plan_studies, store) -> None:
     """best.yaml: the final study's best configuration as a config file (only once that study is complete)."""
     from hsta_bench.engine.results import atomic_write
     from hsta_bench.tuning import studies, space
@@ -245,6 +256,10 @@ def _write_best(path: Path, info: dict, plan_studies, store) -> None:
     earlier.pop("folds", None)
     for section, values in params.items():
         earlier.setdefault(section, {}).update(values)
+    mine, before = _tuned_on(info, p, final[0].subjects), earlier.get("tuned_on") or {}
+    if before and bool(before.get("synthetic")) == mine["synthetic"]:  # settings it started from were chosen too
+        mine["subjects"] = sorted(set(mine["subjects"]) | set(before.get("subjects") or ()))
+    earlier["tuned_on"] = mine
     outer = info.get("outer_score")
     honest = (f"# The nested estimate of this procedure on {dataset} is the tune's outer score"
               + (f": UF1 {outer['uf1']:.3f}" if outer else "") + ".\n")
@@ -253,7 +268,7 @@ def _write_best(path: Path, info: dict, plan_studies, store) -> None:
               f"the best of {studies.finished(s)} by validation {info['config']['tune']['metric']} "
               f"{best.value:.3f} (inner folds over every subject).\n"
               f"# Use: hsta-bench run --config best.yaml --model {model} --dataset DATASET --preset {info['preset']}\n"
-              f"# Every subject of {dataset} was used to choose it, so a run of it on {dataset} is not a test score.\n"
+              f"# Every subject of {dataset} helped choose it (tuned_on), so `run` refuses to test it on them.\n"
               + honest)
     atomic_write(path / "best.yaml", lambda tmp: tmp.write_text(header + _yaml({"tuned": {model: earlier}}),
                                                                 encoding="utf-8"))

@@ -31,7 +31,13 @@ class TuneConfig:
     startup_trials: int | str = "auto"
     seed: int = 0
     storage: str | None = None
-    asha: dict[str, int] = field(default_factory=lambda: {"grace_period": 1, "reduction_factor": 2})
+    asha: dict[str, int | str] = field(default_factory=lambda: {"grace_period": "auto", "reduction_factor": 2})
+
+    def grace(self, budget: int) -> int:
+        """Epochs a trial trains before ASHA may stop it: auto is an eighth of the budget (MER validation
+        scores after an epoch or two say little about where a configuration ends up)."""
+        g = self.asha.get("grace_period", "auto")
+        return max(1, budget // 8) if g == "auto" else min(int(g), budget)
 
     def startup(self, trials: int) -> int:
         if self.startup_trials == "auto":
@@ -58,9 +64,10 @@ def tune_config(cfg: dict, trials: int | None = None) -> TuneConfig:
         raise UserError(f"tune.inner_k={tc.inner_k!r}: expected loso or a whole number >= 2")
     if tc.startup_trials != "auto" and not (isinstance(tc.startup_trials, int) and tc.startup_trials >= 1):
         raise UserError(f"tune.startup_trials={tc.startup_trials!r}: expected auto or a whole number >= 1")
-    unknown = set(tc.asha) - {"grace_period", "reduction_factor"}
-    if unknown or tc.asha.get("grace_period", 1) < 1 or tc.asha.get("reduction_factor", 2) < 2:
-        raise UserError("tune.asha: grace_period >= 1 and reduction_factor >= 2 (no other keys)")
+    grace, factor = tc.asha.get("grace_period", "auto"), tc.asha.get("reduction_factor", 2)
+    if (set(tc.asha) - {"grace_period", "reduction_factor"} or not (grace == "auto" or (isinstance(grace, int) and grace >= 1))
+            or not (isinstance(factor, int) and factor >= 2)):
+        raise UserError("tune.asha: grace_period auto or >= 1, reduction_factor >= 2 (no other keys)")
     return tc
 
 

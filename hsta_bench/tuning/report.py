@@ -139,9 +139,9 @@ def markdown(info: dict, table) -> str:
     lines = [f"# Tune {info['tune_id']}: {info['model']} on {info['dataset']}", "",
              f"- status: **{info['status']}**; protocol {info.get('protocol')}, preset {info['preset']}, "
              f"{info['trials']} trials per study, at most {info.get('budget_epochs')} epochs each (ASHA: grace "
-             f"{tc['asha'].get('grace_period')}, reduction {tc['asha'].get('reduction_factor')})",
+             f"{info.get('grace_epochs')} epochs, reduction {tc['asha'].get('reduction_factor', 2)})",
              f"- objective: {metric}, pooled over the validation subjects of {tc['inner_k']}-fold inner splits; "
-             f"TPE seeded {tc['seed']} ({tc['startup_trials']} random start)",
+             f"TPE seeded {tc['seed']} ({info.get('startup_trials')} random trials first)",
              "- search space: " + ", ".join(f"`{k}={v}`" for k, v in info.get("space", {}).items()),
              f"- commit {info.get('git_commit')}, {info.get('environment', {}).get('platform')}, "
              f"{info.get('seconds', 0):.0f} s", "",
