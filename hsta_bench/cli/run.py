@@ -111,7 +111,7 @@ def report(path: Path, summary, as_json: bool) -> None:
 
 def show(summary, run_id: str) -> None:
     table = Table(title=f"run {run_id}: pooled over folds, (95% CI) by subject bootstrap", title_justify="left",
-                  caption="* synthetic stand-in", caption_justify="left")
+                  caption="* synthetic stand-in" if summary["synthetic"].any() else None, caption_justify="left")
     for column in ("dataset", "protocol", "model", "UF1", "UAR", "acc", "n"):
         table.add_column(column, justify="right" if column in ("UF1", "UAR", "acc", "n") else "left", no_wrap=True)
     for r in summary.iter_rows(named=True):

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-STATES_DONE = ("COMPLETE", "PRUNED")
-
 
 def storage(path: Path, url: str | None = None):
     """Optuna's RDB storage: `url` (tune.storage) when given, else SQLite at `path`."""
