@@ -25,6 +25,7 @@ from torch import nn
 BACKENDS = ("naive", "sdpa", "flex")
 _default = ["sdpa"]
 _forced: list[str | None] = [None]
+_recorders: list[Callable] = []  # see recording()
 
 
 def default_backend() -> str:
@@ -56,6 +57,17 @@ def set_backend(model: nn.Module, name: str) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def recording(callback: Callable):
+    """Inside the block, every attention call first calls `callback(q, k, v, mask_mod)` (profiling reads the
+    token shapes a model really attends over this way)."""
+    _recorders.append(callback)
+    try:
+        yield
+    finally:
+        _recorders.remove(callback)
+
+
 def _check(name: str) -> None:
     if name not in BACKENDS:
         raise ValueError(f"attention backend '{name}' is not one of {', '.join(BACKENDS)}")
@@ -82,6 +94,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend_name: str,
     `mask_mod(b, h, q_idx, kv_idx) -> bool` (FlexAttention's convention) says which pairs may attend;
     the naive and sdpa backends evaluate it into a boolean mask, flex uses it block-sparsely.
     """
+    for callback in _recorders:
+        callback(q, k, v, mask_mod)
     name = _forced[0] or backend_name
     if name == "flex":
         block_mask = _block_mask(mask_mod, q.shape[-2], k.shape[-2], q.device.type) if mask_mod else None

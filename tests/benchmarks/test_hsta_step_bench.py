@@ -9,28 +9,15 @@ products run far below fp32 on this processor (bf16 without AVX512-BF16/AMX) is 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
 from hsta_bench.models import create_model
 from hsta_bench.models.attention import set_backend
+from hsta_bench.profiling.ceiling import matmul_ceiling
 
 GROUP = "hsta_base_224 step (batch 2)"
 BATCH = 2
-
-
-def matmul_ceiling(dtype: torch.dtype, n: int) -> float:
-    """Best GFLOP/s of an n x n matrix product in `dtype` on this machine, now."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 @pytest.fixture(scope="module")
