@@ -59,3 +59,34 @@ def test_analytic_flops_match_torchs_flop_counter(backward):
         if backward:
             out.sum().backward()
     assert counter.get_total_flops() == case.flops(backward)
+
+
+def test_a_timing_checks_first_and_reports_rate_against_the_ceiling():
+    from hsta_bench.profiling.measure import time_case
+
+    case = [c for c in _cases("hsta_tiny") if c.kind == "joint"][0]
+    t = time_case(case, "sdpa", backward=True, repeats=3, warmup=1, ceiling_gflops=100.0)
+    assert t.status == "ok" and t.max_error < 1e-4 and t.passes == "forward+backward"
+    assert t.flops == case.flops(True) and t.seconds > 0
+    assert t.gflops_per_s == pytest.approx(t.flops / t.seconds / 1e9)
+    assert t.ceiling_fraction == pytest.approx(t.gflops_per_s / 100.0)
+
+
+def test_a_backend_that_cannot_run_or_disagrees_is_reported_not_timed(monkeypatch):
+    from hsta_bench.models import attention
+    from hsta_bench.profiling import measure
+
+    case = [c for c in _cases("hsta_tiny") if c.kind == "cross"][0]
+    original = attention.attend
+
+    def broken(q, k, v, backend_name, mask_mod=None):
+        if backend_name == "flex":
+            raise NotImplementedError("no kernel for this shape")
+        out = original(q, k, v, backend_name, mask_mod)
+        return out + 1 if backend_name == "sdpa" else out
+
+    monkeypatch.setattr(attention, "attend", broken)
+    flex = measure.time_case(case, "flex")
+    assert flex.status == "unsupported: NotImplementedError: no kernel for this shape" and flex.seconds is None
+    sdpa = measure.time_case(case, "sdpa")
+    assert sdpa.status.startswith("disagrees: 1") and sdpa.seconds is None
