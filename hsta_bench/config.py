@@ -48,8 +48,7 @@ def defaults() -> dict:
 # any training setting or model override, a search space any of those, not only those its file lists.
 # "**" opens every level below.
 _OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"),
-         ("models", "*", "space"), ("models", "*", "space", "train"), ("models", "*", "space", "model"),
-         ("tuned", "**"))
+         ("models", "*", "space", "**"), ("tuned", "**"))
 
 
 def _is_open(where: str) -> bool:

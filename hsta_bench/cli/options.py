@@ -29,6 +29,14 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+def print_table(table) -> None:
+    """A rich table on stdout: as wide as the terminal, or whole (200 columns) in a log file or pipe."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(highlight=False, width=200).print(table)
+
+
 def load_config(config: Path | None, sets: list[str] | None, data_roots: list[str] | None) -> dict:
     from hsta_bench import config as config_mod
 

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from hsta_bench.cli.options import (ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out,
-                                    refuse_with_resume)
+                                    print_table, refuse_with_resume)
 from hsta_bench.errors import UserError
 
 DatasetNames = Annotated[Optional[list[str]], typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`.")]
@@ -76,21 +76,27 @@ def run(
         raise problem
 
 
+def check_names(cfg: dict, preset: str, models: list[str]) -> None:
+    """--preset and --model name things that exist (one line naming the option otherwise)."""
+    from hsta_bench.models import list_models
+
+    if preset not in cfg["presets"]:
+        raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg['presets'])})")
+    known = list_models()
+    for name in models:
+        if name not in known:
+            raise UserError(f"--model {name}: unknown model (known: {', '.join(known)})")
+
+
 def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     """The checked settings of a new run: (model, dataset) pairs, pairs left out, config, preset."""
     from hsta_bench.engine.evaluate import evaluation_config, recipe
-    from hsta_bench.models import list_models
     from hsta_bench.orchestrate.trials import dispatch_config
 
     cfg = load_config(config, sets, data_roots)
-    if preset not in cfg["presets"]:
-        raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg['presets'])})")
+    check_names(cfg, preset, model or [])
     datasets = chosen_datasets(dataset, all_datasets, named="--dataset NAME", every="--all-datasets")
-    known = set(list_models())
     models = list(dict.fromkeys(model or cfg["presets"][preset].get("models") or []))
-    for name in models:
-        if name not in known:
-            raise UserError(f"--model {name}: unknown model (known: {', '.join(sorted(known))})")
     todo, skipped = pairs(models, datasets)
     evaluation_config(cfg)  # settings errors before any work starts
     dispatch_config(cfg)
@@ -122,9 +128,4 @@ def show(summary, run_id: str) -> None:
 
         name = r["dataset"] + (" *" if r["synthetic"] else "")
         table.add_row(name, r["protocol"], r["model"], ci("uf1"), ci("uar"), f"{r['acc']:.3f}", str(r["n"]))
-    if out.is_terminal:
-        out.print(table)
-    else:  # a log file gets the whole table, not one cut to 80 columns
-        from rich.console import Console
-
-        Console(highlight=False, width=200).print(table)
+    print_table(table)

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from hsta_bench.cli.options import (ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out,
-                                    refuse_with_resume)
+                                    print_table, refuse_with_resume)
 from hsta_bench.cli.run import Address, Output, Preset, show
 from hsta_bench.errors import UserError
 
@@ -60,9 +60,8 @@ def tune(
 def _prepare(model, dataset, preset, space_items, data_roots, sets, config, trials):
     """The checked configuration of a new tune (every mistake is one line before anything starts)."""
     from hsta_bench import config as config_mod
-    from hsta_bench.cli.run import pairs
+    from hsta_bench.cli.run import check_names, pairs
     from hsta_bench.engine.evaluate import evaluation_config, recipe
-    from hsta_bench.models import list_models
     from hsta_bench.orchestrate.trials import dispatch_config
     from hsta_bench.tuning import nested, space
 
@@ -71,10 +70,7 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     if not dataset:
         raise UserError("name the dataset to tune on with --dataset NAME (see `hsta-bench datasets list`)")
     cfg = load_config(config, sets, data_roots)
-    if preset not in cfg["presets"]:
-        raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg['presets'])})")
-    if model not in set(list_models()):
-        raise UserError(f"--model {model}: unknown model (known: {', '.join(list_models())})")
+    check_names(cfg, preset, [model])
     chosen_datasets([dataset], False, named="--dataset NAME", every="--all-datasets")
     pairs([model], [dataset])  # the dataset must give the model's inputs
     config_mod.apply_sets(cfg, space.space_sets(model, cfg, space_items or []))
@@ -106,7 +102,7 @@ def report(outcome, as_json: bool) -> None:
         best = "-" if r["best_value"] is None else f"{r['best_value']:.3f}"
         studies.add_row(r["study"], held if len(held) < 40 else held[:37] + "...", str(r["complete"]), str(r["pruned"]),
                         str(r["fail"]), best, report_mod.params_text(r["best_params"]) or "-")
-    _print(studies)
+    print_table(studies)
     final = table.filter(table["study"] == "all") if table.height else table
     if final.height:  # every study's trials are in report.md and trials.parquet
         params = [c for c in final.columns if "." in c]
@@ -116,7 +112,7 @@ def report(outcome, as_json: bool) -> None:
         for r in final.iter_rows(named=True):
             trials.add_row(str(r["number"]), r["state"], report_mod.fmt(r["value"]), report_mod.fmt(r["epochs"]),
                            report_mod.fmt(r["seconds"], 1), *(report_mod.fmt(r[c]) for c in params))
-        _print(trials)
+        print_table(trials)
     imps = {k: v for k, v in (info.get("importances") or {}).items() if "note" not in v}
     if imps:
         names = sorted({n for v in imps.values() for n in v})
@@ -126,7 +122,7 @@ def report(outcome, as_json: bool) -> None:
             importance.add_column(n, justify="right")
         for study, values in imps.items():
             importance.add_row(study, *(f"{values.get(n, 0):.2f}" for n in names))
-        _print(importance)
+        print_table(importance)
     metrics = outcome.outer
     if metrics is not None and metrics.height:
         show(metrics, f"{info['outer']['run_id']} (the outer run: the tuned model's test score)")
@@ -141,11 +137,3 @@ def _table(path: Path):
     trials = path / "trials.parquet"
     return pl.read_parquet(trials) if trials.is_file() else pl.DataFrame()
 
-
-def _print(table: Table) -> None:
-    if out.is_terminal:
-        out.print(table)
-    else:  # a log file gets the whole table
-        from rich.console import Console
-
-        Console(highlight=False, width=200).print(table)

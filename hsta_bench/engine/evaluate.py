@@ -108,6 +108,13 @@ def _tuned(cfg: dict, model: str) -> dict:
     return entry
 
 
+def subject_names(manifest) -> np.ndarray:
+    """The subject of every row, as text (the names folds and splits use)."""
+    import polars as pl
+
+    return manifest["subject"].cast(pl.Utf8).to_numpy().astype(str)
+
+
 def subject_keys(manifest) -> np.ndarray:
     """source/subject of every row: a subject's name across datasets (a composite keeps its sources')."""
     import polars as pl

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-3}  # largest absolute difference from naive
 
@@ -26,9 +26,6 @@ class Timing:
     gflops_per_s: float | None = None
     ceiling_fraction: float | None = None
     max_error: float | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu") -> float:

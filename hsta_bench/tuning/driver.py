@@ -225,10 +225,9 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
 
 def _tuned_on(info: dict, p, subjects) -> dict:
     """What `run` needs to refuse settings on the subjects that chose them (evaluate.check_tuned_on)."""
-    from hsta_bench.engine.evaluate import subject_keys
+    from hsta_bench.engine.evaluate import subject_keys, subject_names
 
-    names = p.manifest["subject"].cast(str).to_numpy().astype(str)
-    keys = dict(zip(names.tolist(), subject_keys(p.manifest).tolist()))
+    keys = dict(zip(subject_names(p.manifest).tolist(), subject_keys(p.manifest).tolist()))
     return {"tune": info["tune_id"], "synthetic": p.synthetic, "subjects": sorted(keys[s] for s in subjects)}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hsta_bench.engine.evaluate import subject_names
 from hsta_bench.errors import UserError
 
 
@@ -86,7 +87,7 @@ class Study:
 
 def studies(plan, tc: TuneConfig) -> list[Study]:
     """The studies of a tune over `plan`'s outer folds: one per group of outer folds, then `all`."""
-    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    subjects = subject_names(plan.manifest)
     everyone = sorted(set(subjects.tolist()))
     n = len(plan.folds)
     groups = n if tc.outer_groups == "per_fold" else min(tc.outer_groups, n)
@@ -132,7 +133,7 @@ def study_data(plan, study: Study, tc: TuneConfig, cpus: float) -> StudyData:
     from hsta_bench.engine import splits
     from hsta_bench.engine.train import Inputs
 
-    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    subjects = subject_names(plan.manifest)
     rows = np.flatnonzero(np.isin(subjects, list(study.subjects)))
     if set(subjects[rows].tolist()) & set(study.held_out):  # by construction; checked because it is the point
         raise splits.LeakageError(f"study {study.name}: a held-out subject is among its samples")
@@ -151,7 +152,7 @@ def splits_table(plan, items: list[StudyData]):
     """splits.parquet of a tune: study, fold, subject, sample_id, role (train | val | held_out)."""
     import polars as pl
 
-    subjects = plan.manifest["subject"].cast(str).to_numpy().astype(str)
+    subjects = subject_names(plan.manifest)
     ids = plan.manifest["sample_id"].to_numpy().astype(str)
     parts = []
     for data in items:
