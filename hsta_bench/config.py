@@ -48,6 +48,7 @@ def defaults() -> dict:
 # any training setting or model override, a search space any of those, not only those its file lists.
 # "**" opens every level below.
 _OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"),
+         ("presets", "*", "profile"),
          ("models", "*", "space", "**"), ("tuned", "**"))
 
 

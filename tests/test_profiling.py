@@ -3,11 +3,14 @@ that agree with torch's FLOP counter, and every backend agreeing with the writte
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from hsta_bench.models import create_model, list_models, small_overrides
-from hsta_bench.profiling.cases import AttentionCase, agreement, capture
+from hsta_bench.profiling.cases import AttentionCase, capture
+from hsta_bench.profiling.measure import agreement
 
 
 def _cases(name: str) -> list[AttentionCase]:
@@ -96,3 +99,125 @@ def test_a_backend_that_cannot_run_or_disagrees_is_reported_not_timed(monkeypatc
     assert flex.status == "unsupported: NotImplementedError: no kernel for this shape" and flex.seconds is None
     sdpa = measure.time_case(case, "sdpa")
     assert sdpa.status.startswith("disagrees: 1") and sdpa.seconds is None
+
+
+def test_a_wrong_gradient_is_caught_before_the_backward_pass_is_timed(monkeypatch):
+    from hsta_bench.models import attention
+    from hsta_bench.profiling import measure
+
+    case = [c for c in _cases("hsta_tiny") if c.kind == "joint"][0]
+    original = attention.attend
+
+    def doubled_gradient(q, k, v, backend_name, mask_mod=None):
+        out = original(q, k, v, backend_name, mask_mod)
+        return out + (out - out.detach()) if backend_name == "sdpa" else out  # same values, twice the gradient
+
+    monkeypatch.setattr(attention, "attend", doubled_gradient)
+    assert measure.time_case(case, "sdpa", backward=False, repeats=1).status == "ok"
+    wrong = measure.time_case(case, "sdpa", backward=True, repeats=1)
+    assert wrong.status.startswith("disagrees") and wrong.seconds is None
+
+
+def test_short_calls_are_repeated_until_they_fill_the_minimum_time():
+    from hsta_bench.profiling.measure import median_seconds
+
+    calls = []
+    median_seconds(lambda: calls.append(1), repeats=3, warmup=2, min_seconds=0)
+    assert len(calls) == 5
+    calls.clear()
+    median_seconds(lambda: (calls.append(1), time.sleep(0.002)), repeats=3, warmup=1, min_seconds=0.06)
+    assert 10 <= len(calls) <= 32  # about 0.06 s / 2 ms calls, never fewer than asked
+
+
+def test_peak_memory_sees_the_written_out_scores_and_the_fused_kernel_avoid_them():
+    from hsta_bench.profiling.measure import _call
+    from hsta_bench.profiling.memory import peak_bytes
+
+    case = AttentionCase("m", "joint", 2, 4, 512, 512, 32)
+    scores = case.batch * case.heads * case.q_len * case.kv_len * 4
+    assert peak_bytes(_call(case, "naive", False, torch.float32, "cpu")) >= scores
+    assert peak_bytes(_call(case, "sdpa", False, torch.float32, "cpu")) < scores / 4
+
+
+def test_pinned_kernels_run_through_sdpa_or_are_unsupported():
+    from hsta_bench.profiling import kernels
+    from hsta_bench.profiling.measure import time_case
+
+    case = AttentionCase("k", "joint", 1, 2, 16, 16, 8)
+    assert time_case(case, "sdpa-math", repeats=1).status == "ok"
+    if not torch.cuda.is_available():
+        assert time_case(case, "sdpa-cudnn", repeats=1).status.startswith("unsupported: RuntimeError")
+    with pytest.raises(ValueError, match="not one of"):
+        kernels.backend_of("sdpa-fast")
+
+
+def _verdicts(seconds: dict, ceilings=100.0, bandwidth=10.0, floor=1e-6):
+    """Findings of a profile made by hand: ceiling 100 GFLOP/s, 10 GB/s (balance 10 FLOP/byte)."""
+    from hsta_bench.profiling.measure import Timing
+    from hsta_bench.profiling.report import findings
+    from hsta_bench.profiling.session import Profile, Settings
+
+    s = Settings("paper", ["m"], ["naive", "sdpa"], ["fp32"], "cpu", 2, 1, 0, ["forward"], False, False, 0.0, 0.5,
+                 2048, False)
+    profile = Profile(s, {}, ceilings={"fp32": ceilings}, bandwidth=bandwidth, floors={"forward": floor})
+    profile.cases = [AttentionCase("m", "joint", 2, 8, 512, 512, 64), AttentionCase("m", "cross", 2, 8, 1, 512, 64),
+                     AttentionCase("m", "joint", 1, 1, 8, 8, 8)]
+    for case in profile.cases:
+        for kernel in ("naive", "sdpa"):
+            t = Timing(case.name, case.kind, kernel, "float32", "forward", "ok", seconds=seconds[kernel] * case.flops() / 1e11,
+                       flops=case.flops())
+            t.gflops_per_s = t.flops / t.seconds / 1e9
+            t.ceiling_fraction = t.gflops_per_s / ceilings
+            profile.attention.append(t)
+    return findings(profile)  # in the order of the cases
+
+
+def test_findings_judge_compute_bound_cases_against_the_goal_and_explain_the_others():
+    # "seconds" are multiples of the time at the ceiling: sdpa at 1/0.8 = 80% of the ceiling, naive at 25%
+    big, cross, tiny = _verdicts({"naive": 4.0, "sdpa": 1.25})
+    assert (big["bound"], big["kernel"], big["met"]) == ("compute", "sdpa", True)
+    assert big["fraction"] == pytest.approx(0.8)
+    assert cross["bound"] == "memory" and cross["met"] is None and "FLOP/byte" in cross["text"]  # 1 query: ~0.5
+    assert tiny["bound"] == "overhead" and "µs at the ceiling" in tiny["text"]  # 0.02 µs of arithmetic
+    slow = _verdicts({"naive": 4.0, "sdpa": 2.5})[0]  # sdpa at 40%: the goal is not met, and it says so
+    assert slow["met"] is False and "NOT met" in slow["text"]
+
+
+def test_a_failed_flex_compilation_is_forgotten_before_the_next_case(monkeypatch):
+    # torch runs a function whose compilation failed unfused from then on, silently: flex would be timed as the
+    # written-out attention for every later case (seen: 589x589 at 175 ms and 110 MB instead of 45 ms and 17 MB)
+    from hsta_bench.models import attention
+    from hsta_bench.profiling import measure
+
+    resets = []
+    monkeypatch.setattr(attention, "reset_flex", lambda: resets.append(1))
+
+    def no_backward(q, k, v, backend_name, mask_mod=None):
+        raise NotImplementedError("FlexAttention does not support backward on CPU")
+
+    monkeypatch.setattr(attention, "attend", no_backward)
+    case = AttentionCase("f", "joint", 1, 1, 8, 8, 8)
+    assert measure.time_case(case, "sdpa", backward=True).status.startswith("unsupported")
+    assert resets == []  # only flex compiles
+    assert measure.time_case(case, "flex", backward=True).status.startswith("unsupported")
+    assert resets == [1]
+
+
+def test_flex_backward_is_asked_of_the_uncompiled_kernel_before_the_compiled_one(monkeypatch):
+    from hsta_bench.models import attention
+    from hsta_bench.profiling import measure
+    from hsta_bench.profiling.kernels import preflight
+
+    def compiled():
+        raise AssertionError("the compiled flex was called")
+
+    monkeypatch.setattr(attention, "_compiled_flex", compiled)
+    monkeypatch.setattr(attention, "reset_flex", lambda: None)
+    case = AttentionCase("f", "joint", 1, 1, 8, 8, 8)
+    timing = measure.time_case(case, "flex", backward=True)
+    try:
+        preflight("flex", True, "cpu")
+    except NotImplementedError:  # torch 2.13 on a CPU: no backward; said without touching the compiled kernel
+        assert timing.status.startswith("unsupported: NotImplementedError") and "compiled" not in timing.status
+    else:
+        assert "the compiled flex was called" in timing.status

@@ -137,14 +137,19 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 
 def environment() -> dict:
-    import polars
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
     from hsta_bench import __version__
 
+    try:
+        polars = version("polars")
+    except PackageNotFoundError:  # `hsta-bench profile` runs without it (e.g. on a lent GPU machine)
+        polars = None
     return {
         "hsta_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "polars": polars.__version__, "platform": platform.platform(),
+        "numpy": np.__version__, "polars": polars, "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

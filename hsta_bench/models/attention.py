@@ -80,6 +80,16 @@ def _compiled_flex():
     return torch.compile(flex_attention, dynamic=False)
 
 
+def reset_flex() -> None:
+    """Forget flex's compiled kernels and block masks. Needed after a call fails inside the compiler (e.g. a
+    backward pass on a CPU): torch then runs that function unfused, silently, for the rest of the process."""
+    import torch._dynamo
+
+    _compiled_flex.cache_clear()
+    _block_mask.cache_clear()
+    torch._dynamo.reset()
+
+
 @functools.lru_cache(maxsize=32)
 def _block_mask(mask_mod: Callable, q_len: int, kv_len: int, device: str):
     from torch.nn.attention.flex_attention import create_block_mask

@@ -57,8 +57,15 @@ class AttentionCase:
 
         generator = torch.Generator().manual_seed(seed)
         shapes = [(self.batch, self.heads, n, self.head_dim) for n in (self.q_len, self.kv_len, self.kv_len)]
-        return [torch.randn(s, generator=generator, dtype=dtype or torch.float32).to(device).requires_grad_(requires_grad)
+        # drawn in fp32 and then cast, so that every dtype gets the same values (up to its rounding)
+        return [torch.randn(s, generator=generator).to(device, dtype or torch.float32).requires_grad_(requires_grad)
                 for s in shapes]
+
+    def intensity(self, element_bytes: int = 4) -> float:
+        """FLOPs of the forward pass per byte it must at least move (read q, k, v, write the output): below the
+        hardware's balance (ceiling / memory bandwidth) a case is bound by memory, not by its FLOP rate."""
+        moved = self.batch * self.heads * self.head_dim * (2 * self.q_len + 2 * self.kv_len) * element_bytes
+        return self.flops() / moved
 
 
 def _kind(q, k, mask_mod) -> str:
@@ -89,16 +96,3 @@ def capture(model, name: str, batch: dict) -> list[AttentionCase]:
     return [AttentionCase(name, kind, b, h, nq, nk, d, count, mask) for (kind, b, h, nq, nk, d), (count, mask)
             in seen.items()]
 
-
-def agreement(case: AttentionCase, backend_name: str, dtype=None, device="cpu") -> float:
-    """Largest absolute difference between `backend_name` and the written-out attention on this case
-    (forward), checked before any timing; raises what the backend raises where it cannot run the case."""
-    import torch
-
-    from hsta_bench.models.attention import attend
-
-    q, k, v = case.inputs(dtype, device)
-    with torch.no_grad():
-        reference = attend(q.float(), k.float(), v.float(), "naive", case.mask_mod)
-        out = attend(q, k, v, backend_name, case.mask_mod)
-    return float((out.float() - reference).abs().max())

@@ -1,7 +1,9 @@
-"""Timing an attention case with one backend: checked against the written-out attention first, then the
-median of several calls (forward, or forward + backward), as achieved GFLOP/s and a fraction of the
-matrix-product ceiling measured in the same run. A backend that cannot run a case is "unsupported", with
-the reason, not an error.
+"""Timing an attention case with one kernel: checked against the written-out attention first (outputs, and
+the gradients when the backward pass is timed), then the median of several calls (forward, or forward +
+backward), as achieved GFLOP/s and a fraction of the matrix-product ceiling measured in the same run, and the
+peak memory of one call. A kernel that cannot run a case is "unsupported", with the reason, not an error.
+
+Times on a CPU are wall-clock (perf_counter); on CUDA, CUDA events around each call.
 """
 
 from __future__ import annotations
@@ -10,75 +12,157 @@ import statistics
 import time
 from dataclasses import dataclass
 
-TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-3}  # largest absolute difference from naive
+# largest difference from the written-out attention, relative to the largest value of the reference (or 1)
+TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-3}
 
 
 @dataclass
 class Timing:
     case: str
     kind: str
-    backend: str
+    backend: str  # a kernel of kernels.py
     dtype: str
     passes: str  # forward | forward+backward
     status: str  # ok | unsupported: <why> | disagrees: <by how much>
     seconds: float | None = None  # median of the repeats
-    flops: int = 0  # analytic, dense (cases.py)
+    flops: int = 0  # of one call, dense
+    flops_source: str = "analytic"  # or "torch FLOP counter"
     gflops_per_s: float | None = None
     ceiling_fraction: float | None = None
+    ceiling_gflops: float | None = None  # the ceiling it was compared with (measured just before)
     max_error: float | None = None
+    peak_bytes: int | None = None  # allocated by one call above its inputs
 
 
-def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu") -> float:
-    """Median wall time of `fn()` over `repeats` calls after `warmup` (CUDA work is waited for)."""
+def dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", min_seconds: float = 0.0) -> float:
+    """Median time of `fn()` over `repeats` calls after `warmup` (on CUDA measured with CUDA events), or over
+    as many more calls as fill `min_seconds` (short calls are noisy; their median needs many of them)."""
+    import math
+
     import torch
 
-    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
+    for _ in range(max(warmup, 1)):
         start = time.perf_counter()
         fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        estimate = time.perf_counter() - start
+    repeats = max(repeats, min(math.ceil(min_seconds / max(estimate, 1e-7)), 10_000))
+    times = []
+    if device == "cpu":
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    torch.cuda.synchronize()
+    pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in pairs:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    return statistics.median(start.elapsed_time(end) / 1000 for start, end in pairs)
 
 
-def time_case(case, backend: str, backward: bool = False, dtype=None, device: str = "cpu", repeats: int = 5,
-              warmup: int = 2, ceiling_gflops: float | None = None) -> Timing:
-    """Check `backend` on `case` against the written-out attention, then time it."""
+def _call(case, kernel: str, backward: bool, dtype, device: str, seed: int = 0):
+    """A function running the case once with `kernel` (and its backward pass, with a fixed output gradient),
+    returning the output and the gradients of q, k, v."""
     import torch
 
     from hsta_bench.models.attention import attend
-    from hsta_bench.profiling.cases import agreement
+    from hsta_bench.profiling.kernels import backend_of, pinned
 
-    dtype = dtype or torch.float32
-    name = str(dtype).removeprefix("torch.")
-    timing = Timing(case.name, case.kind, backend, name, "forward+backward" if backward else "forward", "ok",
-                    flops=case.flops(backward))
-    try:
-        timing.max_error = agreement(case, backend, dtype, device)
-    except Exception as exc:  # noqa: BLE001 - whatever stops a kernel on a case is the reason it is unsupported
-        timing.status = f"unsupported: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return timing
-    if not timing.max_error <= TOLERANCE.get(name, 1e-4):  # also catches NaN
-        timing.status = f"disagrees: {timing.max_error:.2g} from the written-out attention"
-        return timing
-    q, k, v = case.inputs(dtype, device, requires_grad=backward)
+    q, k, v = case.inputs(dtype, device, requires_grad=backward, seed=seed)
+    grad = torch.randn(case.batch, case.heads, case.q_len, case.head_dim,
+                       generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype) if backward else None
+    backend = backend_of(kernel)
 
     def call():
-        out = attend(q, k, v, backend, case.mask_mod)
-        if backward:
-            out.backward(torch.ones_like(out))
-        return out
+        with pinned(kernel), torch.set_grad_enabled(backward):
+            out = attend(q, k, v, backend, case.mask_mod)
+            if not backward:
+                return [out]
+            q.grad = k.grad = v.grad = None
+            out.backward(grad)
+            return [out, q.grad, k.grad, v.grad]
 
-    if backward:
-        timing.seconds = median_seconds(call, repeats, warmup, device)
-    else:
-        with torch.no_grad():
-            timing.seconds = median_seconds(call, repeats, warmup, device)
+    return call
+
+
+def agreement(case, kernel: str, backward: bool = False, dtype=None, device: str = "cpu") -> float:
+    """Largest difference between `kernel` and the written-out attention in fp32 on the same inputs (outputs,
+    and gradients with `backward`), relative to the reference's largest value (or 1); raises what the kernel
+    raises where it cannot run the case."""
+    import torch
+
+    dtype = dtype or torch.float32
+    got = [t.detach().float() for t in _call(case, kernel, backward, dtype, device)()]
+    want = [t.detach() for t in _call(case, "naive", backward, torch.float32, device)()]  # same seed: same inputs
+    return max(float((g - w).abs().max()) / max(float(w.abs().max()), 1.0) for g, w in zip(got, want))
+
+
+def counted_flops(fn) -> int:
+    """FLOPs of `fn()` by torch's FLOP counter (0 where it sees none, e.g. a fused CPU kernel it has no formula for)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def time_case(case, kernel: str, backward: bool = False, dtype=None, device: str = "cpu", repeats: int = 5,
+              warmup: int = 2, ceiling_gflops: float | None = None, memory: bool = True,
+              min_seconds: float = 0.0) -> Timing:
+    """Check `kernel` on `case` against the written-out attention, then time it."""
+    import torch
+
+    from hsta_bench.profiling.kernels import preflight
+    from hsta_bench.profiling.memory import peak_bytes
+
+    dtype = dtype or torch.float32
+    name = dtype_name(dtype)
+    timing = Timing(case.name, case.kind, kernel, name, "forward+backward" if backward else "forward", "ok",
+                    flops=case.flops(backward))
+    try:
+        preflight(kernel, backward, device, dtype)
+        timing.max_error = agreement(case, kernel, backward, dtype, device)
+        if not timing.max_error <= TOLERANCE.get(name, 1e-4):  # also catches NaN
+            timing.status = f"disagrees: {timing.max_error:.2g} from the written-out attention"
+            return timing
+        call = _call(case, kernel, backward, dtype, device)
+        # the counter cannot trace through a compiled kernel (and leaves flex's compilation broken after trying)
+        counted = counted_flops(call) if kernel != "flex" else 0
+        if counted:
+            timing.flops, timing.flops_source = counted, "torch FLOP counter"
+        timing.seconds = median_seconds(call, repeats, warmup, device, min_seconds)
+        if memory:
+            timing.peak_bytes = peak_bytes(call, device)
+    except Exception as exc:  # noqa: BLE001 - whatever stops a kernel on a case is the reason it is unsupported
+        forget_failed_compilation(kernel)
+        timing.status = unsupported(exc)
+        timing.seconds = None
+        return timing
     timing.gflops_per_s = timing.flops / timing.seconds / 1e9
     if ceiling_gflops:
+        timing.ceiling_gflops = ceiling_gflops
         timing.ceiling_fraction = timing.gflops_per_s / ceiling_gflops
     return timing
+
+
+def forget_failed_compilation(kernel: str) -> None:
+    """After flex fails anyway (kernels.preflight catches what it can first), its compiled function would run
+    unfused from then on and be timed as flex: start its compilation afresh."""
+    if kernel == "flex":
+        from hsta_bench.models.attention import reset_flex
+
+        reset_flex()
+
+
+def unsupported(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"unsupported: {type(exc).__name__}" + (f": {text.splitlines()[0][:160]}" if text else "")

@@ -1,0 +1,70 @@
+"""`hsta-bench profile`: time each model's attention at its real token shapes with each kernel, and each
+model's inference and training step, against the matrix-product ceiling measured in the same run.
+
+The measurements live in hsta_bench/profiling/ (session.py runs them, report.py writes them out).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hsta_bench.cli.options import ConfigFile, Json, Sets, err, load_config, out, print_table
+from hsta_bench.cli.run import ModelNames, Output, Preset
+
+Backends = Annotated[Optional[list[str]], typer.Option("--backend", metavar="KERNEL", help="naive, sdpa, flex, or sdpa pinned to one implementation: sdpa-flash, sdpa-efficient, sdpa-cudnn, sdpa-math (repeatable; default: configs/profile.yaml for the device).")]
+Dtypes = Annotated[Optional[list[str]], typer.Option("--dtype", metavar="DTYPE", help="fp32, bf16 or fp16 (repeatable; default fp32).")]
+Device = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="cpu (default) or cuda.")]
+Batch = Annotated[Optional[int], typer.Option("--batch", metavar="N", help="Samples per call (default 2).")]
+Repeats = Annotated[Optional[int], typer.Option("--repeats", metavar="N", help="Calls timed per measurement; the median is reported (default 5).")]
+
+
+def profile(
+    model: ModelNames = None,
+    backend: Backends = None,
+    dtype: Dtypes = None,
+    device: Device = None,
+    preset: Preset = None,
+    batch: Batch = None,
+    repeats: Repeats = None,
+    sets: Sets = None,
+    config: ConfigFile = None,
+    output: Output = Path("results"),
+    as_json: Json = False,
+) -> None:
+    """Profile attention kernels and models on this machine into OUTPUT/profile-ID/ (a report with a plot)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hsta_bench.engine.results import new_run_id
+    from hsta_bench.profiling import report, session
+
+    cfg = load_config(config, sets, None)
+    settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("profiling", total=session.work(settings) + 1)
+        first = [True]
+
+        def step(description: str) -> None:
+            if not first[0]:
+                progress.advance(task)
+            first[0] = False
+            progress.update(task, description=description[:70])
+
+        result = session.run(settings, step)
+    folder = Path(output) / f"profile-{new_run_id()}"
+    files = report.write(result, folder)
+    if as_json:
+        out.print_json(json.dumps({**report.document(result, files), "folder": str(folder)}, default=str))
+        return
+    for line in report.header(result):
+        out.print(line, markup=False, soft_wrap=True)
+    for table in report.tables(result):
+        print_table(table)
+    out.print("\n[bold]Findings[/bold]")
+    for line in report.findings_text(result, brief=True):
+        out.print(line, markup=False, soft_wrap=True)
+    out.print(f"\nreport: {folder / files['report']}")
