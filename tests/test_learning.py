@@ -83,7 +83,7 @@ def test_hsta_tiny_fits_its_training_set():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,epochs,lr", [("ststnet", 150, 5e-3), ("off_apexnet", 60, 1e-3), ("htnet", 60, 1e-3),
+@pytest.mark.parametrize("name,epochs,lr", [("ststnet", 150, 5e-3), ("off_apexnet", 60, 1e-3), ("htnet", 30, 1e-3),
                                              ("c3d", 40, 1e-3), ("hsta_flow", 40, 1e-3)])
 def test_model_learns_the_synthetic_signal(name, epochs, lr):
     model = create_model(name, 3, **small_overrides(name))

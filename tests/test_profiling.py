@@ -221,3 +221,16 @@ def test_flex_backward_is_asked_of_the_uncompiled_kernel_before_the_compiled_one
         assert timing.status.startswith("unsupported: NotImplementedError") and "compiled" not in timing.status
     else:
         assert "the compiled flex was called" in timing.status
+
+
+def test_the_progress_total_is_the_number_of_measurements_made():
+    from hsta_bench import config
+    from hsta_bench.profiling import session
+
+    s = session.settings(config.load(None, (), ()), "smoke", ["hsta_tiny", "ststnet"], ["naive", "sdpa"], repeats=1)
+    s.passes, s.memory, s.min_seconds, s.warmup = ["forward"], False, 0.0, 1
+    steps, totals = [], []
+    profile = session.run(s, steps.append, totals.append)
+    cases = [c for c in profile.cases if c.model == "hsta_tiny"]
+    assert totals == [len(steps)] == [1 + len(cases) * 2 + 2 * 2 * 2]  # the ceiling, cases x kernels, steps
+    assert len(profile.attention) == len(cases) * 2 and len(profile.models) == 2 * 2 + 2

@@ -45,7 +45,7 @@ def profile(
     settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
-        task = progress.add_task("profiling", total=session.work(settings) + 1)
+        task = progress.add_task("reading each model's attention", total=None)
         first = [True]
 
         def step(description: str) -> None:
@@ -54,7 +54,7 @@ def profile(
             first[0] = False
             progress.update(task, description=description[:70])
 
-        result = session.run(settings, step)
+        result = session.run(settings, step, lambda n: progress.update(task, total=n))
     folder = Path(output) / f"profile-{new_run_id()}"
     files = report.write(result, folder)
     if as_json:

@@ -180,23 +180,39 @@ def _allow_recompiles() -> None:
             setattr(torch._dynamo.config, name, 256)
 
 
-def work(s: Settings) -> int:
-    """How many measurements the profile will make (for the progress bar)."""
-    return len(s.models) * len(s.dtypes) * (len(s.kernels) * len(s.passes) + (2 * len(s.kernels) if s.steps else 0))
+def work(s: Settings, case_counts: dict[str, int]) -> int:
+    """How many measurements the profile will make (for the progress bar), given each model's number of cases."""
+    per_dtype = sum(n * len(s.kernels) * len(s.passes) + (2 * len(s.kernels) if s.steps else 0)
+                    for n in case_counts.values())
+    return 1 + len(s.dtypes) * per_dtype
 
 
-def run(s: Settings, step=lambda description: None) -> Profile:
-    """Measure everything in `s`; `step(description)` is called before each measurement."""
+def _built(name: str, s: Settings):
+    """The model (seeded: the same weights every time it is built), its example batch and attention cases."""
     import torch
 
     from hsta_bench.models import create_model, small_overrides
-    from hsta_bench.profiling.cases import AttentionCase, capture
+    from hsta_bench.profiling.cases import capture
+
+    torch.manual_seed(0)
+    model = create_model(name, 3, **(small_overrides(name) if s.small_inputs else {})).to(s.device)
+    inputs = model.example_input(s.batch, device=s.device, generator=torch.Generator().manual_seed(0))
+    return model, inputs, capture(model, name, inputs)
+
+
+def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Profile:
+    """Measure everything in `s`; `total(n)` is called once the number of measurements is known (each model's
+    cases read), `step(description)` before each measurement."""
+    import torch
+
+    from hsta_bench.profiling.cases import AttentionCase
     from hsta_bench.profiling.ceiling import matmul_ceiling, memory_bandwidth, products_rate
     from hsta_bench.profiling.measure import time_case
     from hsta_bench.profiling.steps import MODES, model_flops, time_model
 
     _allow_recompiles()
     profile = Profile(s, environment(s.device))
+    total(work(s, {name: len(_built(name, s)[2]) for name in s.models}))  # built again below, one at a time
     def ceiling_now(dtype: str) -> float:
         # measured again before each case the ceiling speaks about and before each model's steps: on a shared
         # machine the rate drifts by 20% over minutes, and a fraction should compare things measured together
@@ -214,10 +230,7 @@ def run(s: Settings, step=lambda description: None) -> Profile:
         profile.floors[passes] = time_case(one_token, "sdpa", passes == "forward+backward", device=s.device,
                                            repeats=max(s.repeats, 5), memory=False, min_seconds=s.min_seconds).seconds
     for name in s.models:
-        torch.manual_seed(0)
-        model = create_model(name, 3, **(small_overrides(name) if s.small_inputs else {})).to(s.device)
-        inputs = model.example_input(s.batch, device=s.device, generator=torch.Generator().manual_seed(0))
-        cases = capture(model, name, inputs)
+        model, inputs, cases = _built(name, s)
         profile.cases += cases
         for dtype in s.dtypes:
             torch_dtype = getattr(torch, DTYPES[dtype])
