@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -30,13 +32,16 @@ def test_the_profile_writes_every_file_named_with_its_environment(profiled):
 
     folder = Path(profiled["folder"])
     env = profiled["environment"]
-    tag = f"pt{torch.__version__.split('+')[0]}-cpu-{torch.get_num_threads()}threads-fp32"
-    assert env["torch"] == torch.__version__ and env["threads"] == torch.get_num_threads()
+    # the threads of a fresh process (tests that run trials in this one lower its own count)
+    threads = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    tag = f"pt{torch.__version__.split('+')[0]}-cpu-{threads}threads-fp32"
+    assert env["torch"] == torch.__version__ and env["threads"] == threads
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{k}-{tag}.{e}" for k, e in (
         ("report", "md"), ("profile", "json"), ("attention", "csv"), ("models", "csv"), ("plot", "png")))
     assert (folder / f"plot-{tag}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (folder / f"report-{tag}.md").read_text()
-    assert f"torch {torch.__version__}" in report and f"{torch.get_num_threads()} threads" in report
+    assert f"torch {torch.__version__}" in report and f"{threads} threads" in report
     assert f"plot-{tag}.png" in report and "## Findings" in report
     assert json.loads((folder / f"profile-{tag}.json").read_text())["attention"] == profiled["attention"]
     csv = pl.read_csv(folder / f"attention-{tag}.csv")
