@@ -3,7 +3,7 @@
 # (e.g. a lent device machine, whose python3 has one). The package runs from this checkout; the profile needs
 # only torch, typer, rich, pyyaml and matplotlib (pytest and pytest-benchmark for the benchmark).
 #
-#   bash scripts/gpu_check.sh [OUTPUT_DIR]      # about 3 minutes on one H200
+#   bash scripts/gpu_check.sh [OUTPUT_DIR]      # a few minutes expected; not yet run on a GPU (none was lent)
 #
 # 1. the attention benchmark on CUDA: every kernel (flash, memory-efficient, cuDNN, flex, ...) checked against
 #    the written-out attention, then timed against it with CUDA synchronisation;
