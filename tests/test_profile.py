@@ -49,7 +49,7 @@ def test_the_profile_writes_every_file_named_with_its_environment(profiled):
 
 
 def test_every_case_kernel_and_pass_is_measured_or_said_unsupported(profiled):
-    cases = [c for c in profiled["cases"]]
+    cases = profiled["cases"]
     assert {c["model"] for c in cases} == {"hsta_tiny"}  # ststnet has no attention
     rows = {(t["case"], t["backend"], t["passes"]): t for t in profiled["attention"]}
     assert len(rows) == len(profiled["attention"]) == len(cases) * 3 * 2

@@ -232,5 +232,6 @@ def test_the_progress_total_is_the_number_of_measurements_made():
     steps, totals = [], []
     profile = session.run(s, steps.append, totals.append)
     cases = [c for c in profile.cases if c.model == "hsta_tiny"]
-    assert totals == [len(steps)] == [1 + len(cases) * 2 + 2 * 2 * 2]  # the ceiling, cases x kernels, steps
+    # the ceiling, cases x kernels, hsta_tiny's two modes x kernels, ststnet's two modes once each (no attention)
+    assert totals == [len(steps)] == [1 + len(cases) * 2 + 2 * 2 + 2]
     assert len(profile.attention) == len(cases) * 2 and len(profile.models) == 2 * 2 + 2

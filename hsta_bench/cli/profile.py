@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from hsta_bench.cli.options import ConfigFile, Json, Sets, err, load_config, out, print_table
-from hsta_bench.cli.run import ModelNames, Output, Preset
+from hsta_bench.cli.run import ModelNames, Output, Preset, check_names
 
 Backends = Annotated[Optional[list[str]], typer.Option("--backend", metavar="KERNEL", help="naive, sdpa, flex, or sdpa pinned to one implementation: sdpa-flash, sdpa-efficient, sdpa-cudnn, sdpa-math (repeatable; default: configs/profile.yaml for the device).")]
 Dtypes = Annotated[Optional[list[str]], typer.Option("--dtype", metavar="DTYPE", help="fp32, bf16 or fp16 (repeatable; default fp32).")]
@@ -42,6 +42,7 @@ def profile(
     from hsta_bench.profiling import report, session
 
     cfg = load_config(config, sets, None)
+    check_names(cfg, preset or "paper", model or [])
     settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:

@@ -1,7 +1,8 @@
 """Attention cases: the attention calls a model makes on a batch, at their real token shapes.
 
 A model's forward is run once with attention.recording(): every call reports its (B, H, Nq, D) queries,
-(B, H, Nk, D) keys and its mask (B counts attention instances: HTNet's local blocks multiply the batch). Calls of the same shape and mask are one case with a count. The kinds:
+(B, H, Nk, D) keys and its mask (B counts attention instances: HTNet's local blocks multiply the batch).
+Calls of the same shape and mask are one case with a count. The kinds:
 
     joint     self-attention over every token (HSTA's USTA: joint space-time; the baselines' ViT blocks)
     cross     one query token over every token (HSTA's CSTA, CrossViT-style CLS fusion)

@@ -3,8 +3,6 @@ square matrix product in a dtype on a device (a fused attention kernel is, at he
 
 from __future__ import annotations
 
-import time
-
 
 def matmul_ceiling(dtype=None, n: int = 2048, device: str = "cpu", repeats: int = 5, min_seconds: float = 0.5) -> float:
     """GFLOP/s of an n x n matrix product in `dtype` on `device`, now: the median over `repeats` products or as
@@ -21,24 +19,17 @@ def matmul_ceiling(dtype=None, n: int = 2048, device: str = "cpu", repeats: int 
 
 
 def memory_bandwidth(device: str = "cpu", megabytes: int = 256, repeats: int = 3) -> float:
-    """Best GB/s of copying a `megabytes` tensor on `device` (bytes read + bytes written), now: with the
-    ceiling it gives the balance point of the hardware (FLOPs per byte) below which a kernel waits on memory."""
+    """GB/s of copying a `megabytes` tensor on `device` (bytes read + bytes written), now, the median like the
+    ceiling: with the ceiling it gives the balance point of the hardware (FLOPs per byte) below which a kernel
+    waits on memory."""
     import torch
+
+    from hsta_bench.profiling.measure import median_seconds
 
     n = megabytes * 2**20 // 4
     a = torch.randn(n, device=device)
     b = torch.empty_like(a)
-    b.copy_(a)
-    best = float("inf")
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        b.copy_(a)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n * 4 / best / 1e9
+    return 2 * n * 4 / median_seconds(lambda: b.copy_(a), repeats, 1, device) / 1e9
 
 
 def products_rate(case, dtype=None, device: str = "cpu", min_seconds: float = 0.2) -> float:

@@ -13,16 +13,14 @@ from pathlib import Path
 UNFUSED = ("naive", "sdpa-math")  # written out, or sdpa's own written-out fallback: not "the fused path"
 
 
-def _ms(seconds):
-    return "-" if seconds is None else f"{seconds * 1e3:.3g}"
+def _mb(mb):
+    return "-" if mb is None else f"{mb:.3g}"
 
 
 def _pct(fraction):
     return "-" if fraction is None else f"{fraction:.0%}"
 
 
-def _mb(nbytes):
-    return "-" if nbytes is None else f"{nbytes / 2**20:.3g}"
 
 
 def attention_rows(profile) -> list[dict]:
@@ -147,7 +145,7 @@ def findings_text(profile, brief: bool = False) -> list[str]:
 def _cell(row) -> str:
     if row["status"] != "ok":
         return row["status"].split(":")[0]
-    return f"{_ms(row['ms'] / 1e3)} ms {_pct(row['ceiling_fraction'])} {_mb(row['peak_mb'] * 2**20 if row['peak_mb'] is not None else None)} MB"
+    return f"{row['ms']:.3g} ms {_pct(row['ceiling_fraction'])} {_mb(row['peak_mb'])} MB"
 
 
 def tables(profile):

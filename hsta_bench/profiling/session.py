@@ -41,12 +41,10 @@ class Settings:
 
 def settings(cfg: dict, preset: str, models=None, backends=None, dtypes=None, device=None, batch=None,
              repeats=None) -> Settings:
-    """The checked settings: every mistake is one line naming the option or config key."""
-    from hsta_bench.models import list_models
+    """The checked settings: every mistake is one line naming the option or config key (the preset and the
+    model names are checked by the command, cli/run.py's check_names, as for run and tune)."""
     from hsta_bench.profiling.kernels import KERNELS
 
-    if preset not in cfg["presets"]:
-        raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg['presets'])})")
     spec = dict(cfg["profile"])
     for key, value in (cfg["presets"][preset].get("profile") or {}).items():
         if key not in spec:
@@ -60,11 +58,7 @@ def settings(cfg: dict, preset: str, models=None, backends=None, dtypes=None, de
 
         if not torch.cuda.is_available():
             raise UserError(f"--device cuda: torch {torch.__version__} sees no CUDA device here")
-    known = list_models()
     chosen = list(dict.fromkeys(models or spec["models"] or cfg["presets"][preset].get("models") or []))
-    for name in chosen:
-        if name not in known:
-            raise UserError(f"--model {name}: unknown model (known: {', '.join(known)})")
     if not chosen:
         raise UserError(f"--preset {preset} names no models: give --model NAME")
     kernels = list(dict.fromkeys(backends or spec["backends"].get(device) or []))
@@ -75,10 +69,9 @@ def settings(cfg: dict, preset: str, models=None, backends=None, dtypes=None, de
     for name in chosen_dtypes:
         if name not in DTYPES:
             raise UserError(f"--dtype {name}: not one of {', '.join(DTYPES)}")
-    for key in ("passes",):
-        for name in spec[key]:
-            if name not in PASSES:
-                raise UserError(f"profile.passes: '{name}' is not one of {', '.join(PASSES)}")
+    for name in spec["passes"]:
+        if name not in PASSES:
+            raise UserError(f"profile.passes: '{name}' is not one of {', '.join(PASSES)}")
     batch = spec["batch"] if batch is None else batch
     repeats = spec["repeats"] if repeats is None else repeats
     for option, value in (("--batch", batch), ("--repeats", repeats)):
@@ -182,7 +175,10 @@ def _allow_recompiles() -> None:
 
 def work(s: Settings, case_counts: dict[str, int]) -> int:
     """How many measurements the profile will make (for the progress bar), given each model's number of cases."""
-    per_dtype = sum(n * len(s.kernels) * len(s.passes) + (2 * len(s.kernels) if s.steps else 0)
+    from hsta_bench.profiling.steps import MODES
+
+    # a model without attention has its steps timed once, not once per kernel
+    per_dtype = sum(n * len(s.kernels) * len(s.passes) + (len(MODES) * (len(s.kernels) if n else 1) if s.steps else 0)
                     for n in case_counts.values())
     return 1 + len(s.dtypes) * per_dtype
 
@@ -212,7 +208,9 @@ def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Pro
 
     _allow_recompiles()
     profile = Profile(s, environment(s.device))
-    total(work(s, {name: len(_built(name, s)[2]) for name in s.models}))  # built again below, one at a time
+    built = {name: _built(name, s) for name in s.models}  # all first: the progress total needs their cases
+    total(work(s, {name: len(cases) for name, (_, _, cases) in built.items()}))
+
     def ceiling_now(dtype: str) -> float:
         # measured again before each case the ceiling speaks about and before each model's steps: on a shared
         # machine the rate drifts by 20% over minutes, and a fraction should compare things measured together
@@ -229,8 +227,7 @@ def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Pro
     for passes in s.passes:
         profile.floors[passes] = time_case(one_token, "sdpa", passes == "forward+backward", device=s.device,
                                            repeats=max(s.repeats, 5), memory=False, min_seconds=s.min_seconds).seconds
-    for name in s.models:
-        model, inputs, cases = _built(name, s)
+    for name, (model, inputs, cases) in built.items():
         profile.cases += cases
         for dtype in s.dtypes:
             torch_dtype = getattr(torch, DTYPES[dtype])
@@ -255,9 +252,6 @@ def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Pro
                     profile.models.append(time_model(name, model, inputs, mode, kernel, torch_dtype, s.device,
                                                      s.repeats, s.warmup, flops, ceiling, s.memory,
                                                      s.min_seconds))
-                if not cases:
-                    for _ in s.kernels[1:]:
-                        step(f"{name} {mode}")  # the bar counts a kernel per model; this one has no attention
     return profile
 
 
