@@ -11,6 +11,7 @@ dataclasses through `typed()`.
 from __future__ import annotations
 
 import copy
+import re
 import dataclasses
 import types
 import typing
@@ -129,6 +130,9 @@ def apply_sets(tree: dict, sets: Iterable[str]) -> dict:
     return tree
 
 
+_EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -156,6 +160,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return {k: _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; everyone means the number
     if hint is Path:
         if not isinstance(value, (str, Path)):
             raise UserError(f"{where}: expected a path, got {value!r}")

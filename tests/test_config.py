@@ -64,3 +64,18 @@ def test_typed_sections_check_keys_and_types():
         config.typed(S, {"n": 1, "names": [], "extra": 1}, "sec")
     with pytest.raises(UserError, match="missing setting 'names'"):
         config.typed(S, {"n": 1}, "sec")
+
+
+def test_exponents_without_a_dot_are_numbers():
+    # YAML 1.1 reads `1e-3` as a string; `--set models.ststnet.train.lr=1e-3` must still mean the number
+    @dataclass
+    class T:
+        lr: float
+
+    from hsta_bench.engine.evaluate import recipe
+
+    assert recipe("ststnet", config.load(sets=["models.ststnet.train.lr=1e-3"]), "paper").train.lr == 1e-3
+    assert config.typed(T, {"lr": "1e-3"}, "t").lr == 1e-3
+    assert config.typed(T, {"lr": "-2.5E+2"}, "t").lr == -250.0
+    with pytest.raises(UserError, match=r"t\.lr: expected float, got 'fast'"):
+        config.typed(T, {"lr": "fast"}, "t")
