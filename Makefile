@@ -6,7 +6,7 @@ CLI    := $(VENV)/bin/hsta-bench
 STAMP  := $(VENV)/.installed
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench leaderboard clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: setup
 # speed goals, as ratios against a baseline measured in the same run
 bench: setup
 	$(PY) -m pytest -q tests/benchmarks --benchmark-enable
+
+# the published leaderboard, regenerated from its committed results store (leaderboard/results/)
+leaderboard: setup
+	$(CLI) leaderboard --store leaderboard/results --output leaderboard/README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

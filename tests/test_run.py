@@ -87,11 +87,43 @@ def test_run_json_records_what_reproduces_the_run(smoke_run):
 def test_the_run_leaves_its_leaderboard_and_ray_logs(smoke_run):
     path, summary = smoke_run
     board = (path / "leaderboard.md").read_text()
-    assert "## megc2019-flow" in board and "(synthetic)" in board
+    assert "## megc2019-flow · megc2019-composite · LOSO · synthetic stand-in" in board
     best = max(summary["metrics"], key=lambda r: r["uf1"])
-    assert f"| 1 | {best['model']} | {best['uf1']:.3f}" in board  # ranked by pooled UF1
+    assert f"| 1 | {best['model']} *(synthetic)* | smoke | {best['uf1']:.3f}" in board  # ranked by pooled UF1
     assert summary["run_id"] in board and "hsta-bench run --dataset megc2019-flow" in board
     assert "Started a local Ray instance" in (path / "logs" / "ray.log").read_text()
+
+
+def test_the_leaderboard_of_a_run_folder_scores_what_the_run_scored(smoke_run, tmp_path):
+    path, summary = smoke_run
+    proc = run_cli("leaderboard", str(path), "--store", str(tmp_path / "store"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    (table,) = json.loads(proc.stdout)["tables"]
+    assert table["synthetic"] is True and table["published"] == []
+    metrics = pl.read_parquet(path / "metrics.parquet").filter(pl.col("scope") == "all")
+    for row in table["rows"]:  # from per-subject counts alone: the run's own scores and intervals
+        own = metrics.filter(pl.col("model") == row["model"]).row(0, named=True)
+        for key in ("uf1", "uar", "acc", "uf1_ci_low", "uf1_ci_high", "uar_ci_low", "uar_ci_high"):
+            assert row[key] == pytest.approx(own[key]), key
+        assert row["n"] == own["n"] == 48 and row["run_id"] == summary["run_id"]
+        assert row["command"] == f"hsta-bench run --dataset megc2019-flow --model {row['model']} --preset smoke"
+    counts = (tmp_path / "store" / "counts.csv").read_text()
+    assert "sample" not in counts.splitlines()[0] and len(counts.splitlines()) <= 1 + 2 * 6 * 9  # no per-sample rows
+
+
+def test_the_leaderboard_refuses_a_run_whose_splits_leak(smoke_run, tmp_path):
+    import shutil
+
+    path, _ = smoke_run
+    copy = tmp_path / path.name
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("fragments", "tune", "logs"))
+    splits = pl.read_parquet(copy / "splits.parquet")
+    tested = splits.filter(pl.col("role") == "test").row(0, named=True)
+    # one more sample of the test subject, on the training side of its own fold
+    leak = pl.DataFrame([{**tested, "sample_id": "extra", "role": "train"}], schema=splits.schema)
+    pl.concat([splits, leak]).write_parquet(copy / "splits.parquet")
+    assert_one_line_error(run_cli("leaderboard", str(copy)), "splits.parquet", f"subject {tested['subject']}",
+                          f"fold {tested['fold']}", "not admitted")
 
 
 @pytest.mark.parametrize("args,fragments", [

@@ -12,6 +12,7 @@ import typer
 
 from hsta_bench import __version__
 from hsta_bench.cli import datasets
+from hsta_bench.cli import leaderboard as leaderboard_cmd
 from hsta_bench.cli import profile as profile_cmd
 from hsta_bench.cli import run as run_cmd
 from hsta_bench.cli import tune as tune_cmd
@@ -29,6 +30,7 @@ app.add_typer(datasets.app, name="datasets")
 app.command("run")(run_cmd.run)
 app.command("tune")(tune_cmd.tune)
 app.command("profile")(profile_cmd.profile)
+app.command("leaderboard")(leaderboard_cmd.leaderboard)
 
 
 def _version(value: bool) -> None:

@@ -45,8 +45,10 @@ def scores(y, pred, n_classes: int) -> dict:
     return from_confusion(confusion(y, pred, n_classes))
 
 
-def _subject_confusions(y, pred, groups, n_classes) -> np.ndarray:
-    """(subjects, C, C): one confusion matrix per group, so resampling subjects is a weighted sum."""
+def subject_confusions(y, pred, groups, n_classes) -> np.ndarray:
+    """(subjects, C, C): one confusion matrix per group (groups in sorted order), so resampling subjects is a
+    weighted sum. These counts are all the intervals and the paired test need: the leaderboard keeps them
+    instead of per-sample predictions."""
     _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
     flat = inverse * n_classes * n_classes + np.asarray(y) * n_classes + np.asarray(pred)
     counts = np.bincount(flat, minlength=(inverse.max() + 1) * n_classes * n_classes)
@@ -63,7 +65,12 @@ def bootstrap_ci(y, pred, groups, n_classes: int, stat: str = "uf1", iterations:
                  level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of the pooled `stat` over resamples of whole subjects (with replacement):
     subjects, not samples, are the independent units under LOSO."""
-    per_subject = _subject_confusions(y, pred, groups, n_classes)
+    return bootstrap_ci_counts(subject_confusions(y, pred, groups, n_classes), stat, iterations, level, seed)
+
+
+def bootstrap_ci_counts(per_subject: np.ndarray, stat: str = "uf1", iterations: int = 2000, level: float = 0.95,
+                        seed: int = 0) -> tuple[float, float]:
+    """bootstrap_ci from per-subject confusion matrices (subject_confusions)."""
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(per_subject), np.full(len(per_subject), 1 / len(per_subject)), size=iterations)
     cms = np.einsum("bs,sij->bij", weights, per_subject)
@@ -79,8 +86,14 @@ def paired_test(y, pred_a, pred_b, groups, n_classes: int, stat: str = "uf1", it
     Under the null the two models are exchangeable within each subject, so each permutation swaps the
     two models' predictions for a random half of the subjects and recomputes the pooled difference.
     """
-    cm_a = _subject_confusions(y, pred_a, groups, n_classes)
-    cm_b = _subject_confusions(y, pred_b, groups, n_classes)
+    return paired_test_counts(subject_confusions(y, pred_a, groups, n_classes),
+                              subject_confusions(y, pred_b, groups, n_classes), stat, iterations, seed)
+
+
+def paired_test_counts(cm_a: np.ndarray, cm_b: np.ndarray, stat: str = "uf1", iterations: int = 5000,
+                       seed: int = 0) -> dict:
+    """paired_test from two models' per-subject confusion matrices (the same subjects in the same order,
+    and the same samples: each subject's true classes agree)."""
     observed = float(_batch_stat(cm_a.sum(0)[None], stat)[0] - _batch_stat(cm_b.sum(0)[None], stat)[0])
     rng = np.random.default_rng(seed)
     swap = rng.integers(0, 2, size=(iterations, len(cm_a)))[..., None, None]

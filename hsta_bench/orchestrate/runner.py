@@ -204,7 +204,8 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         ev = evaluation_config(info["config"])
         table = store.write(info, pl.concat(predictions), pl.concat(split_tables).unique(maintain_order=True),
                             classes_of, ev.bootstrap, ev.level, ev.seed)
-        atomic_write(store.path / "leaderboard.md", lambda tmp: tmp.write_text(render_run(table, info), encoding="utf-8"))
+        page = render_run(store.path)
+        atomic_write(store.path / "leaderboard.md", lambda tmp: tmp.write_text(page, encoding="utf-8"))
         summary = table.filter(pl.col("scope") == "all")
     else:
         write_json(info, store.path / "run.json")

@@ -1,0 +1,83 @@
+"""`hsta-bench leaderboard`: runs merged into one comparison, per benchmark, with intervals, paired tests,
+published rows beside ours and the provenance of every row (hsta_bench/leaderboard/).
+
+The published page is regenerated from the committed store with `make leaderboard`:
+    hsta-bench leaderboard --store leaderboard/results --output leaderboard/README.md
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hsta_bench.cli.options import ConfigFile, Sets, err, load_config
+from hsta_bench.errors import UserError
+
+FORMATS = ("md", "csv", "json")
+
+RunDirs = Annotated[Optional[list[Path]], typer.Argument(metavar="RUN_DIR", show_default=False, help="Run folders (results/<run_id>) or folders of runs to merge.")]
+StoreDir = Annotated[Optional[Path], typer.Option("--store", metavar="DIR", help="A results store (runs.csv + counts.csv, and notes.md shown on the page): rendered, and with RUN_DIRs given, updated with them first.")]
+References = Annotated[Optional[Path], typer.Option("--references", metavar="FILE", help="Published rows to show beside ours (default: the repository's leaderboard/published.csv).")]
+Format = Annotated[str, typer.Option("--format", metavar="md|csv|json", help="Markdown (default), CSV or JSON.")]
+OutputPath = Annotated[Optional[Path], typer.Option("--output", metavar="PATH", help="Write here (markdown: with the confusion plots in plots/ beside it); default: standard output.")]
+
+
+def leaderboard(
+    runs: RunDirs = None,
+    store: StoreDir = None,
+    references: References = None,
+    fmt: Format = "md",
+    output: OutputPath = None,
+    sets: Sets = None,
+    config: ConfigFile = None,
+) -> None:
+    """Rank models per dataset and protocol by UF1 with UAR, accuracy, 95% intervals and paired tests."""
+    import sys
+
+    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.leaderboard import plots, published, render, settings, store as store_mod, tables
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if not runs and store is None:
+        raise UserError("give run folders (RUN_DIR ...) or --store DIR")
+    s = settings(load_config(config, sets, None))
+    if references is not None and not references.is_file():
+        raise UserError(f"--references {references}: no such file")
+    refs_path = references or published.default_path(s)
+    refs = published.read(refs_path) if refs_path else []
+
+    notes: list[str] = []
+    merged = store_mod.Store()
+    if store is not None and (not runs or (store / "runs.csv").exists()):
+        merged = store_mod.read(store)
+    if runs:
+        merged = merged.merge(store_mod.from_runs(runs, notes))
+        if store is not None:
+            store_mod.write(merged, store)
+    for note in notes:
+        err.print(note)
+    built = tables.build(merged, refs, s)
+
+    command = ["hsta-bench leaderboard", *([f"--store {store}"] if store is not None else [str(r) for r in runs]),
+               *([f"--references {references}"] if references else []), *([f"--format {fmt}"] if fmt != "md" else []),
+               *([f"--output {output}"] if output else [])]
+    if fmt == "md":
+        drawn = {}
+        if output is not None and s["plots"]:
+            drawn = plots.write(built, output.parent / "plots", s["plots"], output.parent)
+        notes = store / "notes.md" if store is not None else None
+        text = render.markdown(built, s, " ".join(command), drawn,
+                               notes=notes.read_text(encoding="utf-8") if notes and notes.is_file() else None)
+    elif fmt == "csv":
+        text = render.csv_text(built, s)
+    else:
+        text = render.json_text(built, s)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(output, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        rows = sum(len(t.rows) for t in built)
+        err.print(f"leaderboard: {len(built)} table(s), {rows} row(s) -> {output}")

@@ -1,0 +1,202 @@
+"""The leaderboard as markdown, CSV or JSON, from the tables of tables.py. The same tables give the same
+bytes (no clock, no absolute paths), so a published page can be checked by regenerating it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+from hsta_bench.leaderboard.tables import Row, Table, by_source
+
+INTRO = """\
+Each table is one benchmark: a dataset, a label protocol and a split scheme. Rows are ranked by UF1 and
+UAR computed MEGC2019-style on the predictions of all folds pooled; the intervals are 95% percentile
+intervals from resampling whole subjects. *vs #1* is the difference in UF1 to the first row and the
+p-value of a paired permutation test (whole subjects' predictions swapped between the two models);
+**n.s.** marks a difference that is not significant at the level below, unadjusted for the number of
+rows. *recipe* is the preset and what the run changed from it: a row whose recipe is not `paper` alone
+is not the published training budget. Model selection never looks at a test subject (the last epoch's
+model, or the best on validation subjects drawn from the training side).
+
+Tables of *synthetic* stand-ins come from generated data in the official layouts: they show that the whole
+pipeline runs on every dataset, and say nothing about the models. Published rows are what papers report
+on the same benchmark, with what is known to be wrong with them; they are shown beside ours, never ranked.
+"""
+
+SCHEMES = {"loso": "LOSO"}
+
+
+def _f4(x) -> str:  # published numbers as papers give them
+    return "-" if x is None else f"{x:.4f}"
+
+
+SELECTION = {"last": "the last epoch's model", "best_val": "the best epoch on validation subjects"}
+
+
+def _ci(row: Row, stat: str) -> str:
+    ci = row.ci[stat]
+    return f"{row.scores[stat]:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else f"{row.scores[stat]:.3f}"
+
+
+def recipe(entry: dict) -> str:
+    """The preset and the run's changes, short: `paper + epochs=15, lr=1e-3`."""
+    changes = []
+    for option, value in re.findall(r"--(set|config) (\S+)", entry["settings"]):
+        if option == "config":
+            changes.append(f"config {value}")
+        else:
+            key, _, val = value.partition("=")
+            changes.append(f"{key.split('.')[-1]}={val}")
+    base = entry["preset"] or "defaults"
+    return base + (f" + {', '.join(changes)}" if changes else "")
+
+
+def versus(row: Row, alpha: float) -> str:
+    v = row.versus
+    if v is None:
+        return "-"
+    if v["p_value"] is None:
+        return f"{v['difference']:+.3f} ({v['why']})"
+    p = f"p={v['p_value']:.3f}" if v["p_value"] >= 0.001 else "p<0.001"
+    return f"{v['difference']:+.3f}, {p}" + ("" if v["significant"] else " **n.s.**")
+
+
+def title(table: Table) -> str:
+    scheme = SCHEMES.get(table.scheme, table.scheme)
+    head = f"{table.dataset} · {table.protocol} · {scheme}"
+    return head + (" · synthetic stand-in (not a result)" if table.synthetic else "")
+
+
+def plot_name(table: Table, row: Row) -> str:
+    return f"confusion-{table.key.replace('/', '-')}-{row.rank}-{row.entry['model']}.png"
+
+
+def _model(table: Table, row: Row) -> str:
+    return f"{row.entry['model']}" + (" *(synthetic)*" if table.synthetic else "")
+
+
+def markdown(tables: list[Table], settings: dict, command: str, plots: dict | None = None,
+             heading: str = "hsta-bench leaderboard", notes: str | None = None) -> str:
+    """The whole page; `plots` maps (table key, rank) to the relative path of a written confusion plot;
+    `notes` (a store's notes.md) is shown after the introduction."""
+    plots = plots or {}
+    lines = [f"# {heading}", "", f"Regenerate: `{command}`", "", INTRO,
+             f"Significance level {settings['alpha']}, {settings['permutations']} permutations (seed "
+             f"{settings['seed']}).", ""]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    if not tables:
+        lines += ["No results yet.", ""]
+    lines += ["Tables:", ""] + [f"- {title(t)}: {len(t.rows)} row(s)" for t in tables] + [""]
+    for t in tables:
+        lines += [f"## {title(t)}", "",
+                  "| # | model | recipe | UF1 (95% CI) | UAR (95% CI) | accuracy | n | vs #1 (paired) |",
+                  "|---:|---|---|---|---|---:|---:|---|"]
+        for r in t.rows:
+            lines.append(f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {_ci(r, 'uar')} | "
+                         f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r, settings['alpha'])} |")
+        lines.append("")
+        if t.published:
+            lines += ["Published on the same benchmark (as reported; not ranked):", "",
+                      "| method | UF1 | UAR | source | caveat |", "|---|---:|---:|---|---|"]
+            lines += [f"| {p['method']} | {_f4(p['uf1'])} | {_f4(p['uar'])} | {p['source']} | {p['caveat'] or '-'} |"
+                      for p in t.published]
+            lines.append("")
+        if len(t.sources) > 1:
+            lines += ["Per source (each scored on its own subjects, pooled):", "",
+                      "| # | model | source | UF1 (95% CI) | UAR (95% CI) | n |", "|---:|---|---|---|---|---:|"]
+            for r in t.rows:
+                for source, part in zip(t.sources, by_source(t, r)):
+                    lines.append(f"| {r.rank} | {r.entry['model']} | {source} | {_ci(part, 'uf1')} | "
+                                 f"{_ci(part, 'uar')} | {part.scores['n']} |")
+            lines.append("")
+        classes = t.rows[0].classes
+        lines += ["Per class, F1 / recall:", "",
+                  "| # | model | " + " | ".join(classes) + " | support |", "|---:|---|" + "---|" * len(classes) + "---|"]
+        for r in t.rows:
+            cells = [f"{f:.3f} / {rec:.3f}" for f, rec in zip(r.scores["f1"], r.scores["recall"])]
+            support = "/".join(str(int(n)) for n in r.scores["support"])
+            lines.append(f"| {r.rank} | {r.entry['model']} | " + " | ".join(cells) + f" | {support} |")
+        lines.append("")
+        shown = [(r, plots[(t.key, r.rank)]) for r in t.rows if (t.key, r.rank) in plots]
+        if shown:
+            lines += ["Confusion matrices (rows: true class, columns: predicted):", ""]
+            lines += [f"![#{r.rank} {r.entry['model']}]({path})" for r, path in shown] + [""]
+        lines += ["Provenance:", ""]
+        for r in t.rows:
+            e = r.entry
+            lines.append(f"- #{r.rank} {e['model']}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
+                         f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
+                         f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on {e['hardware']}, "
+                         f"{e['seconds'] / 60:.1f} min of training; reproduce: `{e['command']}`")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _row_record(t: Table, r: Row, alpha: float) -> dict:
+    v = r.versus or {}
+    return {
+        "table": t.key, "kind": "measured", "rank": r.rank, "model": r.entry["model"], "recipe": recipe(r.entry),
+        "uf1": r.scores["uf1"], "uf1_ci_low": (r.ci["uf1"] or (None, None))[0],
+        "uf1_ci_high": (r.ci["uf1"] or (None, None))[1], "uar": r.scores["uar"],
+        "uar_ci_low": (r.ci["uar"] or (None, None))[0], "uar_ci_high": (r.ci["uar"] or (None, None))[1],
+        "acc": r.scores["acc"], "n": r.scores["n"], "uf1_vs_first": v.get("difference"), "p_value": v.get("p_value"),
+        "significant": v.get("significant"), "synthetic": t.synthetic, "run_id": r.entry["run_id"],
+        "commit": r.entry["commit"], "config_key": r.entry["config_key"], "seeds": r.entry["seeds"],
+        "epochs": r.entry["epochs"], "command": r.entry["command"], "source": None, "caveat": None,
+    }
+
+
+def _published_record(t: Table, p: dict) -> dict:
+    return {"table": t.key, "kind": "published", "rank": None, "model": p["method"], "recipe": None,
+            "uf1": p["uf1"], "uar": p["uar"], "synthetic": False, "source": p["source"], "caveat": p["caveat"]}
+
+
+CSV_COLUMNS = ("table", "kind", "rank", "model", "recipe", "uf1", "uf1_ci_low", "uf1_ci_high", "uar", "uar_ci_low",
+               "uar_ci_high", "acc", "n", "uf1_vs_first", "p_value", "significant", "synthetic", "run_id", "commit",
+               "config_key", "seeds", "epochs", "command", "source", "caveat")
+
+
+def _cell(value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def csv_text(tables: list[Table], settings: dict) -> str:
+    """One line per measured row (ranked) and per published row (kind=published, no rank)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", restval="")
+    writer.writeheader()
+    for t in tables:
+        for r in t.rows:
+            writer.writerow({k: _cell(v) for k, v in _row_record(t, r, settings["alpha"]).items()})
+        for p in t.published:
+            writer.writerow({k: _cell(v) for k, v in _published_record(t, p).items()})
+    return buffer.getvalue()
+
+
+def json_text(tables: list[Table], settings: dict) -> str:
+    out = []
+    for t in tables:
+        rows = []
+        for r in t.rows:
+            record = _row_record(t, r, settings["alpha"])
+            record["per_class"] = {c: {"f1": float(f), "recall": float(rec), "support": int(s)}
+                                   for c, f, rec, s in zip(r.classes, r.scores["f1"], r.scores["recall"],
+                                                          r.scores["support"])}
+            record["confusion"] = {"classes": r.classes, "counts": r.cm.tolist()}
+            if len(t.sources) > 1:
+                record["per_source"] = {s: {"uf1": part.scores["uf1"], "uar": part.scores["uar"], "n": part.scores["n"],
+                                            "uf1_ci": part.ci["uf1"], "uar_ci": part.ci["uar"]}
+                                        for s, part in zip(t.sources, by_source(t, r))}
+            record["provenance"] = {k: r.entry[k] for k in ("run_id", "commit", "config_key", "seeds", "epochs",
+                                                            "selection", "torch", "hardware", "seconds", "finished")}
+            rows.append(record)
+        out.append({"dataset": t.dataset, "protocol": t.protocol, "scheme": t.scheme, "synthetic": t.synthetic,
+                    "rows": rows, "published": [_published_record(t, p) for p in t.published]})
+    return json.dumps({"settings": settings, "tables": out}, indent=2) + "\n"

@@ -1,0 +1,314 @@
+"""The leaderboard's results store: what a run's evaluations come to, small enough to commit.
+
+    runs.csv    one row per evaluation (a model on a dataset under a protocol, in one run): provenance
+    counts.csv  its per-subject confusion counts: entry, subject, source, label, pred, count (non-zero)
+
+Per-subject counts are all the pooled scores, the subject-bootstrap intervals and the paired test need
+(engine/metrics.py), so the store re-scores exactly what the run scored without keeping per-sample
+predictions of licensed data. `from_run` reads a run folder; `read` / `write` the CSV pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hsta_bench.errors import UserError
+
+ENTRY_COLUMNS = {  # name -> type
+    "entry": str, "run_id": str, "model": str, "dataset": str, "protocol": str, "scheme": str, "synthetic": bool,
+    "classes": str, "preset": str, "settings": str, "epochs": int, "selection": str, "config_key": str,
+    "seeds": str, "commit": str, "torch": str, "hardware": str, "seconds": float, "finished": str,
+    "bootstrap": int, "level": float, "bootstrap_seed": int, "command": str,
+}
+COUNT_COLUMNS = {"entry": str, "subject": str, "source": str, "label": str, "pred": str, "count": int}
+
+# --set keys that change how a run is dispatched or how fast it is prepared, never its numbers
+_NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers")
+
+
+@dataclass
+class Store:
+    entries: list[dict] = field(default_factory=list)
+    counts: list[dict] = field(default_factory=list)
+
+    def merge(self, other: "Store") -> "Store":
+        """This store with `other`'s entries added; an entry already here is replaced by other's."""
+        new = {e["entry"] for e in other.entries}
+        return Store([e for e in self.entries if e["entry"] not in new] + other.entries,
+                     [c for c in self.counts if c["entry"] not in new] + other.counts)
+
+
+# ----------------------------------------------------------------------------------------- CSV files
+
+def _convert(value: str, kind: type, where: str):
+    if kind is str:
+        return value
+    if kind is bool:
+        if value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise UserError(f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+
+
+def read_csv(path: Path, columns: dict[str, type]) -> list[dict]:
+    """Rows of a CSV file with these columns, typed; a missing file, column or bad value is one line naming
+    the file (and the line)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(columns)})")
+    rows = []
+    for line, raw in enumerate(reader, start=2):
+        if None in raw or any(v is None for v in raw.values()):
+            raise UserError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
+        rows.append({name: _convert(raw[name], kind, f"{path}, line {line}, {name}")
+                     for name, kind in columns.items()})
+    return rows
+
+
+def _csv_text(rows: list[dict], columns) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in row.items() if k in columns})
+    return buffer.getvalue()
+
+
+def read(folder: Path) -> Store:
+    folder = Path(folder)
+    if not (folder / "runs.csv").exists():
+        raise UserError(f"--store {folder}: no runs.csv there (make one with `hsta-bench leaderboard RUN_DIR "
+                        f"--store {folder}`)")
+    entries = read_csv(folder / "runs.csv", ENTRY_COLUMNS)
+    counts = read_csv(folder / "counts.csv", COUNT_COLUMNS)
+    classes = {e["entry"]: e["classes"].split("|") for e in entries}
+    for line, c in enumerate(counts, start=2):
+        where = f"{folder / 'counts.csv'}, line {line}"
+        if c["entry"] not in classes:
+            raise UserError(f"{where}: entry {c['entry']} is not in runs.csv")
+        if c["label"] not in classes[c["entry"]] or c["pred"] not in classes[c["entry"]]:
+            raise UserError(f"{where}: class {c['label']!r} or {c['pred']!r} is not one of {c['entry']}'s classes "
+                            f"({', '.join(classes[c['entry']])})")
+        if c["count"] < 1:
+            raise UserError(f"{where}: count must be a positive integer, got {c['count']}")
+    return Store(entries, counts)
+
+
+def write(store: Store, folder: Path) -> None:
+    """Both files, each written whole (a temporary file renamed), sorted so that the same runs give the same
+    bytes."""
+    from hsta_bench.engine.results import atomic_write
+
+    entries = sorted(store.entries, key=lambda e: e["entry"])
+    counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
+    for name, rows, columns in (("counts.csv", counts, COUNT_COLUMNS), ("runs.csv", entries, ENTRY_COLUMNS)):
+        text = _csv_text(rows, columns)
+        atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------------ run folders
+
+def run_folders(paths: list[Path]) -> list[Path]:
+    """Each path is a run folder (it has run.json) or a folder of them (results/, whose tunes' outer runs
+    count too); sorted, no duplicates."""
+    found = []
+    for path in map(Path, paths):
+        if (path / "run.json").is_file():
+            found.append(path)
+        elif path.is_dir():
+            inside = sorted(p.parent for p in [*path.glob("*/run.json"), *path.glob("*/outer-*/run.json")])
+            if not inside:
+                raise UserError(f"{path}: neither a run folder (no run.json) nor a folder of runs")
+            found += inside
+        else:
+            raise UserError(f"{path}: no such run folder")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _options(command: list[str]) -> tuple[str | None, list[tuple[str, str]], set[str]]:
+    """(subcommand, [(option, value)], flags) of a recorded command line."""
+    takes_value = {"--dataset", "--model", "--preset", "--set", "--config", "--data-root", "--output", "--address",
+                   "--resume", "--trials", "--space"}
+    sub = command[1] if len(command) > 1 else None
+    pairs, flags, i = [], set(), 2
+    while i < len(command):
+        token = command[i]
+        if "=" in token and token.startswith("--") and token.split("=", 1)[0] in takes_value:
+            pairs.append(tuple(token.split("=", 1)))
+        elif token in takes_value and i + 1 < len(command):
+            pairs.append((token, command[i + 1]))
+            i += 1
+        else:
+            flags.add(token)
+        i += 1
+    return sub, pairs, flags
+
+
+def _settings(pairs, model: str, recipe: str | None) -> list[str]:
+    """The --config and --set options of a run that bear on this model's numbers."""
+    kept = []
+    for option, value in pairs:
+        if option == "--config":
+            kept.append(f"--config {value}")
+        elif option == "--set":
+            key = value.split("=", 1)[0]
+            parts = key.split(".")
+            if key.startswith(_NOT_RESULTS):
+                continue
+            if parts[0] == "models" and len(parts) > 1 and parts[1] != recipe:
+                continue
+            if parts[0] == "tuned" and len(parts) > 1 and parts[1] != model:
+                continue
+            kept.append(f"--set {value}")
+    return kept
+
+
+def _seeds(seeds: dict) -> str:
+    values = sorted(int(v) for v in seeds.values())
+    if values and values == list(range(values[0], values[0] + len(values))):
+        return f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0])
+    return " ".join(map(str, values))
+
+
+def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
+    from hsta_bench.data import get_source
+
+    command = run.get("command") or []
+    sub = command[1] if len(command) > 1 else None
+    if sub != "run":  # a tune's outer run: its own command reproduces it
+        return " ".join(["hsta-bench", *command[1:]])
+    dataset = evaluation["dataset"]
+    try:
+        names = {dataset, *(get_source(dataset).parts or ())}
+    except UserError:
+        names = {dataset}
+    roots = [f"--data-root {v}" for o, v in pairs if o == "--data-root" and v.split("=", 1)[0] in names]
+    preset = [f"--preset {run['preset']}"] if run.get("preset") else []
+    return " ".join(["hsta-bench run", f"--dataset {dataset}", f"--model {evaluation['model']}", *preset, *roots,
+                     *settings])
+
+
+def _read_run(folder: Path) -> tuple[dict, object]:
+    import polars as pl
+
+    try:
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{folder / 'run.json'}: cannot read it ({exc})") from None
+    if not isinstance(run, dict) or "evaluations" not in run or "run_id" not in run:
+        raise UserError(f"{folder / 'run.json'}: not a run record (no run_id / evaluations)")
+    path = folder / "predictions.parquet"
+    if not path.exists():
+        raise UserError(f"{folder}: no predictions.parquet (the run finished no evaluation; finish it with "
+                        f"`hsta-bench run --resume {run['run_id']}`)")
+    try:
+        predictions = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several kinds for a damaged file
+        raise UserError(f"{path}: cannot read it ({str(exc).splitlines()[0]})") from None
+    need = {"dataset", "protocol", "model", "subject", "source", "label", "pred", "sample_id"}
+    if not need <= set(predictions.columns):
+        raise UserError(f"{path}: missing column(s) {', '.join(sorted(need - set(predictions.columns)))}")
+    check_splits(folder, predictions)
+    return run, predictions
+
+
+def check_splits(folder: Path, predictions) -> None:
+    """Refuse a run whose recorded splits put a subject on both sides of a fold, or whose predictions test a
+    sample twice: the leaderboard re-checks what the run says it did."""
+    import polars as pl
+
+    path = folder / "splits.parquet"
+    try:
+        splits = pl.read_parquet(path)
+    except FileNotFoundError:
+        raise UserError(f"{folder}: no splits.parquet (a run records its splits so that they can be checked)") from None
+    except Exception as exc:
+        raise UserError(f"{path}: cannot read it ({str(exc).splitlines()[0]})") from None
+    sides = (splits.with_columns(pl.col("role") == "test")
+             .group_by(["dataset", "protocol", "fold", "subject"]).agg(pl.col("role").n_unique().alias("sides"))
+             .filter(pl.col("sides") > 1).sort(["dataset", "fold", "subject"]))
+    if sides.height:
+        d, _, fold, subject, _ = sides.row(0)
+        raise UserError(f"{path}: subject {subject} is on both the test and the training side of fold {fold} "
+                        f"({d}); this run's scores are not admitted")
+    twice = (predictions.group_by(["model", "dataset", "protocol", "sample_id"]).len().filter(pl.col("len") > 1)
+             .sort(["model", "sample_id"]))
+    if twice.height:
+        model, d, _, sample, n = twice.row(0)
+        raise UserError(f"{folder / 'predictions.parquet'}: {model} tested sample {sample} of {d} {n} times")
+
+
+def from_run(folder: Path, notes: list[str] | None = None) -> Store:
+    """The store entries of one run folder: one per finished evaluation. Unfinished ones are left out and
+    said in `notes`."""
+    import polars as pl
+
+    folder = Path(folder)
+    run, predictions = _read_run(folder)
+    env = run.get("environment") or {}
+    hardware = ", ".join(str(x) for x in (env.get("processor"), f"{env.get('cpus')} CPUs", env.get("cuda")) if x)
+    evaluation_cfg = (run.get("config") or {}).get("evaluation") or {}
+    _, pairs, _ = _options(run.get("command") or [])
+    store = Store()
+    covered = set()
+    for e in run["evaluations"]:
+        key = (e["model"], e["dataset"], e["protocol"])
+        rows = predictions.filter((pl.col("model") == e["model"]) & (pl.col("dataset") == e["dataset"])
+                                  & (pl.col("protocol") == e["protocol"]))
+        if rows.height == 0:
+            if notes is not None:
+                notes.append(f"{folder.name}: {e['model']} on {e['dataset']} did not finish; left out")
+            continue
+        covered.add(key)
+        entry = f"{run['run_id']}/{e['model']}/{e['dataset']}/{e['protocol']}"
+        classes = list(e["classes"])
+        strange = set(rows["label"].to_list()) | set(rows["pred"].to_list())
+        if not strange <= set(classes):
+            raise UserError(f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has classes "
+                            f"{', '.join(sorted(strange - set(classes)))} outside its protocol's "
+                            f"({', '.join(classes)})")
+        recipe = Path(e["recipe"]).stem if e.get("recipe") else None
+        settings = _settings(pairs, e["model"], recipe)
+        scheme = e.get("evaluation", {}).get("scheme", "loso")
+        if scheme == "kfold":
+            scheme = f"kfold-{e['evaluation'].get('k')}"
+        store.entries.append({
+            "entry": entry, "run_id": run["run_id"], "model": e["model"], "dataset": e["dataset"],
+            "protocol": e["protocol"], "scheme": scheme, "synthetic": bool(e.get("synthetic")),
+            "classes": "|".join(classes), "preset": run.get("preset") or "", "settings": " ".join(settings),
+            "epochs": int(e["train"]["epochs"]), "selection": e["train"].get("selection", "last"),
+            "config_key": e.get("config_key", ""), "seeds": _seeds(e.get("seeds") or {}),
+            "commit": run.get("git_commit") or "", "torch": env.get("torch") or "", "hardware": hardware,
+            "seconds": float(e.get("seconds") or 0.0), "finished": run.get("finished") or run.get("started") or "",
+            "bootstrap": int(evaluation_cfg.get("bootstrap", 2000)), "level": float(evaluation_cfg.get("level", 0.95)),
+            "bootstrap_seed": int(evaluation_cfg.get("seed", 0)),
+            "command": _reproduce(run, e, settings, pairs),
+        })
+        grouped = rows.group_by(["subject", "source", "label", "pred"]).len().sort(["subject", "label", "pred"])
+        for subject, source, label, pred, count in grouped.iter_rows():
+            store.counts.append({"entry": entry, "subject": str(subject), "source": str(source), "label": label,
+                                 "pred": pred, "count": int(count)})
+    stray = {tuple(k) for k in predictions.select("model", "dataset", "protocol").unique().iter_rows()} - covered
+    if stray:
+        raise UserError(f"{folder / 'predictions.parquet'}: predictions of {', '.join(f'{m} on {d}' for m, d, _ in sorted(stray))} "
+                        "have no evaluation in run.json")
+    return store
+
+
+def from_runs(folders: list[Path], notes: list[str] | None = None) -> Store:
+    store = Store()
+    for folder in run_folders(folders):
+        store = store.merge(from_run(folder, notes))
+    return store

@@ -1,0 +1,159 @@
+"""`hsta-bench leaderboard`: a fixed results store rendered and compared with expected files; the numbers
+checked independently; published rows beside, never ranked; the store merged and written whole; bad input
+as one line. (A leaderboard from a real run folder is checked in test_run.py, on its smoke run.)"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import REPO, assert_one_line_error, run_cli
+
+DATA = Path(__file__).parent / "data" / "leaderboard"
+COMMAND = ("leaderboard", "--store", "store", "--references", "published.csv")
+
+
+@pytest.fixture
+def board(tmp_path):
+    """A private copy of the fixed store and its published rows; commands run there with relative paths."""
+    shutil.copytree(DATA / "store", tmp_path / "store")
+    shutil.copy(DATA / "published.csv", tmp_path / "published.csv")
+    return tmp_path
+
+
+@pytest.mark.parametrize("fmt,expected", [("md", "expected.md"), ("csv", "expected.csv")])
+def test_the_fixed_store_renders_as_expected(board, fmt, expected):
+    output = f"out/leaderboard.{fmt}"
+    proc = run_cli(*COMMAND, "--format", fmt, "--output", output, cwd=board)
+    assert proc.returncode == 0, proc.stderr
+    assert (board / output).read_text() == (DATA / expected).read_text()
+    if fmt == "md":  # the three top rows of the real table and the one synthetic row have a confusion plot
+        plots = sorted(p.name for p in (board / "out" / "plots").iterdir())
+        assert len(plots) == 4 and all((board / "out" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+        assert all(f"(plots/{p})" in (board / output).read_text() for p in plots)
+
+
+def _counts(entry: str) -> tuple[list[int], list[int], list[str]]:
+    """The fixed store's counts of one entry, expanded back to (true, predicted, subject) per sample."""
+    runs = {r["entry"]: r for r in csv.DictReader((DATA / "store" / "runs.csv").open())}
+    classes = runs[entry]["classes"].split("|")
+    y, pred, subjects = [], [], []
+    for row in csv.DictReader((DATA / "store" / "counts.csv").open()):
+        if row["entry"] == entry:
+            n = int(row["count"])
+            y += [classes.index(row["label"])] * n
+            pred += [classes.index(row["pred"])] * n
+            subjects += [row["subject"]] * n
+    return y, pred, subjects
+
+
+def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board):
+    from sklearn.metrics import f1_score, recall_score
+
+    from hsta_bench.engine import metrics
+
+    proc = run_cli(*COMMAND, "--format", "json", cwd=board)
+    assert proc.returncode == 0, proc.stderr
+    real, synthetic = json.loads(proc.stdout)["tables"]
+    assert (real["dataset"], real["scheme"], real["synthetic"]) == ("megc2019-flow", "loso", False)
+    assert synthetic["synthetic"] is True and synthetic["published"] == []  # no paper beside a stand-in
+    rows = real["rows"]
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert [r["uf1"] for r in rows] == sorted((r["uf1"] for r in rows), reverse=True)
+    first = rows[0]
+    for row in rows:
+        y, pred, subjects = _counts(f"{row['run_id']}/{row['model']}/megc2019-flow/megc2019-composite")
+        assert row["uf1"] == pytest.approx(f1_score(y, pred, average="macro"))
+        assert row["uar"] == pytest.approx(recall_score(y, pred, average="macro"))
+        assert row["n"] == len(y) and row["uf1_ci_low"] <= row["uf1_ci_high"]
+        if row is first:
+            first_counts = (y, pred, subjects)
+            assert row["uf1_vs_first"] is None
+        elif row["model"] == "hsta_flow":  # it left out subject s02: not the same samples, so no paired test
+            assert row["p_value"] is None and row["significant"] is None
+            assert row["uf1_vs_first"] == pytest.approx(row["uf1"] - first["uf1"])
+        else:  # the same test, computed here from the samples themselves
+            assert subjects == first_counts[2] and y == first_counts[0]
+            test = metrics.paired_test(np.array(y), np.array(pred), np.array(first_counts[1]), np.array(subjects), 3,
+                                       iterations=5000, seed=0)
+            assert row["p_value"] == pytest.approx(test["p_value"]) and row["significant"] == (test["p_value"] < 0.05)
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["ststnet"]["significant"] is False and by_model["htnet"]["significant"] is True
+    assert set(by_model["ststnet"]["per_source"]) == {"casme2", "samm", "smic"}
+    assert sum(s["n"] for s in by_model["ststnet"]["per_source"].values()) == by_model["ststnet"]["n"]
+    assert [p["model"] for p in real["published"]] == ["Paper A"] and real["published"][0]["rank"] is None
+
+
+def test_published_rows_are_never_ranked(board):
+    proc = run_cli(*COMMAND, "--format", "csv", cwd=board)
+    rows = list(csv.DictReader(proc.stdout.splitlines()))
+    published = [r for r in rows if r["kind"] == "published"]
+    assert [r["model"] for r in published] == ["Paper A"] and published[0]["rank"] == ""
+    # Paper A's 0.8 would rank second among the measured rows: the ranks stay 1..4 without it
+    assert [r["rank"] for r in rows if r["kind"] == "measured" and not r["table"].endswith("synthetic")] == \
+        ["1", "2", "3", "4"]
+
+
+def test_adding_a_run_to_the_store_replaces_its_own_entries_only(board, tmp_path):
+    from hsta_bench.leaderboard import store
+
+    before = store.read(board / "store")
+    again = store.Store([e for e in before.entries if e["run_id"] == "r2"],
+                        [c for c in before.counts if c["entry"].startswith("r2/")])
+    merged = before.merge(again)
+    assert len(merged.entries) == len(before.entries) and len(merged.counts) == len(before.counts)
+    store.write(merged, tmp_path / "copy")
+    assert (tmp_path / "copy" / "runs.csv").read_text() == (board / "store" / "runs.csv").read_text()
+    assert (tmp_path / "copy" / "counts.csv").read_text() == (board / "store" / "counts.csv").read_text()
+    assert not list((tmp_path / "copy").glob(".*.tmp"))
+
+
+def test_the_published_leaderboard_is_what_its_store_renders(tmp_path):
+    """leaderboard/README.md is generated: regenerating it from the committed store changes nothing."""
+    shutil.copytree(REPO / "leaderboard", tmp_path / "leaderboard")
+    proc = run_cli("leaderboard", "--store", "leaderboard/results", "--output", "leaderboard/README.md", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "leaderboard" / "README.md").read_text() == (REPO / "leaderboard" / "README.md").read_text()
+    page = (REPO / "leaderboard" / "README.md").read_text()
+    for model in ("ststnet", "off_apexnet", "htnet", "hsta_flow"):  # real rows of the four models, with intervals
+        assert any(line.startswith("| ") and f"| {model} | " in line and "(0." in line
+                   for line in page.split("## megc2019-flow · megc2019-composite · LOSO\n")[1].split("\n## ")[0].splitlines())
+    for dataset in ("casme2", "samm", "smic", "casme3"):
+        assert f"## {dataset} · " in page and "synthetic stand-in (not a result)" in page
+
+
+def _damage(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    (lambda b: _damage(b / "store" / "counts.csv", ",negative,negative,", ",negative,happy,"),
+     ["counts.csv, line", "'happy'", "not one of"]),
+    (lambda b: _damage(b / "store" / "counts.csv", "r1/ststnet/", "r9/ststnet/"), ["counts.csv, line 2", "r9/ststnet"]),
+    (lambda b: _damage(b / "store" / "runs.csv", ",800,", ",many,"), ["runs.csv, line 3, epochs", "'many'"]),
+    (lambda b: (b / "store" / "runs.csv").write_text("entry,model\nx,y\n"), ["runs.csv: missing column(s)", "run_id"]),
+    (lambda b: _damage(b / "published.csv", ",0.8,", ",80%,"), ["published.csv, line 2, uf1", "'80%'"]),
+    (lambda b: _damage(b / "published.csv", "Paper B,casme2,", "Paper B,casme5,"), ["published.csv, line 3",
+                                                                                   "unknown dataset 'casme5'"]),
+])
+def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments):
+    damage(board)
+    assert_one_line_error(run_cli(*COMMAND, cwd=board), *fragments)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    ([], ["give run folders", "--store DIR"]),
+    (["--store", "nowhere"], ["--store nowhere: no runs.csv there"]),
+    (["nowhere"], ["nowhere: no such run folder"]),
+    (["store"], ["store: neither a run folder", "nor a folder of runs"]),
+    (["--store", "store", "--format", "xml"], ["--format xml: expected one of md, csv, json"]),
+    (["--store", "store", "--references", "absent.csv"], ["--references absent.csv: no such file"]),
+    (["--store", "store", "--set", "leaderboard.alpha=2"], ["leaderboard: alpha must lie in (0, 1)"]),
+])
+def test_user_errors_are_one_line(board, args, fragments):
+    assert_one_line_error(run_cli("leaderboard", *args, cwd=board), *fragments)
