@@ -27,6 +27,28 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path
     )
 
 
+def run_main(capsys, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The command's own entry point (what the console script calls) in this process: as run_cli, without
+    starting an interpreter, for commands that hold no global state (`capsys`: pytest's fixture)."""
+    from hsta_bench.cli import main
+
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["hsta-bench", *args]
+    code = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        capsys.readouterr()
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A user error: non-zero exit, exactly one line on stderr naming what is wrong, no traceback."""
     assert proc.returncode != 0, proc.stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO, assert_one_line_error, run_cli
+from helpers import REPO, assert_one_line_error, run_cli, run_main
 
 DATA = Path(__file__).parent / "data" / "leaderboard"
 COMMAND = ("leaderboard", "--store", "store", "--references", "published.csv")
@@ -29,13 +29,18 @@ def board(tmp_path):
 @pytest.mark.parametrize("fmt,expected", [("md", "expected.md"), ("csv", "expected.csv")])
 def test_the_fixed_store_renders_as_expected(board, fmt, expected):
     output = f"out/leaderboard.{fmt}"
+    (board / "out" / "plots").mkdir(parents=True)
+    (board / "out" / "plots" / "confusion-of-a-row-no-longer-shown.png").write_bytes(b"old")
+    (board / "out" / "plots" / "mine.png").write_bytes(b"not the command's")
     proc = run_cli(*COMMAND, "--format", fmt, "--output", output, cwd=board)
     assert proc.returncode == 0, proc.stderr
     assert (board / output).read_text() == (DATA / expected).read_text()
-    if fmt == "md":  # the three top rows of the real table and the one synthetic row have a confusion plot
-        plots = sorted(p.name for p in (board / "out" / "plots").iterdir())
-        assert len(plots) == 4 and all((board / "out" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+    if fmt == "md":  # the three top rows of the real table have a confusion plot, the synthetic row none
+        assert (board / "out" / "plots" / "mine.png").exists()  # only its own stale plots are removed
+        plots = sorted(p.name for p in (board / "out" / "plots").glob("confusion-*"))
+        assert len(plots) == 3 and all((board / "out" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
         assert all(f"(plots/{p})" in (board / output).read_text() for p in plots)
+        assert "synthetic" not in "".join(plots)
 
 
 def _counts(entry: str) -> tuple[list[int], list[int], list[str]]:
@@ -52,12 +57,12 @@ def _counts(entry: str) -> tuple[list[int], list[int], list[str]]:
     return y, pred, subjects
 
 
-def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board):
+def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board, capsys):
     from sklearn.metrics import f1_score, recall_score
 
     from hsta_bench.engine import metrics
 
-    proc = run_cli(*COMMAND, "--format", "json", cwd=board)
+    proc = run_main(capsys, *COMMAND, "--format", "json", cwd=board)
     assert proc.returncode == 0, proc.stderr
     real, synthetic = json.loads(proc.stdout)["tables"]
     assert (real["dataset"], real["scheme"], real["synthetic"]) == ("megc2019-flow", "loso", False)
@@ -89,8 +94,8 @@ def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board):
     assert [p["model"] for p in real["published"]] == ["Paper A"] and real["published"][0]["rank"] is None
 
 
-def test_published_rows_are_never_ranked(board):
-    proc = run_cli(*COMMAND, "--format", "csv", cwd=board)
+def test_published_rows_are_never_ranked(board, capsys):
+    proc = run_main(capsys, *COMMAND, "--format", "csv", cwd=board)
     rows = list(csv.DictReader(proc.stdout.splitlines()))
     published = [r for r in rows if r["kind"] == "published"]
     assert [r["model"] for r in published] == ["Paper A"] and published[0]["rank"] == ""
@@ -141,9 +146,9 @@ def _damage(path: Path, old: str, new: str) -> None:
     (lambda b: _damage(b / "published.csv", "Paper B,casme2,", "Paper B,casme5,"), ["published.csv, line 3",
                                                                                    "unknown dataset 'casme5'"]),
 ])
-def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments):
+def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments, capsys):
     damage(board)
-    assert_one_line_error(run_cli(*COMMAND, cwd=board), *fragments)
+    assert_one_line_error(run_main(capsys, *COMMAND, cwd=board), *fragments)
 
 
 @pytest.mark.parametrize("args,fragments", [
@@ -155,5 +160,10 @@ def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments)
     (["--store", "store", "--references", "absent.csv"], ["--references absent.csv: no such file"]),
     (["--store", "store", "--set", "leaderboard.alpha=2"], ["leaderboard: alpha must lie in (0, 1)"]),
 ])
-def test_user_errors_are_one_line(board, args, fragments):
-    assert_one_line_error(run_cli("leaderboard", *args, cwd=board), *fragments)
+def test_user_errors_are_one_line(board, args, fragments, capsys):
+    assert_one_line_error(run_main(capsys, "leaderboard", *args, cwd=board), *fragments)
+
+
+def test_errors_leave_the_process_as_one_line_too(board):
+    """The same as above through a separate process, once: exit status and stderr as a user sees them."""
+    assert_one_line_error(run_cli("leaderboard", "--store", "nowhere", cwd=board), "--store nowhere: no runs.csv")

@@ -126,6 +126,27 @@ def test_the_leaderboard_refuses_a_run_whose_splits_leak(smoke_run, tmp_path):
                           f"fold {tested['fold']}", "not admitted")
 
 
+def _drop_a_prediction(folder):
+    predictions = pl.read_parquet(folder / "predictions.parquet")
+    predictions.slice(1).write_parquet(folder / "predictions.parquet")
+
+
+@pytest.mark.parametrize("damage,fragments", [
+    (lambda f: (f / "predictions.parquet").unlink(), ["no predictions.parquet", "hsta-bench run --resume"]),
+    (lambda f: (f / "run.json").write_text("{not json"), ["run.json: cannot read it"]),
+    (lambda f: (f / "splits.parquet").unlink(), ["no splits.parquet"]),
+    (_drop_a_prediction, ["predictions.parquet", "has predictions for 47 of its 48 samples"]),
+])
+def test_the_leaderboard_refuses_a_damaged_run_folder_in_one_line(smoke_run, tmp_path, damage, fragments):
+    import shutil
+
+    path, _ = smoke_run
+    copy = tmp_path / path.name
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("fragments", "tune", "logs"))
+    damage(copy)
+    assert_one_line_error(run_cli("leaderboard", str(copy)), *fragments)
+
+
 @pytest.mark.parametrize("args,fragments", [
     (["run"], ["--dataset NAME", "--all-datasets"]),
     (["run", "--dataset", "casme9"], ["unknown dataset", "casme9"]),

@@ -37,11 +37,17 @@ def confusion_png(table: Table, row: Row, path: Path) -> None:
 
 
 def write(tables: list[Table], folder: Path, top: int, relative_to: Path) -> dict:
-    """The plots of the first `top` rows of each table into `folder`; returns {(table key, rank): relative path}."""
+    """The plots of the first `top` rows of each real-data table into `folder` (stand-ins' confusions say
+    nothing about the models); plots an earlier page left there and this one does not show are removed.
+    Returns {(table key, rank): path relative to `relative_to`}."""
     written = {}
     for table in tables:
-        for row in table.rows[:top]:
+        for row in table.rows[:top] if not table.synthetic else []:
             path = Path(folder) / plot_name(table, row)
             confusion_png(table, row, path)
             written[(table.key, row.rank)] = path.relative_to(relative_to).as_posix()
+    shown = {Path(p).name for p in written.values()}
+    for stale in Path(folder).glob("confusion-*.png") if Path(folder).is_dir() else []:
+        if stale.name not in shown:
+            stale.unlink()
     return written

@@ -69,6 +69,10 @@ def title(table: Table) -> str:
     return head + (" · synthetic stand-in (not a result)" if table.synthetic else "")
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def plot_name(table: Table, row: Row) -> str:
     return f"confusion-{table.key.replace('/', '-')}-{row.rank}-{row.entry['model']}.png"
 
@@ -130,7 +134,7 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
             lines.append(f"- #{r.rank} {e['model']}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
                          f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
                          f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on {e['hardware']}, "
-                         f"{e['seconds'] / 60:.1f} min of training; reproduce: `{e['command']}`")
+                         f"{_duration(e['seconds'])} of training; reproduce: `{e['command']}`")
         lines.append("")
     return "\n".join(lines)
 

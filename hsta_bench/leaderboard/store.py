@@ -137,23 +137,20 @@ def run_folders(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def _options(command: list[str]) -> tuple[str | None, list[tuple[str, str]], set[str]]:
-    """(subcommand, [(option, value)], flags) of a recorded command line."""
+def _options(command: list[str]) -> list[tuple[str, str]]:
+    """The (option, value) pairs of a recorded command line (`hsta-bench run --set a=1 ...`)."""
     takes_value = {"--dataset", "--model", "--preset", "--set", "--config", "--data-root", "--output", "--address",
                    "--resume", "--trials", "--space"}
-    sub = command[1] if len(command) > 1 else None
-    pairs, flags, i = [], set(), 2
+    pairs, i = [], 2
     while i < len(command):
         token = command[i]
-        if "=" in token and token.startswith("--") and token.split("=", 1)[0] in takes_value:
+        if token.startswith("--") and token.split("=", 1)[0] in takes_value and "=" in token:
             pairs.append(tuple(token.split("=", 1)))
         elif token in takes_value and i + 1 < len(command):
             pairs.append((token, command[i + 1]))
             i += 1
-        else:
-            flags.add(token)
         i += 1
-    return sub, pairs, flags
+    return pairs
 
 
 def _settings(pairs, model: str, recipe: str | None) -> list[str]:
@@ -260,7 +257,7 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     env = run.get("environment") or {}
     hardware = ", ".join(str(x) for x in (env.get("processor"), f"{env.get('cpus')} CPUs", env.get("cuda")) if x)
     evaluation_cfg = (run.get("config") or {}).get("evaluation") or {}
-    _, pairs, _ = _options(run.get("command") or [])
+    pairs = _options(run.get("command") or [])
     store = Store()
     covered = set()
     for e in run["evaluations"]:
@@ -272,6 +269,9 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
                 notes.append(f"{folder.name}: {e['model']} on {e['dataset']} did not finish; left out")
             continue
         covered.add(key)
+        if e.get("samples") and rows.height != e["samples"]:
+            raise UserError(f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has predictions for "
+                            f"{rows.height} of its {e['samples']} samples")
         entry = f"{run['run_id']}/{e['model']}/{e['dataset']}/{e['protocol']}"
         classes = list(e["classes"])
         strange = set(rows["label"].to_list()) | set(rows["pred"].to_list())
