@@ -126,6 +126,20 @@ def test_the_leaderboard_refuses_a_run_whose_splits_leak(smoke_run, tmp_path):
                           f"fold {tested['fold']}", "not admitted")
 
 
+def test_a_folder_of_runs_passes_over_a_run_still_going(smoke_run, tmp_path):
+    import shutil
+
+    path, _ = smoke_run
+    shutil.copytree(path, tmp_path / "results" / path.name, ignore=shutil.ignore_patterns("fragments", "tune", "logs"))
+    (tmp_path / "results" / "going").mkdir()
+    shutil.copy(path / "run.json", tmp_path / "results" / "going" / "run.json")  # trials still running: no tables yet
+    proc = run_cli("leaderboard", str(tmp_path / "results"), "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "going: no evaluation finished yet; left out"
+    assert sorted(line.split(",")[3] for line in proc.stdout.splitlines()[1:]) == ["off_apexnet", "ststnet"]
+    assert_one_line_error(run_cli("leaderboard", str(tmp_path / "results" / "going")), "no predictions.parquet")
+
+
 def _drop_a_prediction(folder):
     predictions = pl.read_parquet(folder / "predictions.parquet")
     predictions.slice(1).write_parquet(folder / "predictions.parquet")

@@ -134,7 +134,7 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
             lines.append(f"- #{r.rank} {e['model']}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
                          f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
                          f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on {e['hardware']}, "
-                         f"{_duration(e['seconds'])} of training; reproduce: `{e['command']}`")
+                         f"{_duration(e['seconds'])} of training (summed over folds); reproduce: `{e['command']}`")
         lines.append("")
     return "\n".join(lines)
 

@@ -120,21 +120,22 @@ def write(store: Store, folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ run folders
 
-def run_folders(paths: list[Path]) -> list[Path]:
+def run_folders(paths: list[Path]) -> list[tuple[Path, bool]]:
     """Each path is a run folder (it has run.json) or a folder of them (results/, whose tunes' outer runs
-    count too); sorted, no duplicates."""
-    found = []
+    count too): (run folder, named by the user), sorted, no duplicates."""
+    found: dict[Path, bool] = {}
     for path in map(Path, paths):
         if (path / "run.json").is_file():
-            found.append(path)
+            found[path.resolve()] = True
         elif path.is_dir():
             inside = sorted(p.parent for p in [*path.glob("*/run.json"), *path.glob("*/outer-*/run.json")])
             if not inside:
                 raise UserError(f"{path}: neither a run folder (no run.json) nor a folder of runs")
-            found += inside
+            for run in inside:
+                found.setdefault(run.resolve(), False)
         else:
             raise UserError(f"{path}: no such run folder")
-    return list(dict.fromkeys(p.resolve() for p in found))
+    return list(found.items())
 
 
 def _options(command: list[str]) -> list[tuple[str, str]]:
@@ -307,8 +308,13 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     return store
 
 
-def from_runs(folders: list[Path], notes: list[str] | None = None) -> Store:
+def from_runs(folders: list[Path], notes: list[str]) -> Store:
+    """The entries of every run found; inside a folder of runs, a run that finished nothing yet (one still
+    going) is passed over and said in `notes`, a run folder named on its own must have finished something."""
     store = Store()
-    for folder in run_folders(folders):
+    for folder, named in run_folders(folders):
+        if not named and not (folder / "predictions.parquet").exists():
+            notes.append(f"{folder.name}: no evaluation finished yet; left out")
+            continue
         store = store.merge(from_run(folder, notes))
     return store
