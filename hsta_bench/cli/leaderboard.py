@@ -58,7 +58,7 @@ def leaderboard(
         if store is not None:
             store_mod.write(merged, store)
     for note in notes:
-        err.print(note)
+        err.print(note, markup=False)
     built = tables.build(merged, refs, s)
 
     command = ["hsta-bench leaderboard", *([f"--store {store}"] if store is not None else [str(r) for r in runs]),
@@ -68,11 +68,11 @@ def leaderboard(
         drawn = {}
         if output is not None and s["plots"]:
             drawn = plots.write(built, output.parent / "plots", s["plots"], output.parent)
-        notes = store / "notes.md" if store is not None else None
+        written = store / "notes.md" if store is not None else None  # the store's own words for its page
         text = render.markdown(built, s, " ".join(command), drawn,
-                               notes=notes.read_text(encoding="utf-8") if notes and notes.is_file() else None)
+                               notes=written.read_text(encoding="utf-8") if written and written.is_file() else None)
     elif fmt == "csv":
-        text = render.csv_text(built, s)
+        text = render.csv_text(built)
     else:
         text = render.json_text(built, s)
     if output is None:

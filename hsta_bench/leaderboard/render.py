@@ -53,7 +53,7 @@ def recipe(entry: dict) -> str:
     return base + (f" + {', '.join(changes)}" if changes else "")
 
 
-def versus(row: Row, alpha: float) -> str:
+def versus(row: Row) -> str:
     v = row.versus
     if v is None:
         return "-"
@@ -100,7 +100,7 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
                   "|---:|---|---|---|---|---:|---:|---|"]
         for r in t.rows:
             lines.append(f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {_ci(r, 'uar')} | "
-                         f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r, settings['alpha'])} |")
+                         f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r)} |")
         lines.append("")
         if t.published:
             lines += ["Published on the same benchmark (as reported; not ranked):", "",
@@ -139,7 +139,7 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
     return "\n".join(lines)
 
 
-def _row_record(t: Table, r: Row, alpha: float) -> dict:
+def _row_record(t: Table, r: Row) -> dict:
     v = r.versus or {}
     return {
         "table": t.key, "kind": "measured", "rank": r.rank, "model": r.entry["model"], "recipe": recipe(r.entry),
@@ -171,14 +171,14 @@ def _cell(value):
     return round(value, 6) if isinstance(value, float) else value
 
 
-def csv_text(tables: list[Table], settings: dict) -> str:
+def csv_text(tables: list[Table]) -> str:
     """One line per measured row (ranked) and per published row (kind=published, no rank)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", restval="")
     writer.writeheader()
     for t in tables:
         for r in t.rows:
-            writer.writerow({k: _cell(v) for k, v in _row_record(t, r, settings["alpha"]).items()})
+            writer.writerow({k: _cell(v) for k, v in _row_record(t, r).items()})
         for p in t.published:
             writer.writerow({k: _cell(v) for k, v in _published_record(t, p).items()})
     return buffer.getvalue()
@@ -189,7 +189,7 @@ def json_text(tables: list[Table], settings: dict) -> str:
     for t in tables:
         rows = []
         for r in t.rows:
-            record = _row_record(t, r, settings["alpha"])
+            record = _row_record(t, r)
             record["per_class"] = {c: {"f1": float(f), "recall": float(rec), "support": int(s)}
                                    for c, f, rec, s in zip(r.classes, r.scores["f1"], r.scores["recall"],
                                                           r.scores["support"])}
