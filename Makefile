@@ -27,7 +27,7 @@ demo: setup
 	$(CLI) run --all-datasets --preset smoke --output results
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # speed goals, as ratios against a baseline measured in the same run
 bench: setup

@@ -62,7 +62,7 @@ def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board, capsys):
 
     from hsta_bench.engine import metrics
 
-    proc = run_main(capsys, *COMMAND, "--format", "json", cwd=board)
+    proc = run_main(capsys, *COMMAND, "--json", cwd=board)  # the same as --format json
     assert proc.returncode == 0, proc.stderr
     real, synthetic = json.loads(proc.stdout)["tables"]
     assert (real["dataset"], real["scheme"], real["synthetic"]) == ("megc2019-flow", "loso", False)
@@ -157,6 +157,7 @@ def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments,
     (["nowhere"], ["nowhere: no such run folder"]),
     (["store"], ["store: neither a run folder", "nor a folder of runs"]),
     (["--store", "store", "--format", "xml"], ["--format xml: expected one of md, csv, json"]),
+    (["--store", "store", "--format", "csv", "--json"], ["--json and --format csv"]),
     (["--store", "store", "--references", "absent.csv"], ["--references absent.csv: no such file"]),
     (["--store", "store", "--set", "leaderboard.alpha=2"], ["leaderboard: alpha must lie in (0, 1)"]),
 ])

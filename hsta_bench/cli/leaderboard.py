@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hsta_bench.cli.options import ConfigFile, Sets, err, load_config
+from hsta_bench.cli.options import ConfigFile, Json, Sets, err, load_config
 from hsta_bench.errors import UserError
 
 FORMATS = ("md", "csv", "json")
@@ -32,6 +32,7 @@ def leaderboard(
     output: OutputPath = None,
     sets: Sets = None,
     config: ConfigFile = None,
+    as_json: Json = False,
 ) -> None:
     """Rank models per dataset and protocol by UF1 with UAR, accuracy, 95% intervals and paired tests."""
     import sys
@@ -41,6 +42,9 @@ def leaderboard(
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if as_json and fmt not in ("md", "json"):
+        raise UserError(f"--json and --format {fmt}: give one of them")
+    fmt = "json" if as_json else fmt
     if not runs and store is None:
         raise UserError("give run folders (RUN_DIR ...) or --store DIR")
     s = settings(load_config(config, sets, None))
