@@ -112,7 +112,7 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
             lines += ["Per source (each scored on its own subjects, pooled):", "",
                       "| # | model | source | UF1 (95% CI) | UAR (95% CI) | n |", "|---:|---|---|---|---|---:|"]
             for r in t.rows:
-                for source, part in zip(t.sources, by_source(t, r)):
+                for source, part in by_source(r).items():
                     lines.append(f"| {r.rank} | {r.entry['model']} | {source} | {_ci(part, 'uf1')} | "
                                  f"{_ci(part, 'uar')} | {part.scores['n']} |")
             lines.append("")
@@ -197,7 +197,7 @@ def json_text(tables: list[Table], settings: dict) -> str:
             if len(t.sources) > 1:
                 record["per_source"] = {s: {"uf1": part.scores["uf1"], "uar": part.scores["uar"], "n": part.scores["n"],
                                             "uf1_ci": part.ci["uf1"], "uar_ci": part.ci["uar"]}
-                                        for s, part in zip(t.sources, by_source(t, r))}
+                                        for s, part in by_source(r).items()}
             record["provenance"] = {k: r.entry[k] for k in ("run_id", "commit", "config_key", "seeds", "epochs",
                                                             "selection", "torch", "hardware", "seconds", "finished")}
             rows.append(record)

@@ -58,20 +58,22 @@ def _ci(per_subject, stat, entry):
     return metrics.bootstrap_ci_counts(per_subject, stat, entry["bootstrap"], entry["level"], entry["bootstrap_seed"])
 
 
-def make_row(entry: dict, counts: list[dict], subjects_only: set[str] | None = None) -> Row:
-    """A row from an entry's counts; `subjects_only` keeps those subjects (a source's part of a composite)."""
+def make_row(entry: dict, counts: list[dict]) -> Row:
+    """A row from an entry's counts."""
     classes = entry["classes"].split("|")
     index = {c: i for i, c in enumerate(classes)}
-    mine = [c for c in counts if subjects_only is None or c["subject"] in subjects_only]
     # sorted as strings, like metrics.subject_confusions, so the intervals equal the run's own
-    subjects = sorted({c["subject"] for c in mine})
+    subjects = sorted({c["subject"] for c in counts})
     at = {s: i for i, s in enumerate(subjects)}
     per_subject = np.zeros((len(subjects), len(classes), len(classes)), dtype=np.int64)
-    for c in mine:
+    for c in counts:
         per_subject[at[c["subject"]], index[c["label"]], index[c["pred"]]] += c["count"]
-    scores = metrics.from_confusion(per_subject.sum(0))
+    return _scored(entry, classes, subjects, {c["subject"]: c["source"] for c in counts}, per_subject)
+
+
+def _scored(entry, classes, subjects, sources, per_subject) -> Row:
     ci = {stat: _ci(per_subject, stat, entry) for stat in ("uf1", "uar")}
-    return Row(entry, classes, subjects, {c["subject"]: c["source"] for c in mine}, per_subject, scores, ci)
+    return Row(entry, classes, subjects, sources, per_subject, metrics.from_confusion(per_subject.sum(0)), ci)
 
 
 def compare(best: Row, row: Row, settings: dict) -> dict:
@@ -110,11 +112,11 @@ def build(store, published: list[dict], settings: dict) -> list[Table]:
     return tables
 
 
-def by_source(table: Table, row: Row) -> list[Row]:
-    """The row scored on each source of a composite alone (its own intervals)."""
-    counts = [{"subject": s, "source": row.sources[s], "label": row.classes[i], "pred": row.classes[j],
-               "count": int(row.per_subject[k, i, j])}
-              for k, s in enumerate(row.subjects) for i in range(len(row.classes)) for j in range(len(row.classes))
-              if row.per_subject[k, i, j]]
-    return [make_row(row.entry, counts, {s for s, src in row.sources.items() if src == source})
-            for source in table.sources]
+def by_source(row: Row) -> dict[str, Row]:
+    """The row scored on each source of a composite alone (pooled over that source's subjects, own intervals)."""
+    parts = {}
+    for source in sorted(set(row.sources.values())):
+        keep = [k for k, s in enumerate(row.subjects) if row.sources[s] == source]
+        parts[source] = _scored(row.entry, row.classes, [row.subjects[k] for k in keep],
+                                {row.subjects[k]: source for k in keep}, row.per_subject[keep])
+    return parts
