@@ -32,6 +32,18 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+def _still_running(pgid: int, wait: float) -> list[str]:
+    """The live processes of a group (zombies waiting to be reaped do not count), polled for up to `wait`
+    seconds until there are none: a process that is exiting may take a moment on a loaded machine."""
+    deadline = time.monotonic() + wait
+    while True:
+        listed = subprocess.run(["ps", "-o", "pid=,stat=", "-g", str(pgid)], capture_output=True, text=True).stdout
+        live = [line.split()[0] for line in listed.splitlines() if line.split() and not line.split()[1].startswith("Z")]
+        if not live or time.monotonic() > deadline:
+            return live
+        time.sleep(0.2)
+
+
 def _fragments(output: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in output.rglob("fold-*.parquet")}
 
@@ -92,6 +104,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_resume_finishes_it(tmp_path):
         driver.send_signal(signal.SIGINT)
         driver.wait(60)
         stopped = time.monotonic() - sent
+        left = _still_running(driver.pid, 10)  # asked before anything here kills the group
     finally:
         _kill_group(driver.pid)
     stderr = Path(f"{output}.stderr").read_text()
@@ -99,8 +112,6 @@ def test_ctrl_c_stops_the_run_cleanly_and_resume_finishes_it(tmp_path):
     assert stopped < 30  # trials are stopped, not left to finish
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "interrupted" in errors[0] and "--resume" in errors[0]
-    time.sleep(1)
-    left = subprocess.run(["ps", "-o", "pid=", "-g", str(driver.pid)], capture_output=True, text=True).stdout.split()
     assert left == []  # Ray's processes stopped with the run
     (run_dir,) = output.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
