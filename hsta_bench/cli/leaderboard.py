@@ -47,11 +47,12 @@ def leaderboard(
     fmt = "json" if as_json else fmt
     if not runs and store is None:
         raise UserError("give run folders (RUN_DIR ...) or --store DIR")
-    s = settings(load_config(config, sets, None))
+    cfg = load_config(config, sets, None)
+    s = settings(cfg)
     if references is not None and not references.is_file():
         raise UserError(f"--references {references}: no such file")
     refs_path = references or published.default_path(s)
-    refs = published.read(refs_path) if refs_path else []
+    refs = published.read(refs_path, cfg) if refs_path else []
 
     notes: list[str] = []
     merged = store_mod.Store()
@@ -70,8 +71,8 @@ def leaderboard(
                *([f"--output {output}"] if output else [])]
     if fmt == "md":
         drawn = {}
-        if output is not None and s["plots"]:
-            drawn = plots.write(built, output.parent / "plots", s["plots"], output.parent)
+        if output is not None and s.plots:
+            drawn = plots.write(built, output.parent / "plots", s.plots, output.parent)
         written = store / "notes.md" if store is not None else None  # the store's own words for its page
         text = render.markdown(built, s, " ".join(command), drawn,
                                notes=written.read_text(encoding="utf-8") if written and written.is_file() else None)

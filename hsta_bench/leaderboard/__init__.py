@@ -11,29 +11,39 @@ Every run also gets its own page, `<run>/leaderboard.md` (render_run), from the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def settings(cfg: dict | None = None) -> dict:
-    """configs/leaderboard.yaml, checked."""
+@dataclass(frozen=True)
+class Settings:
+    """configs/leaderboard.yaml"""
+
+    alpha: float = 0.05
+    permutations: int = 5000
+    seed: int = 0
+    plots: int = 3
+    references: str = "leaderboard/published.csv"
+
+
+def settings(cfg: dict) -> Settings:
+    """The `leaderboard` section of a loaded config, checked (types by config.typed, ranges here)."""
     from hsta_bench import config
     from hsta_bench.errors import UserError
 
-    values = dict((cfg or config.defaults()).get("leaderboard") or {})
-    for key, kind in (("alpha", float), ("permutations", int), ("seed", int), ("plots", int)):
-        if not isinstance(values.get(key), (int, float)) or isinstance(values.get(key), bool):
-            raise UserError(f"leaderboard.{key}: expected a number, got {values.get(key)!r}")
-        values[key] = kind(values[key])
-    if not 0 < values["alpha"] < 1 or values["permutations"] < 1 or values["plots"] < 0:
+    s = config.typed(Settings, cfg.get("leaderboard"), "leaderboard")
+    if not 0 < s.alpha < 1 or s.permutations < 1 or s.plots < 0:
         raise UserError("leaderboard: alpha must lie in (0, 1), permutations be >= 1 and plots >= 0")
-    return values
+    return s
 
 
 def render_run(folder: Path) -> str:
     """The markdown page of one run folder, with the published rows of its benchmarks."""
+    from hsta_bench import config
     from hsta_bench.leaderboard import published, render, store, tables
 
-    s = settings()
+    cfg = config.defaults()
+    s = settings(cfg)
     refs = published.default_path(s)
-    built = tables.build(store.from_run(Path(folder)), published.read(refs) if refs else [], s)
+    built = tables.build(store.from_run(Path(folder)), published.read(refs, cfg) if refs else [], s)
     return render.markdown(built, s, f"hsta-bench leaderboard {folder}", heading=f"Leaderboard of run {Path(folder).name}")

@@ -17,19 +17,18 @@ COLUMNS = {"method": str, "dataset": str, "protocol": str, "scheme": str, "uf1":
            "caveat": str}
 
 
-def default_path(settings: dict) -> Path | None:
+def default_path(settings) -> Path | None:
     """The repository's leaderboard/published.csv (configs/leaderboard.yaml `references`), if it is there."""
     from hsta_bench.paths import configs_dir
 
-    path = configs_dir().parent / settings["references"]
+    path = configs_dir().parent / settings.references
     return path if path.is_file() else None
 
 
-def read(path: Path) -> list[dict]:
-    from hsta_bench import config
+def read(path: Path, tree: dict) -> list[dict]:
+    """The rows of `path`, each checked against the loaded config `tree` (its datasets and protocols)."""
     from hsta_bench.leaderboard.store import read_csv
 
-    tree = config.defaults()
     rows = read_csv(path, COLUMNS)
     for line, row in enumerate(rows, start=2):
         where = f"{path}, line {line}"

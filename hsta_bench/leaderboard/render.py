@@ -3,10 +3,9 @@ bytes (no clock, no absolute paths), so a published page can be checked by regen
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
+from dataclasses import asdict
 
 from hsta_bench.leaderboard.tables import Row, Table, by_source
 
@@ -81,14 +80,14 @@ def _model(table: Table, row: Row) -> str:
     return f"{row.entry['model']}" + (" *(synthetic)*" if table.synthetic else "")
 
 
-def markdown(tables: list[Table], settings: dict, command: str, plots: dict | None = None,
+def markdown(tables: list[Table], settings, command: str, plots: dict | None = None,
              heading: str = "hsta-bench leaderboard", notes: str | None = None) -> str:
     """The whole page; `plots` maps (table key, rank) to the relative path of a written confusion plot;
     `notes` (a store's notes.md) is shown after the introduction."""
     plots = plots or {}
     lines = [f"# {heading}", "", f"Regenerate: `{command}`", "", INTRO,
-             f"Significance level {settings['alpha']}, {settings['permutations']} permutations (seed "
-             f"{settings['seed']}).", ""]
+             f"Significance level {settings.alpha}, {settings.permutations} permutations (seed "
+             f"{settings.seed}).", ""]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     if not tables:
@@ -141,11 +140,11 @@ def markdown(tables: list[Table], settings: dict, command: str, plots: dict | No
 
 def _row_record(t: Table, r: Row) -> dict:
     v = r.versus or {}
+    low, high = ({stat: (ci[k] if ci else None) for stat, ci in r.ci.items()} for k in (0, 1))
     return {
         "table": t.key, "kind": "measured", "rank": r.rank, "model": r.entry["model"], "recipe": recipe(r.entry),
-        "uf1": r.scores["uf1"], "uf1_ci_low": (r.ci["uf1"] or (None, None))[0],
-        "uf1_ci_high": (r.ci["uf1"] or (None, None))[1], "uar": r.scores["uar"],
-        "uar_ci_low": (r.ci["uar"] or (None, None))[0], "uar_ci_high": (r.ci["uar"] or (None, None))[1],
+        "uf1": r.scores["uf1"], "uf1_ci_low": low["uf1"], "uf1_ci_high": high["uf1"], "uar": r.scores["uar"],
+        "uar_ci_low": low["uar"], "uar_ci_high": high["uar"],
         "acc": r.scores["acc"], "n": r.scores["n"], "uf1_vs_first": v.get("difference"), "p_value": v.get("p_value"),
         "significant": v.get("significant"), "synthetic": t.synthetic, "run_id": r.entry["run_id"],
         "commit": r.entry["commit"], "config_key": r.entry["config_key"], "seeds": r.entry["seeds"],
@@ -163,28 +162,17 @@ CSV_COLUMNS = ("table", "kind", "rank", "model", "recipe", "uf1", "uf1_ci_low", 
                "config_key", "seeds", "epochs", "command", "source", "caveat")
 
 
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return round(value, 6) if isinstance(value, float) else value
-
-
 def csv_text(tables: list[Table]) -> str:
     """One line per measured row (ranked) and per published row (kind=published, no rank)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", restval="")
-    writer.writeheader()
-    for t in tables:
-        for r in t.rows:
-            writer.writerow({k: _cell(v) for k, v in _row_record(t, r).items()})
-        for p in t.published:
-            writer.writerow({k: _cell(v) for k, v in _published_record(t, p).items()})
-    return buffer.getvalue()
+    from hsta_bench.leaderboard.store import csv_text as write_csv
+
+    records = [rec for t in tables for rec in [*(_row_record(t, r) for r in t.rows),
+                                               *(_published_record(t, p) for p in t.published)]]
+    return write_csv([{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()} for rec in records],
+                     CSV_COLUMNS)
 
 
-def json_text(tables: list[Table], settings: dict) -> str:
+def json_text(tables: list[Table], settings) -> str:
     out = []
     for t in tables:
         rows = []
@@ -203,4 +191,4 @@ def json_text(tables: list[Table], settings: dict) -> str:
             rows.append(record)
         out.append({"dataset": t.dataset, "protocol": t.protocol, "scheme": t.scheme, "synthetic": t.synthetic,
                     "rows": rows, "published": [_published_record(t, p) for p in t.published]})
-    return json.dumps({"settings": settings, "tables": out}, indent=2) + "\n"
+    return json.dumps({"settings": asdict(settings), "tables": out}, indent=2) + "\n"

@@ -77,7 +77,8 @@ def read_csv(path: Path, columns: dict[str, type]) -> list[dict]:
     return rows
 
 
-def _csv_text(rows: list[dict], columns) -> str:
+def csv_text(rows: list[dict], columns) -> str:
+    """Rows as CSV with these columns (others dropped, missing ones empty; booleans as true/false)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -114,7 +115,7 @@ def write(store: Store, folder: Path) -> None:
     entries = sorted(store.entries, key=lambda e: e["entry"])
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
     for name, rows, columns in (("counts.csv", counts, COUNT_COLUMNS), ("runs.csv", entries, ENTRY_COLUMNS)):
-        text = _csv_text(rows, columns)
+        text = csv_text(rows, columns)
         atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
 
 

@@ -76,18 +76,18 @@ def _scored(entry, classes, subjects, sources, per_subject) -> Row:
     return Row(entry, classes, subjects, sources, per_subject, metrics.from_confusion(per_subject.sum(0)), ci)
 
 
-def compare(best: Row, row: Row, settings: dict) -> dict:
+def compare(best: Row, row: Row, settings) -> dict:
     """The paired test of `row` against `best`, or why there is none."""
     if row.classes != best.classes or row.subjects != best.subjects or \
             not np.array_equal(row.per_subject.sum(2), best.per_subject.sum(2)):
         return {"difference": row.scores["uf1"] - best.scores["uf1"], "p_value": None,
                 "significant": None, "why": "not paired: different samples"}
-    test = metrics.paired_test_counts(row.per_subject, best.per_subject, "uf1", settings["permutations"],
-                                      settings["seed"])
-    return {**test, "significant": test["p_value"] < settings["alpha"], "why": None}
+    test = metrics.paired_test_counts(row.per_subject, best.per_subject, "uf1", settings.permutations,
+                                      settings.seed)
+    return {**test, "significant": test["p_value"] < settings.alpha, "why": None}
 
 
-def _rank(rows: list[Row], settings: dict) -> list[Row]:
+def _rank(rows: list[Row], settings) -> list[Row]:
     rows = sorted(rows, key=lambda r: (-r.scores["uf1"], -r.scores["uar"], r.entry["model"], r.entry["entry"]))
     for i, row in enumerate(rows):
         row.rank = i + 1
@@ -95,7 +95,7 @@ def _rank(rows: list[Row], settings: dict) -> list[Row]:
     return rows
 
 
-def build(store, published: list[dict], settings: dict) -> list[Table]:
+def build(store, published: list[dict], settings) -> list[Table]:
     """Every table of the store: real data first, then stand-ins; by dataset, protocol and scheme."""
     by_entry: dict[str, list[dict]] = {}
     for c in store.counts:
