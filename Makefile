@@ -5,6 +5,13 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/hsta-bench
 STAMP  := $(VENV)/.installed
 PIP    := $(PY) -m pip install -q --disable-pip-version-check
+# torch first, on its own: `pip install $(TORCH)` installs whichever build of it pip's configuration finds.
+# On this machine that is the CPU wheel (torch 2.13.0+cpu, in the wheel folder pip's config names); elsewhere
+# it is what your index serves. On a GPU machine pass the index of the CUDA wheels for your CUDA version,
+# `make clean setup TORCH_INDEX=<that index>` (used for torch only; clean, as setup skips an up-to-date .venv),
+# then check that torch sees the GPU (README, "On GPUs and clusters"). TORCH=torch==2.13.0+<build> pins a build.
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: setup demo test bench leaderboard clean
 
@@ -12,8 +19,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	# the CPU wheel first: an unpinned torch would pull a multi-GB CUDA build
-	$(PIP) torch==2.13.0
+	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH)'
 	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 

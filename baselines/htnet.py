@@ -71,7 +71,7 @@ class HTNet(MERModel):
             sides.append((sides[-1] + 1) // 2)  # 3x3 max-pool, stride 2, padding 1
         self.pos = nn.ParameterList([nn.Parameter(torch.zeros(1, REGIONS, side * side, dim))
                                      for side, dim in zip(sides, dims)])
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()  # also under a meta default device
         self.levels = nn.ModuleList()
         for level, (dim, head, depth) in enumerate(zip(dims, heads, depths)):
             start = sum(depths[:level])

@@ -65,7 +65,7 @@ class TimeSformer(MERModel):
         self.pos = nn.Parameter(torch.zeros(1, 1 + self.patches, dim))  # CLS, then the patch positions
         self.time = nn.Parameter(torch.zeros(1, frames, 1, dim))
         self.pos_drop = nn.Dropout(drop)
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()  # also under a meta default device
         self.blocks = nn.ModuleList([DividedBlock(dim, heads, mlp_ratio, True, drop, rates[i]) for i in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
         self.head = nn.Linear(dim, num_classes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,3 +59,64 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def kill_group(pgid: int) -> None:
+    """Whatever is left of a process group (Ray's helper processes outlive a SIGKILLed driver)."""
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ray_cluster(logs: Path, head: list[str], nodes: list[list[str]] = (), env: dict | None = None):
+    """A Ray cluster started as a user starts one: `ray start --head` (its own port and temp dir; `ray start`
+    in the default one leaves /tmp/ray/ray_current_cluster behind, which a later plain ray.init() would
+    try to join), then `ray start --address` for each of `nodes` (a second raylet on this host is a node of
+    its own to Ray). Yields the head's address; stops every process when done."""
+    import shutil
+    import signal
+    import time
+
+    ray = Path(sys.executable).with_name("ray")
+    port = free_port()
+    temp = Path("/tmp") / f"hsta-ray-{port}"  # short: Ray's socket paths must fit in 107 bytes
+    started = []
+
+    def start(args: list[str], log: Path, extra: dict) -> None:
+        with open(log, "w") as sink:
+            proc = subprocess.Popen([str(ray), "start", *args, "--disable-usage-stats", "--block"], stdout=sink,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                    env={**os.environ, **(env or {}), **extra})
+        started.append(proc)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and "Ray runtime started" not in log.read_text():
+            time.sleep(0.5)
+        assert proc.poll() is None and "Ray runtime started" in log.read_text(), log.read_text()[-2000:]
+
+    try:
+        start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *head],
+              logs / "ray-head.log", {})
+        for i, args in enumerate(nodes):  # the head enables token authentication: a joining node sends it too
+            start([f"--address=127.0.0.1:{port}", *args], logs / f"ray-node-{i + 1}.log", {"RAY_AUTH_MODE": "token"})
+        yield f"127.0.0.1:{port}"
+    finally:
+        for proc in reversed(started):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            kill_group(proc.pid)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -62,6 +62,15 @@ def test_layer_decay_scales_hsta_layers_and_spares_norms_from_weight_decay():
     assert by_param[id(model.norms["0"].weight)]["weight_decay"] == 0.0
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 17, 33, 40])
+def test_an_epoch_takes_every_sample_once_and_no_batch_of_one(n):
+    """A last batch of one joins the batch before it (batch norm needs two). It used to overwrite the batch
+    before that one when an epoch had three batches or more (a batch lost, another trained twice)."""
+    parts = train.batches(np.arange(n), 4)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(n))
+    assert all(len(p) > 1 for p in parts) or n == 1
+
+
 def test_flip_mirrors_frames_and_negates_flow_u():
     x = torch.rand(2, 3, 4, 4)
     out = train.flip({"flow": x, "apex": x}, torch.tensor([True, False]))

@@ -10,10 +10,17 @@ import pytest
 
 from helpers import assert_one_line_error, run_cli
 from hsta_bench.engine import evaluate as ev
+from hsta_bench.errors import UserError
 from hsta_bench.orchestrate import fragments
+from hsta_bench.orchestrate.cluster import Cluster, Node
 from hsta_bench.orchestrate.trials import DispatchConfig, dispatch_config, folds_done, make_trials, run_trial
 
 SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50"]
+
+
+def cpus(n: int, gpus: float = 0) -> Cluster:
+    """A one-node cluster of `n` CPUs (n trials of one CPU at once)."""
+    return Cluster((Node(n, gpus),))
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +30,7 @@ def plans(cfg):
 
 @pytest.mark.parametrize("groups,slots", [("auto", 1), ("auto", 2), ("auto", 64), (3, 1), (64, 1)])
 def test_trials_cover_every_fold_exactly_once(plans, groups, slots):
-    trials = make_trials(plans, DispatchConfig(fold_groups=groups), slots)
+    trials = make_trials(plans, DispatchConfig(fold_groups=groups), cpus(slots))
     for p in plans.values():
         mine = [t for t in trials if t.model == p.model]
         folds = [i for t in mine for i in t.folds]
@@ -38,8 +45,8 @@ def test_fold_batched_models_take_all_their_folds_in_one_trial(cfg):
 
     batched = config.load(sets=["models.ststnet.train.fold_batch=always"])
     p = ev.plan("ststnet", "casme2", batched, "smoke")
-    assert ev.use_fold_batch(p)
-    trials = make_trials({"x": p}, DispatchConfig(), 4)
+    assert ev.use_fold_batch(p, "cpu")
+    trials = make_trials({"x": p}, DispatchConfig(), cpus(4))
     assert len(trials) == 1 and trials[0].folds == tuple(range(len(p.folds)))
 
 
@@ -48,13 +55,56 @@ def test_a_models_own_resources_override_the_dispatch_defaults(cfg):
 
     own = config.load(sets=["models.ststnet.resources.cpus_per_trial=2", "dispatch.gpus_per_trial=0.25"])
     p = ev.plan("ststnet", "casme2", own, "smoke")
-    (t, *_) = make_trials({"x": p}, dispatch_config(own), 1)
+    (t, *_) = make_trials({"x": p}, dispatch_config(own), cpus(2, gpus=1))
     assert (t.cpus, t.gpus) == (2.0, 0.25)  # cpus from the recipe, gpus from configs/dispatch.yaml via --set
+
+
+def test_gpu_shares_come_from_the_recipes_where_the_cluster_has_gpus(cfg):
+    """dispatch.gpus_per_trial auto: a recipe's gpu_share on a cluster with GPUs (HSTA half a GPU, STSTNet an
+    eighth), none on one without or for a recipe that trains on the CPU; a number is every trial's."""
+    from hsta_bench import config
+    from hsta_bench.orchestrate.trials import resources
+
+    plans = {m: ev.plan(m, "casme2", cfg, "smoke") for m in ("ststnet", "hsta_tiny")}
+    d = dispatch_config(cfg)
+    gpu = Cluster((Node(16, 1), Node(16, 1)))
+    assert resources(plans["hsta_tiny"], d, gpu) == (1.0, 0.5) and resources(plans["ststnet"], d, gpu) == (1.0, 0.125)
+    assert resources(plans["hsta_tiny"], d, cpus(16)) == (1.0, 0.0)
+    assert gpu.slots(1, 0.5) == 4 and gpu.slots(1, 0.125) == 16 and Cluster((Node(4, 2),)).slots(1, 0.125) == 4
+    assert Cluster((Node(16, 4),)).slots(1, 2) == 2  # whole GPUs come from one node
+    on_cpu = config.load(sets=["models.ststnet.train.device=cpu"])
+    assert resources(ev.plan("ststnet", "casme2", on_cpu, "smoke"), d, gpu) == (1.0, 0.0)
+    fixed = dispatch_config(config.load(sets=["dispatch.gpus_per_trial=0.25"]))
+    assert resources(plans["hsta_tiny"], fixed, gpu)[1] == 0.25 and resources(plans["hsta_tiny"], fixed, cpus(4))[1] == 0.25
+    # on a GPU cluster STSTNet's folds are one fold-batched trial (CUDA), on a CPU one many
+    assert len(make_trials({"s": plans["ststnet"]}, d, gpu)) == 1
+    assert len(make_trials({"s": plans["ststnet"]}, d, cpus(4))) == 4
+    for bad in ("1.5", "-1", "true"):
+        with pytest.raises(UserError, match="dispatch.gpus_per_trial"):
+            dispatch_config(config.load(sets=[f"dispatch.gpus_per_trial={bad}"]))
+    with pytest.raises(UserError, match="no node has that"):
+        make_trials({"s": plans["ststnet"]}, fixed, cpus(4, gpus=0))
+
+
+def test_a_node_that_cannot_run_trials_is_named_in_one_line(tmp_path):
+    from hsta_bench.orchestrate.ray_tune import node_problems
+
+    ok = {"node_id": "a" * 40, "host": "gpu-1", "missing": {}, "wrote": str(tmp_path / "probe"), "cuda": 1, "ray_gpus": 1}
+    (tmp_path / "probe").write_text("gpu-1")
+    assert node_problems([ok], tmp_path) == ([], [])
+    no_torch = {**ok, "host": "gpu-2", "node_id": "b" * 40, "missing": {"torch": "ModuleNotFoundError: No module named 'torch'"}}
+    (problem,), _ = node_problems([ok, no_torch], tmp_path)
+    assert problem.startswith("node gpu-2 (bbbbbbbb): cannot import torch") and "Python environment" in problem
+    elsewhere = {**ok, "host": "gpu-3", "wrote": str(tmp_path / "not-shared")}
+    (problem,), _ = node_problems([elsewhere], tmp_path)
+    assert "gpu-3" in problem and "dispatch.storage" in problem
+    _, (warning,) = node_problems([{**ok, "cuda": 0}], tmp_path)
+    assert "gpu-1" in warning and "sees no CUDA device" in warning
 
 
 def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tmp_path):
     p = plans["ststnet@casme2"]
-    (first, second) = make_trials({"x": p}, DispatchConfig(), 2)
+    (first, second) = make_trials({"x": p}, DispatchConfig(), cpus(2))
     seen = []
     did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
     assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
@@ -75,7 +125,7 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
 
 def test_a_fragment_that_does_not_hold_its_folds_samples_is_refused(plans, tmp_path):
     p = plans["off_apexnet@casme2"]
-    for t in make_trials({"x": p}, DispatchConfig(), 1):
+    for t in make_trials({"x": p}, DispatchConfig(), cpus(1)):
         run_trial(t, p, tmp_path)
     path = fragments.fragment_path(tmp_path, p.model, p.dataset, p.protocol, 0)
     frame = pl.read_parquet(path)
@@ -162,7 +212,7 @@ def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans)
 
     from hsta_bench.orchestrate.view import TrialView
 
-    trials = make_trials(plans, DispatchConfig(), 2)
+    trials = make_trials(plans, DispatchConfig(), cpus(2))
     log = io.StringIO()
     view = TrialView(trials, Console(file=log, force_terminal=False, width=200), already={trials[0].name: 1})
     assert view.eta() is None  # nothing trained yet in this session

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +14,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from helpers import run_cli
+from helpers import kill_group, ray_cluster, run_cli
 
 pytestmark = pytest.mark.slow
 
 WORKLOAD = ["--dataset", "casme2", "--dataset", "samm", "--model", "ststnet", "--model", "off_apexnet",
             "--preset", "smoke", "--set", "presets.smoke.train.epochs=6", "--set", "evaluation.bootstrap=50"]
-
-
-def _kill_group(pgid: int) -> None:
-    """Whatever is left of a process group (Ray's helper processes outlive a SIGKILLed driver)."""
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _still_running(pgid: int, wait: float) -> list[str]:
@@ -59,7 +49,7 @@ def _started_run(output: Path) -> subprocess.Popen:
     while len(_fragments(output)) < 2 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     if driver.poll() is not None:
-        _kill_group(driver.pid)
+        kill_group(driver.pid)
         pytest.fail(f"the run ended before it could be stopped: {Path(f'{output}.stderr').read_text()[-2000:]}")
     return driver
 
@@ -71,7 +61,7 @@ def test_a_run_killed_with_sigkill_resumes_with_every_fold_exactly_once(tmp_path
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(30)
     finally:
-        _kill_group(driver.pid)
+        kill_group(driver.pid)
     before = _fragments(output)
     (run_dir,) = output.iterdir()
     run = json.loads((run_dir / "run.json").read_text())
@@ -106,7 +96,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_resume_finishes_it(tmp_path):
         stopped = time.monotonic() - sent
         left = _still_running(driver.pid, 10)  # asked before anything here kills the group
     finally:
-        _kill_group(driver.pid)
+        kill_group(driver.pid)
     stderr = Path(f"{output}.stderr").read_text()
     assert driver.returncode == 130 and "Traceback" not in stderr, stderr
     assert stopped < 30  # trials are stopped, not left to finish
@@ -121,39 +111,11 @@ def test_ctrl_c_stops_the_run_cleanly_and_resume_finishes_it(tmp_path):
     assert predictions.height == 2 * (38 + 31) and predictions.select("model", "dataset", "sample_id").is_unique().all()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def second_ray_instance(tmp_path):
-    """A Ray head started on its own (one CPU, its own port), as a user's cluster would be. Its own temp
-    dir: `ray start` in the default one leaves /tmp/ray/ray_current_cluster behind, which a later plain
-    ray.init() (not ours: we always name the address) would try to join."""
-    ray = Path(sys.executable).with_name("ray")
-    port = _free_port()
-    log = tmp_path / "ray-start.log"
-    temp = Path("/tmp") / f"hsta-ray-{port}"  # short: Ray's socket paths must fit in 107 bytes
-    with open(log, "w") as sink:
-        head = subprocess.Popen([str(ray), "start", "--head", f"--port={port}", "--num-cpus=1",
-                                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", "--block"],
-                                stdout=sink, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and head.poll() is None and "Ray runtime started" not in log.read_text():
-            time.sleep(0.5)
-        assert head.poll() is None and "Ray runtime started" in log.read_text(), log.read_text()
-        yield f"127.0.0.1:{port}"
-    finally:
-        head.send_signal(signal.SIGTERM)
-        try:
-            head.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        _kill_group(head.pid)
-        shutil.rmtree(temp, ignore_errors=True)
+    """A Ray head started on its own (one CPU, its own port), as a user's cluster would be."""
+    with ray_cluster(tmp_path, ["--num-cpus=1"]) as address:
+        yield address
 
 
 def test_a_run_joins_a_separately_started_ray_instance_with_address(second_ray_instance, tmp_path):

@@ -82,6 +82,10 @@ def test_run_json_records_what_reproduces_the_run(smoke_run):
     trials = run["trials"]
     assert sorted(i for t in trials if t["model"] == "ststnet" for i in t["folds"]) == list(range(6))
     assert {t["model"] for t in trials} == {"ststnet", "off_apexnet"}
+    for e in run["evaluations"]:  # where every fold trained, as its trial recorded it (no GPU here: the CPU, fp32)
+        (placed,) = e["placement"]
+        assert (placed["device"], placed["precision"], placed["folds"]) == ("cpu", "fp32", e["folds"])
+        assert placed["fold_batched"] is False and len(placed["nodes"]) == 1
 
 
 def test_the_run_leaves_its_leaderboard_and_ray_logs(smoke_run):
@@ -107,6 +111,7 @@ def test_the_leaderboard_of_a_run_folder_scores_what_the_run_scored(smoke_run, t
             assert row[key] == pytest.approx(own[key]), key
         assert row["n"] == own["n"] == 48 and row["run_id"] == summary["run_id"]
         assert row["command"] == f"hsta-bench run --dataset megc2019-flow --model {row['model']} --preset smoke"
+        assert row["provenance"]["hardware"].endswith("threads (fp32)")  # where the folds trained, not the driver
     counts = (tmp_path / "store" / "counts.csv").read_text()
     assert "sample" not in counts.splitlines()[0] and len(counts.splitlines()) <= 1 + 2 * 6 * 9  # no per-sample rows
 

@@ -98,7 +98,7 @@ def test_tuned_settings_take_precedence_over_recipe_and_preset_and_fold_recipes_
     assert p.key() != ev.plan("ststnet", "casme2", config.load(sets=["tuned.ststnet.train.epochs=5",
                                                                      "tuned.ststnet.train.lr=0.01"]), "smoke").key()
     assert not ev.use_fold_batch(dataclasses.replace(p, recipe=dataclasses.replace(
-        p.recipe, train=dataclasses.replace(p.recipe.train, fold_batch="always"))))
+        p.recipe, train=dataclasses.replace(p.recipe.train, fold_batch="always"))), "cpu")
     with pytest.raises(UserError, match="casme2 has no fold sub99"):
         ev.plan("ststnet", "casme2", config.load(sets=["tuned.ststnet.folds.casme2.sub99.train.lr=1"]), "smoke")
     with pytest.raises(UserError, match="tuned.ststnet: expected a mapping of train, model, folds and tuned_on"):

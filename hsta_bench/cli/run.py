@@ -26,6 +26,8 @@ Output = Annotated[Path, typer.Option("--output", metavar="DIR", help="Where run
 Address = Annotated[Optional[str], typer.Option("--address", metavar="ADDR", help="Join this Ray cluster (also RAY_ADDRESS); default: a local Ray instance for the run.")]
 Resume = Annotated[Optional[str], typer.Option("--resume", metavar="RUN_ID", help="Finish an interrupted or failed run in OUTPUT (its own settings; nothing finished is redone).")]
 InProcess = Annotated[bool, typer.Option("--in-process", help="Run the trials one after another in this process, without Ray.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: the trials, their resources, how many run at once, the compute (FLOPs) and the wall time they would take on the cluster. Nothing is trained or written.")]
+ClusterSpec = Annotated[Optional[str], typer.Option("--cluster", metavar="SPEC", help="With --dry-run: the cluster to plan for, per node, e.g. nodes=2,cpus=16,gpus=4,gpu=H200 (default: the cluster at --address, else this machine).")]
 
 
 def pairs(models: list[str], datasets: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -59,11 +61,22 @@ def run(
     address: Address = None,
     resume: Resume = None,
     in_process: InProcess = False,
+    dry_run: DryRun = False,
+    cluster: ClusterSpec = None,
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
     from hsta_bench.orchestrate import runner
 
+    check_dry_run(dry_run, cluster, resume, address, {"--in-process": in_process})
+    if dry_run:
+        from hsta_bench.orchestrate import estimate
+
+        with estimate.weightless():  # the models are built only to read their inputs
+            todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets,
+                                                  config)
+        _dry_run(todo, skipped, cfg, preset, address, cluster, as_json)
+        return
     if resume is not None:
         refuse_with_resume(resume, {"--dataset": dataset, "--all-datasets": all_datasets, "--model": model,
                                     "--preset": preset, "--data-root": data_roots, "--set": sets, "--config": config})
@@ -74,6 +87,91 @@ def run(
     report(path, summary, as_json)
     if problem is not None:
         raise problem
+
+
+def check_dry_run(dry_run: bool, cluster: str | None, resume: str | None, address: str | None,
+                  refused: dict) -> None:
+    """--cluster only describes what a dry run plans for; a dry run plans a new, dispatched run or tune
+    (`refused`: options, spelling -> value, that make no sense in one)."""
+    if cluster is not None and not dry_run:
+        raise UserError(f"--cluster {cluster}: describes the cluster a --dry-run plans for; a run or tune uses the "
+                        "nodes it is given (--address)")
+    if not dry_run:
+        return
+    given = [name for name, value in {"--resume": resume, **refused}.items() if value]
+    if given:
+        raise UserError(f"--dry-run: plans a new run or tune, dispatched through Ray; drop {', '.join(given)}")
+    if cluster is not None and address:
+        raise UserError(f"--dry-run: give --cluster {cluster} or --address {address}, not both")
+
+
+def dry_run_cluster(cfg: dict, address: str | None, spec: str | None):
+    """The cluster a dry run plans for and where its description came from (orchestrate/estimate.py)."""
+    from hsta_bench.orchestrate import estimate
+    from hsta_bench.orchestrate.trials import dispatch_config
+
+    return estimate.dry_run_cluster(spec, address, dispatch_config(cfg))
+
+
+def announce(text: str) -> None:
+    """What the data layer says while it works (a stand-in being written), dimmed on stderr."""
+    err.print(f"[dim]{text}[/dim]")
+
+
+def _dry_run(todo, skipped, cfg, preset, address, spec, as_json: bool) -> None:
+    """`run --dry-run`: the plans without preprocessing, the trials the run would make, and their estimate."""
+    from hsta_bench.orchestrate import estimate
+
+    cluster, source = dry_run_cluster(cfg, address, spec)
+    plans = estimate.plans(todo, cfg, preset, announce=announce)
+    result = estimate.estimate_run(plans, cfg, cluster, source)
+    if as_json:
+        print(json.dumps({"dry_run": True, "command": "run", "preset": preset, **result.as_dict(), "skipped": skipped},
+                         indent=2))
+        return
+    show_estimate(result, f"dry run ({preset})", skipped)
+
+
+def show_estimate(result, title: str, skipped=(), total: bool = True, captioned: bool = True) -> None:
+    """A run's estimate as a table (an evaluation a row), what it assumed (`captioned`), and its total."""
+    from hsta_bench.orchestrate.estimate import duration, si
+
+    c = result.cluster
+    table = Table(title=f"{title}: {len(result.evaluations)} evaluation(s), {len(result.trials)} trial(s) on "
+                        f"{c.describe()} ({result.source})", title_justify="left",
+                  caption=caption(result.assumptions, result.notes) if captioned else None, caption_justify="left")
+    numbers = ("samples", "folds", "epochs", "trials", "CPUs", "GPUs", "at once", "FLOPs/sample", "PFLOP", "wall")
+    for column in ("model", "dataset", *numbers[:7], "device", *numbers[7:]):
+        table.add_column(column, justify="right" if column in numbers else "left", no_wrap=True)
+    for ev in result.evaluations:
+        synthetic = " *" if ev.synthetic else ""
+        trials = f"{len(ev.trials)}" + (" (fold-batched)" if ev.fold_batched else "")
+        table.add_row(ev.model, ev.dataset + synthetic, str(ev.samples), str(ev.folds), str(ev.epochs), trials,
+                      f"{ev.cpus:g}", f"{ev.gpus:g}", str(ev.at_once), ev.device.describe(), si(ev.flops.train),
+                      f"{ev.compute / 1e15:.3g}", duration(ev.seconds(c)))
+    print_table(table)
+    for note in skipped:
+        out.print(f"[dim]skipped: {note}[/dim]")
+    if total:
+        out.print(f"total: {result.compute / 1e15:.3g} PFLOP, {result.gpu_hours:.3g} GPU-hours, wall time "
+                  f"{duration(result.seconds)} on {c.describe()} (trials packed longest first); nothing trained, "
+                  "nothing written", soft_wrap=True)
+
+
+def caption(assumed: dict, notes) -> str:
+    """What an estimate assumed (configs/estimate.yaml), in a line or two under its table."""
+    u, step = assumed["utilisation"], assumed["step_overhead_s"]
+    lines = []
+    if "gpu" in assumed:
+        g = assumed["gpu"]
+        peaks = ", ".join(f"{k} {v:g}" for k, v in g["peak_tflops_per_s"].items())
+        lines.append(f"{g['name']}: dense peak TFLOP/s {peaks}, at {u['gpu']:.0%} utilisation, a step >= "
+                     f"{step['gpu'] * 1e3:g} ms; a trial with a share of a GPU gets that share of it")
+    lines.append(f"CPU: {assumed['cpu_gflops_per_core']:g} GFLOP/s per core at {u['cpu']:.0%}, a step >= "
+                 f"{step['cpu'] * 1e3:g} ms; FLOPs/sample: one training step (torch's counter); at once: trials of "
+                 "that shape the cluster runs together (configs/estimate.yaml)")
+    lines += [("* " if "synthetic" in n else "") + n for n in notes]
+    return "\n".join(lines)
 
 
 def check_names(cfg: dict, preset: str, models: list[str]) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from hsta_bench.cli.options import (ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out,
                                     print_table, refuse_with_resume)
-from hsta_bench.cli.run import Address, Output, Preset, show
+from hsta_bench.cli.run import Address, ClusterSpec, DryRun, Output, Preset, show
 from hsta_bench.errors import UserError
 
 Model = Annotated[Optional[str], typer.Option("--model", metavar="NAME", help="The model to tune.")]
@@ -38,13 +38,24 @@ def tune(
     output: Output = Path("results"),
     address: Address = None,
     resume: Resume = None,
+    dry_run: DryRun = False,
+    cluster: ClusterSpec = None,
     as_json: Json = False,
 ) -> None:
     """Tune MODEL on DATASET (nested: test subjects never seen), then score the tuned model in an outer run."""
+    from hsta_bench.cli.run import check_dry_run
     from hsta_bench.tuning import driver
 
     if trials is not None and trials < 1:
         raise UserError(f"--trials {trials}: at least one trial per study")
+    check_dry_run(dry_run, cluster, resume, address, {})
+    if dry_run:
+        from hsta_bench.orchestrate import estimate
+
+        with estimate.weightless():  # the models are built only to read their inputs
+            cfg, preset = _prepare(model, dataset, preset or "paper", space_items, data_roots, sets, config, trials)
+        _dry_run(model, dataset, cfg, preset, trials, address, cluster, as_json)
+        return
     if resume is not None:
         refuse_with_resume(resume, {"--model": model, "--dataset": dataset, "--preset": preset, "--space": space_items,
                                     "--data-root": data_roots, "--set": sets, "--config": config})
@@ -80,6 +91,60 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     recipe(model, cfg, preset)
     space.dimensions(model, cfg)
     return cfg, preset
+
+
+def _dry_run(model: str, dataset: str, cfg: dict, preset: str, trials: int | None, address: str | None,
+             spec: str | None, as_json: bool) -> None:
+    """`tune --dry-run`: the studies, their trials and the outer run, estimated (nothing preprocessed,
+    trained or written)."""
+    from hsta_bench.cli.run import announce, dry_run_cluster
+    from hsta_bench.orchestrate import estimate
+    from hsta_bench.orchestrate.trials import pair_key
+    from hsta_bench.tuning import nested, space
+
+    cluster, source = dry_run_cluster(cfg, address, spec)
+    tc = nested.tune_config(cfg, trials)
+    p = estimate.plans([(model, dataset)], cfg, preset, announce=announce)[pair_key(model, dataset)]
+    with estimate.weightless():  # as the tune checks them before its first trial
+        space.check_model_settings(model, len(p.classes), space.dimensions(model, cfg), p.recipe.overrides)
+    result = estimate.estimate_tune(p, cfg, tc, cluster, source)
+    if as_json:
+        print(json.dumps({"dry_run": True, "command": "tune", "preset": preset, **result.as_dict()}, indent=2))
+        return
+    show_tune_estimate(result, preset, tc)
+
+
+def show_tune_estimate(result, preset: str, tc) -> None:
+    """A tune's estimate: its studies (every trial to the whole budget), then its outer run, then the total."""
+    from hsta_bench.cli.run import caption, show_estimate
+    from hsta_bench.orchestrate.estimate import duration, si
+
+    outer, c = result.outer, result.outer.cluster
+    inner = "loso" if tc.inner_k == "loso" else f"{tc.inner_k}-fold"
+    title = (f"tune dry run ({preset}): {result.model} on {result.dataset} ({result.protocol}), {len(result.studies)} "
+             f"studies, inner {inner} validation, {result.epochs} epochs at most (ASHA may stop a trial from epoch "
+             f"{result.grace}), on {c.describe()} ({outer.source})")
+    table = Table(title=title, title_justify="left", caption=caption(outer.assumptions, outer.notes),
+                  caption_justify="left")
+    numbers = ("subjects", "inner folds", "trials", "samples/trial", "CPUs", "GPUs", "at once", "FLOPs/sample",
+               "PFLOP <=", "wall/trial <=")
+    for column in ("study", *numbers[:7], "device", *numbers[7:]):
+        table.add_column(column, justify="right" if column in numbers else "left", no_wrap=True)
+    for s in result.studies:
+        table.add_row(s.name, str(s.subjects), str(s.inner_folds), str(s.trials), str(s.train_samples),
+                      f"{result.cpus:g}", f"{result.gpus:g}", str(result.at_once), result.device.describe(),
+                      si(result.flops.train), f"{s.flops * s.trials / 1e15:.3g}", duration(s.seconds))
+    print_table(table)
+    out.print(f"tune: {sum(s.trials for s in result.studies)} trials, at most {result.compute / 1e15:.3g} PFLOP, "
+              f"{result.gpu_hours:.3g} GPU-hours, wall time {duration(result.seconds)} (every trial to the whole "
+              "budget: upper bounds)", soft_wrap=True)
+    show_estimate(outer, "then the outer run", total=False, captioned=False)
+    out.print(f"outer run: {outer.compute / 1e15:.3g} PFLOP, {outer.gpu_hours:.3g} GPU-hours, wall time "
+              f"{duration(outer.seconds)}", soft_wrap=True)
+    out.print(f"total: at most {(result.compute + outer.compute) / 1e15:.3g} PFLOP, "
+              f"{result.gpu_hours + outer.gpu_hours:.3g} GPU-hours, wall time "
+              f"{duration(result.seconds + outer.seconds)} on {c.describe()}; nothing trained, nothing written",
+              soft_wrap=True)
 
 
 def report(outcome, as_json: bool) -> None:

@@ -29,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hsta_bench.engine.train import FoldData, FoldOutcome, TrainConfig, batches, device_for, epoch_order, flip, lr_factor
+from hsta_bench.engine.device import Placement, precision, to_device
+from hsta_bench.engine.train import (FoldData, FoldOutcome, TrainConfig, batches, epoch_order, flip, lr_factor,
+                                     placement_for)
 
 
 class MaskedBatchNorm(nn.Module):
@@ -107,8 +109,8 @@ class StackedOptimizer:
         self.params, self.cfg, self.decay = params, cfg, decay
         self.m = {k: torch.zeros_like(p) for k, p in params.items()}
         self.v = {k: torch.zeros_like(p) for k, p in params.items()}
-        folds = next(iter(params.values())).shape[0]
-        self.steps = torch.zeros(folds, dtype=torch.float64)
+        first = next(iter(params.values()))
+        self.steps = torch.zeros(first.shape[0], dtype=torch.float64, device=first.device)  # with the parameters
 
     @torch.no_grad()
     def step(self, active: torch.Tensor, lr: torch.Tensor) -> None:
@@ -143,78 +145,110 @@ class StackedOptimizer:
             p.sub_(torch.where(on, update, torch.zeros_like(p)))
 
 
+class StackedTrainer:
+    """The models of several folds in training together, an epoch at a time (the stacked counterpart of
+    train.FoldTrainer). A step gathers every fold's batch in one indexing of the inputs on the device and
+    sends the host's choices (rows, labels, masks, flips, learning rates) as a few asynchronous copies: no
+    step waits for the device."""
+
+    def __init__(self, build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, seeds: list[int],
+                 placement: Placement | None = None):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        if any(f.inputs is not folds[0].inputs for f in folds):
+            raise ValueError("fold-batched folds must share one Inputs")
+        self.folds, self.cfg, self.n_classes = folds, cfg, n_classes
+        self.placement = placement or placement_for(cfg)
+        self.device = device = self.placement.torch_device
+        models = []
+        for seed in seeds:  # each fold's initialisation from its own seed, as fit_predict does
+            torch.manual_seed(seed)
+            models.append(build())
+        holder: dict = {}
+        self.base = base = _masked(copy.deepcopy(models[0]), holder).to("meta")
+        masked = [_masked(m, holder) for m in models]
+        params, buffers = stack_module_state(masked)
+        self.params = {k: v.to(device).detach().requires_grad_(True) for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        names = dict(masked[0].named_parameters())
+        decay = {k: (0.0 if (names[k].ndim <= 1 or "token" in k) else cfg.weight_decay) for k in self.params}
+        self.optimizer = StackedOptimizer(self.params, cfg, decay)
+        self.feed = folds[0].inputs.feed(device, cfg.staging, self.placement.gpu_share)
+
+        def fold_loss(p, b, x, y, mask):
+            holder["mask"] = mask
+            logits = functional_call(base, (p, b), (x,))
+            losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+            return (losses * mask).sum() / mask.sum().clamp(min=1)
+
+        self.batched_loss = vmap(fold_loss, in_dims=(0, 0, 0, 0, 0), randomness="different")
+        self.batched_predict = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, 0))
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        per_epoch = [len(batches(np.arange(len(f.train)), cfg.batch_size)) for f in folds]
+        self.totals = [cfg.epochs * n for n in per_epoch]
+        self.warmups = [cfg.warmup_epochs * n for n in per_epoch]
+        self.steps = [0] * len(folds)
+        self.epoch = 0
+
+    def _inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """Inputs of a (folds, width) array of rows, fold first, in one gather."""
+        flat = self.feed.get(rows.reshape(-1))
+        return {k: v.view(*rows.shape, *v.shape[1:]) for k, v in flat.items()}
+
+    def train_epoch(self) -> None:
+        cfg, folds, device, F = self.cfg, self.folds, self.device, len(self.folds)
+        self.base.train()
+        plans = [batches(epoch_order(f.train_labels, cfg.balanced, self.n_classes, g), cfg.batch_size)
+                 for f, g in zip(folds, self.generators)]
+        with precision(self.placement):
+            for i in range(max(len(p) for p in plans)):
+                parts = [p[i] if i < len(p) else None for p in plans]
+                width = max(len(q) for q in parts if q is not None)
+                rows = np.zeros((F, width), np.int64)
+                labels = np.zeros((F, width), np.int64)
+                mask = np.zeros((F, width), bool)
+                flips = np.zeros((F, width), bool)
+                for j, (fold, part, gen) in enumerate(zip(folds, parts, self.generators)):
+                    n = 0 if part is None else len(part)
+                    rows[j] = np.resize(fold.train[part] if n else fold.train[:1], width)
+                    labels[j] = np.resize(fold.train_labels[part] if n else np.zeros(1, np.int64), width)
+                    mask[j, :n] = True
+                    if cfg.augment and n:
+                        flips[j, :n] = (torch.rand(n, generator=gen) < 0.5).numpy()
+                x = self._inputs(rows)
+                if cfg.augment:  # per sample, on the flattened batch (channels second, as flip expects)
+                    flat = flip({k: v.flatten(0, 1) for k, v in x.items()}, flips.reshape(-1))
+                    x = {k: v.view(F, width, *v.shape[1:]) for k, v in flat.items()}
+                active = np.array([q is not None for q in parts])
+                lr = np.array([cfg.lr * lr_factor(self.steps[j], self.totals[j], self.warmups[j], cfg) for j in range(F)],
+                              dtype=np.float32)
+                for p in self.params.values():
+                    p.grad = None
+                self.batched_loss(self.params, self.buffers, x, to_device(labels, device),
+                                  to_device(mask, device).float()).sum().backward()
+                self.optimizer.step(to_device(active, device), to_device(lr, device))
+                for j in range(F):
+                    self.steps[j] += int(active[j])
+        self.epoch += 1
+
+    def predict(self, rows_per_fold: list[np.ndarray]) -> list[np.ndarray]:
+        """Each fold's logits on its own rows."""
+        self.base.eval()
+        width = max(len(r) for r in rows_per_fold)
+        rows = np.stack([np.resize(r, width) for r in rows_per_fold]).astype(np.int64)
+        with torch.no_grad(), precision(self.placement):
+            logits = self.batched_predict(self.params, self.buffers, self._inputs(rows)).float().cpu().numpy()
+        return [logits[j, : len(r)] for j, r in enumerate(rows_per_fold)]
+
+
 def fit_predict_folds(build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, seeds: list[int],
-                      progress=None) -> list[FoldOutcome]:
+                      progress=None, placement: Placement | None = None) -> list[FoldOutcome]:
     """Train one model per fold, all together; the same contract as train.fit_predict per fold.
     Model selection is the fixed epoch budget (selection=last)."""
-    from torch.func import functional_call, stack_module_state, vmap
-
-    device = device_for(cfg)
-    models = []
-    for seed in seeds:  # each fold's initialisation from its own seed, as fit_predict does
-        torch.manual_seed(seed)
-        models.append(build())
-    holder: dict = {}
-    base = _masked(copy.deepcopy(models[0]), holder).to("meta")
-    masked = [_masked(m, holder) for m in models]
-    params, buffers = stack_module_state(masked)
-    params = {k: v.to(device).detach().requires_grad_(True) for k, v in params.items()}
-    buffers = {k: v.to(device) for k, v in buffers.items()}
-    names = dict(masked[0].named_parameters())
-    decay = {k: (0.0 if (names[k].ndim <= 1 or "token" in k) else cfg.weight_decay) for k in params}
-    optimizer = StackedOptimizer(params, cfg, decay)
-    F = len(folds)
-
-    def forward(p, b, x, mask):
-        holder["mask"] = mask
-        return functional_call(base, (p, b), (x,))
-
-    def fold_loss(p, b, x, y, mask):
-        logits = forward(p, b, x, mask)
-        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
-        return (losses * mask).sum() / mask.sum().clamp(min=1)
-
-    batched_loss = vmap(fold_loss, in_dims=(0, 0, 0, 0, 0), randomness="different")
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    per_epoch = [len(batches(np.arange(len(f.train)), cfg.batch_size)) for f in folds]
-    totals = [cfg.epochs * n for n in per_epoch]
-    warmups = [cfg.warmup_epochs * n for n in per_epoch]
-    steps = [0] * F
-    labels = [torch.from_numpy(f.train_labels).long() for f in folds]
-    base.train()
+    trainer = StackedTrainer(build, folds, cfg, n_classes, seeds, placement)
     for epoch in range(cfg.epochs):
-        plans = [batches(epoch_order(f.train_labels, cfg.balanced, n_classes, g), cfg.batch_size)
-                 for f, g in zip(folds, generators)]
-        for i in range(max(len(p) for p in plans)):
-            parts = [p[i] if i < len(p) else None for p in plans]
-            width = max(len(q) for q in parts if q is not None)
-            xs, ys, masks = [], [], []
-            for fold, part, lab, gen in zip(folds, parts, labels, generators):
-                n = 0 if part is None else len(part)
-                rows = fold.train[part] if n else fold.train[:1]
-                batch = fold.inputs.get(np.resize(rows, width), device)
-                if cfg.augment and n:
-                    batch = flip(batch, torch.cat([torch.rand(n, generator=gen) < 0.5, torch.zeros(width - n, dtype=torch.bool)]))
-                xs.append(batch)
-                ys.append(torch.from_numpy(np.resize(lab[part].numpy() if n else np.zeros(1, int), width)).long())
-                masks.append(torch.arange(width) < n)
-            x = {k: torch.stack([b[k] for b in xs]) for k in xs[0]}
-            y = torch.stack(ys).to(device)
-            mask = torch.stack(masks).to(device).float()
-            active = torch.tensor([q is not None for q in parts])
-            lr = torch.tensor([cfg.lr * lr_factor(steps[j], totals[j], warmups[j], cfg) for j in range(F)])
-            for p in params.values():
-                p.grad = None
-            batched_loss(params, buffers, x, y, mask).sum().backward()
-            optimizer.step(active.to(device), lr.to(device))
-            for j in range(F):
-                steps[j] += int(active[j])
+        trainer.train_epoch()
         if progress is not None:
             progress(epoch + 1, cfg.epochs)
-    base.eval()
-    predict = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)), in_dims=(0, 0, 0))
-    width = max(len(f.test) for f in folds)
-    with torch.no_grad():
-        x = [f.inputs.get(np.resize(f.test, width), device) for f in folds]
-        logits = predict(params, buffers, {k: torch.stack([b[k] for b in x]) for k in x[0]}).float().cpu().numpy()
-    return [FoldOutcome(logits[j, : len(f.test)], cfg.epochs, cfg.epochs) for j, f in enumerate(folds)]
+    logits = trainer.predict([f.test for f in folds])
+    return [FoldOutcome(out, cfg.epochs, cfg.epochs) for out in logits]

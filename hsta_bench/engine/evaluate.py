@@ -203,12 +203,15 @@ class Plan:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announce=None) -> Plan:
+def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announce=None, prepare: bool = True) -> Plan:
+    """The evaluation of `model` on `dataset`. `prepare=False` (a dry run, orchestrate/estimate.py) skips the
+    preprocessing, which on real data is the expensive part (optical flow): the samples are the data layer's
+    usable ones, and `inputs` is None."""
     import polars as pl
 
     from hsta_bench.data import protocols
     from hsta_bench.data.manifest import label_column
-    from hsta_bench.data.registry import get_source
+    from hsta_bench.data.registry import get_source, load_manifest
     from hsta_bench.engine import splits
     from hsta_bench.engine.train import Inputs
     from hsta_bench.models import create_model
@@ -225,16 +228,21 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     probe = create_model(model, len(protocol.classes), **rec.overrides)
     if not compatible(probe.inputs, dataset):
         raise UserError(f"model {model} needs {', '.join(probe.inputs)}, which {dataset} cannot give")
-    prepared = load_prepared(dataset, _with_sets(cfg, preprocess_settings(probe.inputs)), announce=announce)
+    settings = _with_sets(cfg, preprocess_settings(probe.inputs))
+    if prepare:
+        prepared = load_prepared(dataset, settings, announce=announce)
+        samples = prepared.manifest
+    else:  # samples whose files turn out unreadable are excluded only when preprocessing reads them
+        samples = load_manifest(dataset, settings, announce=announce).usable
     label = label_column(protocol_name)
-    manifest = prepared.manifest.with_row_index("_row").filter(pl.col(label).is_not_null())
+    manifest = samples.with_row_index("_row").filter(pl.col(label).is_not_null())
     if manifest.height == 0:
         raise UserError(f"{dataset}: no sample has a label under protocol {protocol_name}")
     rows = manifest["_row"].to_numpy()
     y = manifest[label].replace_strict(list(protocol.classes), list(range(len(protocol.classes))),
                                        return_dtype=pl.Int64).to_numpy()
     folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
-    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs})
+    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}) if prepare else None
     synthetic = bool(manifest["synthetic"].any())
     keys = subject_keys(manifest)
     check_tuned_on(_tuned(cfg, model).get("tuned_on"), keys, synthetic, f"tuned.{model}")
@@ -266,8 +274,11 @@ def _fold_data(p: Plan, fold):
     return FoldData(p.inputs, fold.train, p.y[fold.train], fold.val, p.y[fold.val], fold.test)
 
 
-def use_fold_batch(p: Plan) -> bool:
-    from hsta_bench.engine.train import device_for
+def use_fold_batch(p: Plan, device: str) -> bool:
+    """Whether the folds of `p` train stacked (engine/batched.py) on `device`, where they train: `auto` on
+    CUDA only (on a CPU the plain loop is as fast), for models that allow it, when the folds share a recipe."""
+    import torch
+
     from hsta_bench.models import model_class
 
     mode = p.recipe.train.fold_batch
@@ -276,24 +287,29 @@ def use_fold_batch(p: Plan) -> bool:
     batchable = model_class(p.model).fold_batchable
     if mode == "always":
         return batchable
-    return batchable and device_for(p.recipe.train).type == "cuda"
+    return batchable and torch.device(device).type == "cuda"
 
 
-def run_folds(p: Plan, indices: list[int] | None = None, progress=None) -> dict:
-    """Train the folds `indices` (all by default); returns their predictions as columns (numpy)."""
+def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placement=None) -> dict:
+    """Train the folds `indices` (all by default) where `placement` says (engine/device.py; default: where
+    this process would put them); returns their predictions as columns (numpy), and where and how they
+    trained (`placement`, with `fold_batched`)."""
     from hsta_bench.engine import batched, train
     from hsta_bench.models import create_model
 
     indices = list(range(len(p.folds))) if indices is None else list(indices)
     folds = [p.folds[i] for i in indices]
+    placement = placement or train.placement_for(p.recipe.train)
+    stacked = use_fold_batch(p, placement.device)
 
     def builder(overrides):
         return lambda: create_model(p.model, len(p.classes), **overrides)
 
-    started = time.perf_counter()
-    if use_fold_batch(p):
+    started, started_at = time.perf_counter(), time.time()
+    if stacked:
         outcomes = batched.fit_predict_folds(builder(p.recipe.overrides), [_fold_data(p, f) for f in folds],
-                                             p.recipe.train, len(p.classes), [p.fold_seed(f.index) for f in folds])
+                                             p.recipe.train, len(p.classes), [p.fold_seed(f.index) for f in folds],
+                                             placement=placement)
         if progress:
             progress(len(folds))
     else:
@@ -301,7 +317,7 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None) -> dict:
         for fold in folds:
             r = p.recipe_of(fold.index)
             outcomes.append(train.fit_predict(builder(r.overrides), _fold_data(p, fold), r.train, len(p.classes),
-                                              p.fold_seed(fold.index)))
+                                              p.fold_seed(fold.index), placement))
             if progress:
                 progress(1)
     rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
@@ -311,6 +327,8 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None) -> dict:
         "pred": np.concatenate([o.logits.argmax(1) for o in outcomes]) if folds else np.zeros(0, int),
         "chosen_epoch": {f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
         "seconds": time.perf_counter() - started,
+        "started_at": started_at,
+        "placement": {**placement.record(), "fold_batched": stacked},
     }
 
 

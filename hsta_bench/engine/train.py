@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hsta_bench.models.inputs import to_tensor
+from hsta_bench.engine.device import PRECISIONS, Placement, place, precision, to_device
+from hsta_bench.models.inputs import normalise, to_tensor
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,19 @@ class TrainConfig:
     selection: str = "last"  # last: the model after the fixed epoch budget; best_val: best validation UF1
     patience: int = 0  # best_val: stop after this many epochs without improvement (0: never stop early)
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda: where a fold trains (engine/device.py decides what auto means)
     fold_batch: str = "auto"  # auto (on CUDA) | always | never: train all folds of a small model together
+    precision: str = "auto"  # auto (bf16 where the GPU has it, fp32 on a CPU) | fp32 | tf32 | bf16
+    staging: str = "auto"  # auto | device | host: inputs kept on the GPU as uint8, or copied per batch
+    compile: bool = False  # torch.compile the model (one fold at a time; not the fold-batched path)
 
     def check(self, where: str) -> "TrainConfig":
         from hsta_bench.errors import UserError
 
         choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("constant", "cosine"),
                    "selection": ("last", "best_val"), "device": ("auto", "cpu", "cuda"),
-                   "fold_batch": ("auto", "always", "never")}
+                   "fold_batch": ("auto", "always", "never"), "precision": PRECISIONS,
+                   "staging": ("auto", "device", "host")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise UserError(f"{where}.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
@@ -52,22 +57,22 @@ class TrainConfig:
         return self
 
 
-def device_for(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+def placement_for(cfg: TrainConfig, granted: tuple[str, ...] | None = None, share: float = 0.0) -> Placement:
+    """Where a fold with these settings trains (engine/device.py); `granted`: its trial's GPUs from Ray."""
+    return place(cfg.device, cfg.precision, granted, share)
 
 
 class Inputs:
-    """A model's inputs for every sample: cached uint8 arrays, made float tensors a batch at a time
-    (or all at once when small)."""
+    """A model's inputs for every sample: cached uint8 arrays. On a CPU they become float tensors a batch at a
+    time (or all at once, on first use, when small); on a GPU see `feed`."""
 
     def __init__(self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20):
         self.arrays = arrays
         self.keep_bytes = keep_bytes
         self.count = len(next(iter(arrays.values())))
-        floats = sum(a.size for a in arrays.values()) * 4
-        self.whole = {k: to_tensor(k, np.asarray(a)) for k, a in arrays.items()} if floats <= keep_bytes else None
+        self.nbytes = sum(a.size * a.itemsize for a in arrays.values())
+        self._whole: dict | None = None
+        self._feeds: dict = {}
 
     def __getstate__(self):  # sent to a Ray trial: the uint8 arrays only (a quarter of the floats' size)
         return {"arrays": self.arrays, "keep_bytes": self.keep_bytes}
@@ -75,12 +80,64 @@ class Inputs:
     def __setstate__(self, state):
         self.__init__(state["arrays"], state["keep_bytes"])
 
+    @property
+    def whole(self) -> dict | None:
+        if self._whole is None and self.nbytes * 4 <= self.keep_bytes:
+            self._whole = {k: to_tensor(k, np.asarray(a)) for k, a in self.arrays.items()}
+        return self._whole
+
     def get(self, rows: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         rows = np.asarray(rows)
+        if torch.device(device).type != "cpu":
+            return self.feed(torch.device(device)).get(rows)
         if self.whole is not None:
             index = torch.from_numpy(rows)
             return {k: v[index].to(device) for k, v in self.whole.items()}
         return {k: to_tensor(k, np.asarray(a[rows])).to(device) for k, a in self.arrays.items()}
+
+    def feed(self, device: torch.device, staging: str = "auto", share: float = 0.0) -> "Feed":
+        """These inputs on `device`, made once per device (a trial's folds share one copy)."""
+        key = (str(device), staging)
+        if key not in self._feeds:
+            self._feeds[key] = Feed(self, device, staging, share)
+        return self._feeds[key]
+
+
+class Feed:
+    """Inputs where a fold trains. On a CPU: `Inputs.get`, unchanged. Elsewhere the uint8 arrays are staged
+    on the device once (`staging: device`; auto when they take at most a quarter of the trial's share of
+    the GPU's memory) and each batch is gathered and normalised there, or (`host`) gathered on the host and
+    copied as uint8 from pinned memory without waiting; either way no step waits for the host."""
+
+    def __init__(self, inputs: Inputs, device: torch.device, staging: str = "auto", share: float = 0.0):
+        self.inputs, self.device = inputs, torch.device(device)
+        if staging == "auto":
+            staging = "device" if self.device.type != "cuda" or inputs.nbytes <= _stage_budget(self.device, share) \
+                else "host"
+        self.staging = "host" if self.device.type == "cpu" else staging
+        self.staged = ({k: to_device(np.asarray(a), self.device) for k, a in inputs.arrays.items()}
+                       if self.staging == "device" else None)
+
+    def get(self, rows: np.ndarray, device=None) -> dict[str, torch.Tensor]:
+        """The batch of `rows` (host positions) on the feed's device (`device` is the feed's own)."""
+        if self.device.type == "cpu":
+            return self.inputs.get(rows)
+        if self.staged is not None:
+            return self.get_index(to_device(np.asarray(rows, dtype=np.int64), self.device))
+        return {k: normalise(k, to_device(np.asarray(a[np.asarray(rows)]), self.device))
+                for k, a in self.inputs.arrays.items()}
+
+    def get_index(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch of rows given as an index tensor already on the device (no copy from the host when
+        staged; the host path has to bring the rows back to gather them)."""
+        if self.staged is None:
+            return self.get(index.cpu().numpy())
+        return {k: normalise(k, v[index]) for k, v in self.staged.items()}
+
+
+def _stage_budget(device: torch.device, share: float) -> float:
+    total = torch.cuda.get_device_properties(device.index or 0).total_memory
+    return 0.25 * total * (share if 0 < share < 1 else 1.0)
 
 
 @dataclass
@@ -93,16 +150,19 @@ class FoldData:
     test: np.ndarray  # rows only: no labels
 
 
-def flip(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mirror the samples where `which` is true; a flow image's u channel changes sign (1 - u on its 0..1
-    min-max scale), its v and strain do not."""
+def flip(batch: dict[str, torch.Tensor], which) -> dict[str, torch.Tensor]:
+    """Mirror the samples where `which` (a bool tensor or array, one per sample) is true; a flow image's u
+    channel changes sign (1 - u on its 0..1 min-max scale), its v and strain do not."""
+    device = next(iter(batch.values())).device
+    which = to_device(np.asarray(which), device) if not isinstance(which, torch.Tensor) or which.device != device \
+        else which
     out = {}
     for kind, x in batch.items():
         mirrored = x.flip(-1)
         if kind == "flow":
             mirrored = torch.cat([1 - mirrored[:, :1], mirrored[:, 1:]], dim=1)
         shape = (-1,) + (1,) * (x.ndim - 1)
-        out[kind] = torch.where(which.view(shape).to(x.device), mirrored, x)
+        out[kind] = torch.where(which.view(shape), mirrored, x)
     return out
 
 
@@ -120,7 +180,8 @@ def batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Split an epoch into batches; a last batch of one sample joins the one before (batch norm needs two)."""
     parts = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if len(parts) > 1 and len(parts[-1]) == 1:
-        parts[-2] = np.concatenate([parts[-2], parts.pop()])
+        last = parts.pop()  # popped first: `parts[-2] = ...parts.pop()` would overwrite the batch before that
+        parts[-1] = np.concatenate([parts[-1], last])
     return parts
 
 
@@ -152,16 +213,18 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": ps, "weight_decay": d, "lr_scale": s} for (d, s), ps in groups.items()]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """torch.optim's optimiser of the recipe; fused (one kernel for every parameter) on CUDA."""
     groups = param_groups(model, cfg)
+    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), **fused)
 
 
-def predict(model: torch.nn.Module, inputs: Inputs, rows: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
-    """Logits for `rows`, in eval mode."""
+def predict(model: torch.nn.Module, inputs, rows: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+    """Logits for `rows`, in eval mode (`inputs`: Inputs, or a Feed on the model's device)."""
     model.eval()
     out = []
     with torch.no_grad():
@@ -170,10 +233,10 @@ def predict(model: torch.nn.Module, inputs: Inputs, rows: np.ndarray, device, ba
     return torch.cat(out).numpy() if out else np.zeros((0, getattr(model, "num_classes", 0)), np.float32)
 
 
-def val_uf1(model, data: FoldData, device, n_classes: int) -> float:
+def val_uf1(model, data: FoldData, device, n_classes: int, inputs=None) -> float:
     from hsta_bench.engine.metrics import scores
 
-    logits = predict(model, data.inputs, data.val, device)
+    logits = predict(model, inputs if inputs is not None else data.inputs, data.val, device)
     return scores(data.val_labels, logits.argmax(1), n_classes)["uf1"]
 
 
@@ -189,17 +252,27 @@ class FoldTrainer:
     tuning (hsta_bench/tuning/objective.py) steps several in lockstep and scores them after each epoch.
 
     Each trainer keeps its own copy of torch's global random stream (dropout, stochastic depth draw from
-    it), so trainers stepped in turn give the same models as trained one after another.
+    it), so trainers stepped in turn give the same models as trained one after another. On a GPU nothing in
+    a step waits for the host: inputs, training rows and labels live on the device, and a step's sample
+    positions are copied there asynchronously.
     """
 
-    def __init__(self, build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int):
+    def __init__(self, build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int,
+                 placement: Placement | None = None):
         self.data, self.cfg, self.n_classes = data, cfg, n_classes
-        self.device = device_for(cfg)
+        self.placement = placement or placement_for(cfg)
+        self.device = self.placement.torch_device
         torch.manual_seed(seed)
         self.model = build().to(self.device)
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.generator = torch.Generator().manual_seed(seed)
+        self.feed = data.inputs.feed(self.device, cfg.staging, self.placement.gpu_share)
+        self.on_cpu = self.device.type == "cpu"
         self.labels = torch.from_numpy(data.train_labels).long()
+        if not self.on_cpu:  # the fold's rows and labels once on the device; a step sends its positions only
+            self.labels = self.labels.to(self.device)
+            self.rows = to_device(np.asarray(data.train, dtype=np.int64), self.device)
         per_epoch = len(batches(np.arange(len(data.train)), cfg.batch_size))
         self.total, self.warmup = cfg.epochs * per_epoch, cfg.warmup_epochs * per_epoch
         self.step = 0
@@ -210,10 +283,18 @@ class FoldTrainer:
     def _read_streams(self):
         return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self._cuda]
 
+    def _batch(self, part: np.ndarray):
+        if self.on_cpu:
+            return self.feed.get(self.data.train[part]), self.labels[part]
+        where = to_device(np.asarray(part, dtype=np.int64), self.device)
+        if self.feed.staged is None:  # inputs gathered on the host: the rows are there already
+            return self.feed.get(self.data.train[part]), self.labels[where]
+        return self.feed.get_index(self.rows[where]), self.labels[where]
+
     def train_epoch(self) -> None:
         cfg, data = self.cfg, self.data
-        with torch.random.fork_rng(devices=self._cuda):  # this trainer's stream in, the caller's back after
-            cpu, cuda = self._streams
+        with torch.random.fork_rng(devices=self._cuda), precision(self.placement):
+            cpu, cuda = self._streams  # this trainer's stream in, the caller's back after
             torch.set_rng_state(cpu)
             for d, state in zip(self._cuda, cuda):
                 torch.cuda.set_rng_state(state, d)
@@ -223,10 +304,10 @@ class FoldTrainer:
                 factor = lr_factor(self.step, self.total, self.warmup, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * factor * group["lr_scale"]
-                batch = data.inputs.get(data.train[part], self.device)
+                batch, labels = self._batch(part)
                 if cfg.augment:
                     batch = flip(batch, torch.rand(len(part), generator=self.generator) < 0.5)
-                loss = torch.nn.functional.cross_entropy(self.model(batch), self.labels[part].to(self.device))
+                loss = torch.nn.functional.cross_entropy(self.forward(batch), labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -235,19 +316,25 @@ class FoldTrainer:
         self.epoch += 1
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        return predict(self.model, self.data.inputs, rows, self.device)
+        with precision(self.placement):
+            return predict(self.model, self.feed, rows, self.device)
+
+    def val_uf1(self) -> float:
+        with precision(self.placement):
+            return val_uf1(self.model, self.data, self.device, self.n_classes, self.feed)
 
 
-def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int) -> FoldOutcome:
+def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int,
+                placement: Placement | None = None) -> FoldOutcome:
     """Train a model from `build()` on the fold's training rows, choose it (last epoch, or the best on the
     validation rows), and return its logits on the test rows."""
-    trainer = FoldTrainer(build, data, cfg, n_classes, seed)
+    trainer = FoldTrainer(build, data, cfg, n_classes, seed, placement)
     use_val = cfg.selection == "best_val" and len(data.val) > 0
     best, best_state, best_epoch, since = -1.0, None, cfg.epochs, 0
     for epoch in range(1, cfg.epochs + 1):
         trainer.train_epoch()
         if use_val:
-            score = val_uf1(trainer.model, data, trainer.device, n_classes)
+            score = trainer.val_uf1()
             if score > best:
                 best, best_state, best_epoch, since = score, copy.deepcopy(trainer.model.state_dict()), epoch, 0
             else:

@@ -249,6 +249,20 @@ def check_splits(folder: Path, predictions) -> None:
         raise UserError(f"{folder / 'predictions.parquet'}: {model} tested sample {sample} of {d} {n} times")
 
 
+def _hardware(e: dict, driver: str) -> str:
+    """Where an evaluation's folds trained, as its fragments recorded it (device name, precision, fold
+    batching); the driver's machine for runs from before that was recorded."""
+    placed = e.get("placement") or []
+    if not placed:
+        return driver
+    parts = []
+    for p in placed:
+        how = ", ".join([p["precision"]] + (["fold-batched"] if p.get("fold_batched") else []))
+        count = f" x{p['folds']} folds" if len(placed) > 1 else ""
+        parts.append(f"{p['name']} ({how}){count}")
+    return "; ".join(parts)
+
+
 def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     """The store entries of one run folder: one per finished evaluation. Unfinished ones are left out and
     said in `notes`."""
@@ -257,7 +271,7 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     folder = Path(folder)
     run, predictions = _read_run(folder)
     env = run.get("environment") or {}
-    hardware = ", ".join(str(x) for x in (env.get("processor"), f"{env.get('cpus')} CPUs", env.get("cuda")) if x)
+    driver = ", ".join(str(x) for x in (env.get("processor"), f"{env.get('cpus')} CPUs", env.get("cuda")) if x)
     evaluation_cfg = (run.get("config") or {}).get("evaluation") or {}
     pairs = _options(run.get("command") or [])
     store = Store()
@@ -292,7 +306,7 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
             "classes": "|".join(classes), "preset": run.get("preset") or "", "settings": " ".join(settings),
             "epochs": int(e["train"]["epochs"]), "selection": e["train"].get("selection", "last"),
             "config_key": e.get("config_key", ""), "seeds": _seeds(e.get("seeds") or {}),
-            "commit": run.get("git_commit") or "", "torch": env.get("torch") or "", "hardware": hardware,
+            "commit": run.get("git_commit") or "", "torch": env.get("torch") or "", "hardware": _hardware(e, driver),
             "seconds": float(e.get("seconds") or 0.0), "finished": run.get("finished") or run.get("started") or "",
             "bootstrap": int(evaluation_cfg.get("bootstrap", 2000)), "level": float(evaluation_cfg.get("level", 0.95)),
             "bootstrap_seed": int(evaluation_cfg.get("seed", 0)),

@@ -109,7 +109,7 @@ class HSTA(MERModel):
             self.branches[str(b)] = Branch(c.dims[b], c.tubelets[b], tokens, c.drop)
         # stochastic depth rises over layer slots: block j of layer k (either branch) gets slot k * max_depth + j
         slots = max(c.depths)
-        rates = torch.linspace(0, c.drop_path, c.layers * slots).tolist()
+        rates = torch.linspace(0, c.drop_path, c.layers * slots, device="cpu").tolist()  # also under a meta default device
         self.layers = nn.ModuleList()
         for k in range(c.layers):
             layer = nn.Module()

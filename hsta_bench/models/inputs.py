@@ -7,6 +7,8 @@ Layouts: cache (N, T, S, S, 3) -> model (N, 3, T, S, S); cache (N, S, S, 3) -> m
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -16,7 +18,13 @@ RGB_KINDS = ("frames", "special", "apex")
 
 
 def to_tensor(kind: str, array: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    return normalise(kind, torch.from_numpy(np.ascontiguousarray(array)))
+
+
+def normalise(kind: str, raw: torch.Tensor) -> torch.Tensor:
+    """A batch of cached uint8 arrays (a tensor on any device) as the float tensor the model takes; on a GPU
+    this runs there, so only the uint8 bytes (a quarter of the floats) ever cross the bus."""
+    x = raw.float().div_(255.0)
     if x.ndim == 5:  # N, T, S, S, 3
         x = x.permute(0, 4, 1, 2, 3)
         shape = (1, 3, 1, 1, 1)
@@ -24,8 +32,15 @@ def to_tensor(kind: str, array: np.ndarray) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2)
         shape = (1, 3, 1, 1)
     if kind in RGB_KINDS:
-        x = (x - torch.tensor(IMAGENET_MEAN).view(shape)) / torch.tensor(IMAGENET_STD).view(shape)
+        mean, std = _imagenet(x.device)
+        x = (x - mean.view(shape)) / std.view(shape)
     return x.contiguous()
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet's mean and std on `device`, made once (a copy to a GPU in every batch would wait for it)."""
+    return torch.tensor(IMAGENET_MEAN).to(device), torch.tensor(IMAGENET_STD).to(device)
 
 
 def preprocess_settings(inputs: dict[str, tuple[int, ...]]) -> list[str]:

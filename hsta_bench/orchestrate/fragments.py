@@ -1,7 +1,8 @@
 """Result fragments: what trials leave behind, one parquet file per (model, dataset, protocol, fold).
 
     <root>/<model>/<dataset>/<protocol>/fold-<index>.parquet   that fold's predictions (the columns of
-                                                                predictions.parquet) + chosen_epoch, seconds
+                                                                predictions.parquet) + chosen_epoch, seconds,
+                                                                and where it trained (PLACEMENT_COLUMNS)
 
 A fold's file is written once its model is trained, to a temporary name and renamed, so a fold is on disk
 whole or not at all. That is what makes a run resumable at fold granularity and exactly-once: a trial
@@ -16,6 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from hsta_bench.errors import UserError
+
+
+# where and how a fold trained (engine/device.py's Placement, and whether it trained fold-batched)
+PLACEMENT_COLUMNS = ("device", "device_name", "precision", "node", "ray_node", "gpu_ids", "gpu_share", "fold_batched",
+                     "started_at")
 
 
 class FragmentError(UserError):
@@ -49,8 +55,15 @@ def write(root: Path, plan, index: int, part: dict) -> Path:
     from hsta_bench.engine.results import write_parquet
 
     (epoch,) = part["chosen_epoch"].values()
+    where = part.get("placement") or {}
+    placed = {"device": str(where.get("device", "")), "device_name": str(where.get("name", "")),
+              "precision": str(where.get("precision", "")), "node": str(where.get("node", "")),
+              "ray_node": str(where.get("ray_node", "")), "gpu_ids": str(where.get("gpu_ids", "")),
+              "gpu_share": float(where.get("gpu_share", 0.0)), "fold_batched": bool(where.get("fold_batched", False)),
+              "started_at": float(part.get("started_at", 0.0))}  # wall clock (time.time) the training began
     frame = predictions_frame(plan, [part]).with_columns(
-        pl.lit(epoch, dtype=pl.Int64).alias("chosen_epoch"), pl.lit(part["seconds"], dtype=pl.Float64).alias("seconds"))
+        pl.lit(epoch, dtype=pl.Int64).alias("chosen_epoch"), pl.lit(part["seconds"], dtype=pl.Float64).alias("seconds"),
+        *(pl.lit(value).alias(name) for name, value in placed.items()))
     path = fragment_path(root, plan.model, plan.dataset, plan.protocol, index)
     write_parquet(frame, path)
     return path
@@ -76,7 +89,9 @@ def merge(root: Path, plan):
         if frame.height != len(fold.test) or not np.array_equal(got, expected) or set(frame["fold"]) != {fold.name}:
             raise FragmentError(f"{path}: does not hold the test samples of fold {fold.name} "
                                 "(did the data or the evaluation settings change since the run started?)")
-        info[fold.name] = {"chosen_epoch": frame["chosen_epoch"][0], "seconds": round(float(frame["seconds"][0]), 2)}
+        info[fold.name] = {"chosen_epoch": frame["chosen_epoch"][0], "seconds": round(float(frame["seconds"][0]), 2),
+                           # fragments of runs from before placement was recorded have none
+                           "placement": {c: frame[c][0] for c in PLACEMENT_COLUMNS if c in frame.columns}}
         frames.append(frame.select(PREDICTION_COLUMNS))
     predictions = pl.concat(frames)
     order = {s: i for i, s in enumerate(ids)}  # manifest order, as an in-process evaluation gives
@@ -85,3 +100,21 @@ def merge(root: Path, plan):
     if predictions["sample_id"].n_unique() != len(ids) or predictions.height != len(ids):
         raise FragmentError(f"{folder(root, plan.model, plan.dataset, plan.protocol)}: samples not predicted exactly once")
     return predictions, info
+
+
+def placements(per_fold: dict) -> list[dict]:
+    """Where an evaluation's folds trained (merge's per-fold info), grouped: one entry per device, name,
+    precision and fold batching, with its folds and nodes (what run.json and the leaderboard show)."""
+    groups: dict[tuple, dict] = {}
+    for fold, info in per_fold.items():
+        where = info.get("placement") or {}
+        if not where:
+            continue
+        key = (where.get("device"), where.get("device_name"), where.get("precision"), where.get("fold_batched"))
+        entry = groups.setdefault(key, {"device": key[0], "name": key[1], "precision": key[2],
+                                        "fold_batched": bool(key[3]), "folds": 0, "nodes": []})
+        entry["folds"] += 1
+        node = where.get("ray_node") or where.get("node")
+        if node and node not in entry["nodes"]:
+            entry["nodes"].append(node)
+    return list(groups.values())

@@ -8,8 +8,12 @@ import traceback
 
 
 class InProcess:
-    def slots(self, d) -> int:
-        return 1
+    in_ray = False  # trials train where this process is (engine/device.py), one after another
+
+    def cluster(self):
+        from hsta_bench.orchestrate.cluster import Cluster
+
+        return Cluster.local()
 
     def describe(self) -> dict:
         return {"executor": "in-process"}

@@ -10,9 +10,9 @@ output is off (the run shows orchestrate/view.py instead) and Ray's log goes to 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +26,7 @@ def _trainable(config: dict, plans: dict, root: str) -> None:
     import ray
     from ray import tune
 
+    from hsta_bench.engine.device import granted_gpus
     from hsta_bench.orchestrate.trials import Trial, run_trial
 
     trial = Trial.from_config(config["trial"])
@@ -34,7 +35,7 @@ def _trainable(config: dict, plans: dict, root: str) -> None:
     def report(done: int, total: int) -> None:
         tune.report({"folds_done": done, "folds_total": total})
 
-    run_trial(trial, plan, Path(root), report)
+    run_trial(trial, plan, Path(root), report, granted=granted_gpus())
 
 
 class Session:
@@ -72,16 +73,22 @@ class Session:
         for name in _RAY_LOGGERS:
             logging.getLogger(name).propagate = True
         options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self._shipped = None
+        if address and d.ship_code:  # the driver's code on every node (its dependencies must be there already)
+            self._shipped = tempfile.TemporaryDirectory(prefix="hsta-bench-code-")
+            options["runtime_env"] = {"py_modules": shipped_code(Path(self._shipped.name))}
         try:
             if address:
                 ray.init(address=address, **options)
             else:
                 # "local" starts a new instance even when another one runs on this machine
-                ray.init(address="local", num_cpus=d.num_cpus or os.cpu_count(), **options)
+                ray.init(address="local", num_cpus=d.num_cpus or os.cpu_count(), num_gpus=d.num_gpus, **options)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             root.handlers = root_handlers
             self._restore_logging()
-            raise UserError(f"--address {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
+            self._forget_code()
+            what = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
+            raise UserError(f"{what} ({str(exc).splitlines()[0]})") from None
         root.handlers = root_handlers
         self._route_logging()
         self.start_seconds = time.perf_counter() - started
@@ -108,19 +115,13 @@ class Session:
                 "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0),
                 "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "ray": ray.__version__}
 
-    def slots(self, d) -> int:
-        """How many trials of the default size run at once on this Ray instance."""
-        import ray
+    in_ray = True
 
-        resources = ray.cluster_resources()
-        cpus = resources.get("CPU", 0)
-        n = math.floor(cpus / d.cpus_per_trial + 1e-9)
-        if d.gpus_per_trial > 0:
-            n = min(n, math.floor(resources.get("GPU", 0) / d.gpus_per_trial + 1e-9))
-        if n < 1:
-            raise UserError(f"dispatch: a trial asks for {d.cpus_per_trial} CPU(s) and {d.gpus_per_trial} GPU(s); "
-                            f"the Ray instance has {cpus:g} CPU(s) and {resources.get('GPU', 0):g} GPU(s)")
-        return n
+    def cluster(self):
+        """The alive nodes of the Ray instance and their resources (orchestrate/cluster.py)."""
+        from hsta_bench.orchestrate.cluster import Cluster
+
+        return Cluster.from_ray()
 
     def dispatch(self, trials, plans: dict, root: Path, view, d, tune_dir: Path):
         """Run `trials` through Ray Tune; returns (trial, error) for those that failed every attempt."""
@@ -148,7 +149,11 @@ class Session:
             ),
         )
         grid = tuner.fit()  # Ctrl-C: KeyboardInterrupt, handled by the runner
-        failures = [(Trial.from_config(r.config["trial"]), _error_text(r)) for r in grid if r.error is not None]
+        failures = []
+        for i, r in enumerate(grid):  # a trial whose actor never started has no config: the grid keeps their order
+            if r.error is not None:
+                config = r.config or {}
+                failures.append((Trial.from_config(config["trial"]) if "trial" in config else trials[i], _error_text(r)))
         return failures
 
     def close(self) -> float:
@@ -160,7 +165,123 @@ class Session:
             ray.shutdown()
         finally:
             self._restore_logging()
+            self._forget_code()
         return time.perf_counter() - started
+
+    def _forget_code(self) -> None:
+        if self._shipped is not None:
+            self._shipped.cleanup()
+            self._shipped = None
+
+    def check_nodes(self, root: Path | None, console=None) -> list[dict]:
+        """On a cluster joined with --address: every alive node can run a trial (the dependencies import,
+        the shipped code is there) and writes where the driver reads (`root`: the fragments' folder, which
+        must be storage every node shares). One line naming the first node that cannot; a node whose Ray
+        GPUs torch cannot see is said (its GPU trials would fail). A local instance is this machine: nothing
+        to check. Returns each node's report (run.json keeps them)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if not self.address:
+            return []
+        probe = ray.remote(num_cpus=0, max_retries=0)(node_report)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        pending = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                   .remote(str(root) if root else None) for n in nodes}
+        reports = []
+        for n in nodes:
+            where = f"node {n.get('NodeManagerAddress', '?')} ({n['NodeID'][:8]})"
+            try:
+                report = ray.get(pending[n["NodeID"]], timeout=300)
+            except Exception as exc:  # noqa: BLE001 - whatever stops the probe there, said in one line
+                lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+                raise UserError(f"{where}: cannot run hsta-bench there ({lines[-1].strip() if lines else type(exc).__name__}); "
+                                "every node needs the project's Python environment (README: On GPUs and clusters)") from None
+            report["ray_gpus"] = n.get("Resources", {}).get("GPU", 0)
+            reports.append(report)
+        problems, warnings = node_problems(reports, root)
+        if problems:
+            raise UserError(problems[0])
+        for line in warnings:
+            if console is not None:
+                console.print(f"[yellow]warning:[/yellow] {line}")
+        return reports
+
+
+def shipped_code(into: Path) -> list[str]:
+    """This checkout's packages as Ray ships them to each node (runtime_env py_modules): hsta_bench, with
+    configs/ inside it as a wheel carries them (hsta_bench/_configs), and baselines."""
+    import shutil
+
+    from hsta_bench.paths import PACKAGE_DIR, configs_dir
+
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    package = into / "hsta_bench"
+    shutil.copytree(PACKAGE_DIR, package, ignore=skip)
+    if not (package / "_configs").is_dir():
+        shutil.copytree(configs_dir(), package / "_configs", ignore=skip)
+    import baselines
+
+    shutil.copytree(Path(baselines.__file__).parent, into / "baselines", ignore=skip)
+    return [str(package), str(into / "baselines")]
+
+
+NODE_MODULES = ("torch", "numpy", "polars", "pyarrow", "hsta_bench.engine.train", "baselines")
+
+
+def node_report(root: str | None) -> dict:
+    """Run on one node (a Ray task): what it has for a trial, and a probe file written into `root`."""
+    import importlib
+    import platform
+    import socket
+
+    import ray
+
+    context = ray.get_runtime_context()
+    report = {"node_id": context.get_node_id(), "host": socket.gethostname(), "python": platform.python_version(),
+              "shipped": list(context.runtime_env.get("py_modules") or []), "missing": {}}
+    for name in NODE_MODULES:
+        try:
+            module = importlib.import_module(name)
+            report[name] = getattr(module, "__version__", None) or getattr(module, "__file__", "")
+        except Exception as exc:  # noqa: BLE001 - reported, then said by the driver
+            report["missing"][name] = f"{type(exc).__name__}: {exc}"
+    try:
+        import torch
+
+        report["cuda"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - torch missing: already in `missing`
+        report["cuda"] = 0
+    if root is not None:
+        try:
+            probe = Path(root) / ".nodes" / report["node_id"]
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text(report["host"])
+            report["wrote"] = str(probe)
+        except OSError as exc:
+            report["missing"]["storage"] = f"cannot write {root}: {exc.strerror or exc}"
+    return report
+
+
+def node_problems(reports: list[dict], root: Path | None) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the nodes' reports: a module that does not import, a fragments folder a node
+    cannot write or that the driver does not see what it wrote in; Ray GPUs torch cannot see (warning)."""
+    problems, warnings = [], []
+    for r in reports:
+        where = f"node {r.get('host', '?')} ({str(r.get('node_id', '?'))[:8]})"
+        for name, why in r.get("missing", {}).items():
+            if name == "storage":
+                problems.append(f"{where}: {why}; set dispatch.storage to storage every node shares")
+            else:
+                problems.append(f"{where}: cannot import {name} ({why}); every node needs the project's Python "
+                                "environment (README: On GPUs and clusters)")
+        if root is not None and r.get("wrote") and not Path(r["wrote"]).is_file():
+            problems.append(f"{where}: writes its folds to {root} on storage the driver does not see; set "
+                            "dispatch.storage to storage every node shares")
+        if r.get("ray_gpus", 0) > 0 and not r.get("cuda"):
+            warnings.append(f"{where}: Ray gives it {r['ray_gpus']:g} GPU(s) but torch there sees no CUDA device: "
+                            "trials granted one fail unless train.device=cpu")
+    return problems, warnings
 
 
 def _short_name(trial) -> str:

@@ -135,9 +135,11 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console, 
 
         executor = Session(address, d, store.path / "logs")
     try:
-        slots = executor.slots(d)
+        cluster = executor.cluster()
         info["dispatch"] = {**executor.describe(), "fragments": str(root)}
-        trials = trials_mod.make_trials(plans, d, slots)
+        if owned and executor.in_ray:  # a joined cluster's nodes, checked before any work is sent there
+            info["dispatch"]["node_checks"] = executor.check_nodes(root, console)
+        trials = trials_mod.make_trials(plans, d, cluster, executor.in_ray)
         info["trials"] = [t.as_config() for t in trials]
         info["status"] = "running"
         write_json(info, store.path / "run.json")
@@ -189,6 +191,7 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         classes_of[p.protocol] = p.classes
         entry["chosen_epochs"] = {k: v["chosen_epoch"] for k, v in per_fold.items()}
         entry["seconds"] = round(sum(v["seconds"] for v in per_fold.values()), 2)
+        entry["placement"] = fragments.placements(per_fold)
         entry["complete"] = True
 
     if not incomplete:

@@ -24,19 +24,23 @@ class DispatchConfig:
 
     address: str | None = None
     num_cpus: int | None = None
+    num_gpus: int | None = None
     storage: str | None = None
     cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
+    gpus_per_trial: float | str = "auto"
     fold_groups: int | str = "auto"
     max_failures: int = 2
+    ship_code: bool = True
 
 
 def dispatch_config(cfg: dict) -> DispatchConfig:
     from hsta_bench import config as config_mod
 
     d = config_mod.typed(DispatchConfig, cfg["dispatch"], "dispatch")
-    if d.cpus_per_trial <= 0 or d.gpus_per_trial < 0 or d.max_failures < 0 or (d.num_cpus is not None and d.num_cpus < 1):
-        raise UserError("dispatch: cpus_per_trial must be > 0, gpus_per_trial >= 0, max_failures >= 0, num_cpus >= 1")
+    if d.cpus_per_trial <= 0 or d.max_failures < 0 or (d.num_cpus is not None and d.num_cpus < 1):
+        raise UserError("dispatch: cpus_per_trial must be > 0, max_failures >= 0, num_cpus >= 1")
+    if d.gpus_per_trial != "auto":
+        check_gpu_share(d.gpus_per_trial, "dispatch.gpus_per_trial", zero=True)
     if d.fold_groups != "auto" and not (isinstance(d.fold_groups, int) and d.fold_groups >= 1):
         raise UserError(f"dispatch.fold_groups={d.fold_groups!r}: expected auto or a whole number >= 1")
     return d
@@ -77,32 +81,66 @@ class Trial:
         return cls(**{**data, "folds": tuple(data["folds"])})
 
 
-def resources(plan, d: DispatchConfig) -> tuple[float, float]:
-    """(cpus, gpus) of one trial of `plan`: the dispatch defaults, or the model recipe's `resources`."""
+def check_gpu_share(value, where: str, zero: bool = False) -> float:
+    """A number of GPUs a trial may ask Ray for: a fraction of one (trials share it), or whole GPUs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero) \
+            or (value > 1 and value != int(value)):
+        allowed = "auto, 0, " if zero else ""
+        raise UserError(f"{where}={value!r}: expected {allowed}a fraction of one GPU (0.25: four trials share it) or "
+                        "a whole number of GPUs")
+    return float(value)
+
+
+def resources(plan, d: DispatchConfig, cluster) -> tuple[float, float]:
+    """(cpus, gpus) of one trial of `plan` on `cluster` (orchestrate/cluster.py). CPUs: the recipe's
+    `resources.cpus_per_trial`, else dispatch's. GPUs: a number in dispatch.gpus_per_trial is every trial's;
+    `auto` is the recipe's `resources.gpu_share` (a whole GPU where it gives none) on a cluster with GPUs,
+    and none on one without or for a recipe that trains on the CPU."""
     own = plan.recipe.resources
-    unknown = set(own) - {"cpus_per_trial", "gpus_per_trial"}
+    unknown = set(own) - {"cpus_per_trial", "gpu_share"}
     if unknown:
         raise UserError(f"{plan.recipe.source}: unknown resources key(s) {', '.join(sorted(unknown))} "
-                        "(known: cpus_per_trial, gpus_per_trial)")
-    return float(own.get("cpus_per_trial", d.cpus_per_trial)), float(own.get("gpus_per_trial", d.gpus_per_trial))
+                        "(known: cpus_per_trial, gpu_share)")
+    cpus = float(own.get("cpus_per_trial", d.cpus_per_trial))
+    if d.gpus_per_trial != "auto":
+        return cpus, float(d.gpus_per_trial)
+    if cluster.gpus <= 0 or plan.recipe.train.device == "cpu":
+        return cpus, 0.0
+    return cpus, check_gpu_share(own.get("gpu_share", 1.0), f"{plan.recipe.source}: resources.gpu_share")
 
 
-def make_trials(plans: dict, d: DispatchConfig, slots: int) -> list[Trial]:
-    """The trials of a run: each plan's folds in `dispatch.fold_groups` contiguous groups (auto: `slots`,
-    the number of trials that can run at once; one when the model trains its folds fold-batched)."""
+def trial_device(plan, gpus: float, in_ray: bool) -> str:
+    """Where a trial of `plan` with `gpus` will train, as the driver can foresee it (engine/device.py decides
+    in the trial itself, and records it): in Ray a trial trains on CUDA exactly when it is granted a GPU;
+    in this process, on what this process sees."""
+    from hsta_bench.engine.device import resolve_device
+
+    requested = plan.recipe.train.device
+    if requested == "cpu":
+        return "cpu"
+    if in_ray:
+        return "cuda:0" if gpus > 0 else "cpu"
+    return resolve_device(requested)
+
+
+def make_trials(plans: dict, d: DispatchConfig, cluster, in_ray: bool = True) -> list[Trial]:
+    """The trials of a run on `cluster`: each plan's folds in `dispatch.fold_groups` contiguous groups (auto:
+    as many as can run at once in Ray, one in this process; one when the folds train fold-batched where
+    the trial will run)."""
     from hsta_bench.engine.evaluate import use_fold_batch
 
     trials = []
     for plan in plans.values():
         n = len(plan.folds)
-        if use_fold_batch(plan):
+        cpus, gpus = resources(plan, d, cluster)
+        slots = cluster.require(cpus, gpus, plan.model) if in_ray else 1
+        if use_fold_batch(plan, trial_device(plan, gpus, in_ray)):
             groups = 1
         elif d.fold_groups == "auto":
             groups = max(1, slots)
         else:
             groups = d.fold_groups
         groups = min(groups, n)
-        cpus, gpus = resources(plan, d)
         for g in range(groups):
             indices = tuple(range(g * n // groups, (g + 1) * n // groups))
             trials.append(Trial(plan.model, plan.dataset, plan.protocol, g, indices, cpus, gpus))
@@ -121,37 +159,46 @@ def folds_done(trials: list[Trial], root: Path) -> dict[str, int]:
     return {t.name: len(set(t.folds) & finished[(t.model, t.dataset, t.protocol)]) for t in trials}
 
 
-def run_trial(trial: Trial, plan, root: Path, report=None) -> dict:
+def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, ...] | None = None) -> dict:
     """Train the folds of `trial` that have no fragment in `root`, writing each fragment as soon as its
-    fold is trained; `report(folds_done, folds_total)` after each. Returns what it did."""
+    fold is trained; `report(folds_done, folds_total)` after each. `granted`: the GPU ids Ray gave this
+    trial (None outside Ray): the folds train where those put them (engine/device.py). Returns what it did."""
     import torch
 
     from hsta_bench.engine.evaluate import run_folds, use_fold_batch
+    from hsta_bench.engine.train import placement_for
     from hsta_bench.orchestrate import fragments
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, int(trial.cpus)))
+    placement = placement_for(plan.recipe.train, granted, trial.gpus)
     done = fragments.finished(root, trial.model, trial.dataset, trial.protocol)
     todo = [i for i in trial.folds if i not in done]
     total, finished = len(trial.folds), len(trial.folds) - len(todo)
     if report:
         report(finished, total)
-    if todo and use_fold_batch(plan):
-        whole = run_folds(plan, todo)
-        for index, part in zip(todo, _split(whole, plan, todo)):
-            fragments.write(root, plan, index, part)
-        finished = total
-        if report:
-            report(finished, total)
-    else:
-        for n, index in enumerate(todo):
-            if n == min(1, len(todo) - 1):
-                _injected_fault(trial, root)
-            fragments.write(root, plan, index, run_folds(plan, [index]))
-            finished += 1
+    try:
+        if todo and use_fold_batch(plan, placement.device):
+            whole = run_folds(plan, todo, placement=placement)
+            for index, part in zip(todo, _split(whole, plan, todo)):
+                fragments.write(root, plan, index, part)
+            finished = total
             if report:
                 report(finished, total)
-    return {"trained": len(todo), "skipped": total - len(todo), "seconds": time.perf_counter() - started}
+        else:
+            for n, index in enumerate(todo):
+                if n == min(1, len(todo) - 1):
+                    _injected_fault(trial, root)
+                fragments.write(root, plan, index, run_folds(plan, [index], placement=placement))
+                finished += 1
+                if report:
+                    report(finished, total)
+    except torch.OutOfMemoryError as exc:  # one line naming what to change, not the allocator's dump
+        raise RuntimeError(f"{trial.name}: out of memory on {placement.describe()} with {trial.gpus:g} GPU per trial "
+                           f"(batch {plan.recipe.train.batch_size}): raise the recipe's resources.gpu_share "
+                           f"({plan.recipe.source}) or lower train.batch_size") from exc
+    return {"trained": len(todo), "skipped": total - len(todo), "seconds": time.perf_counter() - started,
+            "placement": placement.record()}
 
 
 def _injected_fault(trial: Trial, root: Path) -> None:
@@ -183,5 +230,6 @@ def _split(whole: dict, plan, indices: list[int]) -> list[dict]:
         mask = whole["fold"] == fold.name
         parts.append({"rows": whole["rows"][mask], "fold": whole["fold"][mask], "pred": whole["pred"][mask],
                       "chosen_epoch": {fold.name: whole["chosen_epoch"][fold.name]},
-                      "seconds": whole["seconds"] / len(indices)})
+                      "seconds": whole["seconds"] / len(indices), "placement": whole["placement"],
+                      "started_at": whole["started_at"]})
     return parts

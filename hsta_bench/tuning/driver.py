@@ -102,8 +102,15 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
     if info.get("studies") not in (None, described):
         raise UserError(f"--resume {info['tune_id']}: {model} on {dataset} no longer divides into the studies it had "
                         "(the data or the tune settings changed); start a new tune")
-    cpus, gpus = resources(p, d)
-    datas = [nested.study_data(p, s, tc, cpus) for s in plan_studies]
+    store = studies.storage(path / "study.db", tc.storage)
+    session = Session(address or d.address or os.environ.get("RAY_ADDRESS"), d, path / "logs")
+    try:
+        cpus, gpus = resources(p, d, session.cluster())  # a trial's GPU share depends on the cluster having GPUs
+        node_checks = session.check_nodes(None, console)  # a joined cluster: every node can run a trial
+    except BaseException:
+        session.close()
+        raise
+    datas = [nested.study_data(p, s, tc, cpus, gpus) for s in plan_studies]
     write_parquet(nested.splits_table(p, datas), path / "splits.parquet")
     info.update(studies=described, protocol=p.protocol, space={dim.name: dim.spec() for dim in dims},
                 budget_epochs=p.recipe.train.epochs, grace_epochs=tc.grace(p.recipe.train.epochs),
@@ -115,12 +122,10 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
                   f"{len(p.folds)} outer folds in {sum(1 for s in plan_studies if s.outer_folds)} groups, "
                   f"inner {tc.inner_k}-fold validation, {p.recipe.train.epochs} epochs at most")
 
-    store = studies.storage(path / "study.db", tc.storage)
-    session = Session(address or d.address or os.environ.get("RAY_ADDRESS"), d, path / "logs")
     problem, interrupted, outer = None, False, None
     started = time.perf_counter()
     try:
-        info["dispatch"] = session.describe()
+        info["dispatch"] = {**session.describe(), "node_checks": node_checks}
         for s in plan_studies:
             what = f"holds out {', '.join(s.held_out)}" if s.held_out else "every subject"
             console.print(f"study {s.name}: {what}; tunes on {len(s.subjects)} subjects")

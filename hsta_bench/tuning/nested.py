@@ -127,9 +127,10 @@ class StudyData:
     folds: list  # splits.Fold with train and val sides (no test side)
     metric: str
     cpus: float
+    gpus: float = 0.0  # a trial's share of a GPU (what Ray grants it; engine/device.py)
 
 
-def study_data(plan, study: Study, tc: TuneConfig, cpus: float) -> StudyData:
+def study_data(plan, study: Study, tc: TuneConfig, cpus: float, gpus: float = 0.0) -> StudyData:
     from hsta_bench.engine import splits
     from hsta_bench.engine.train import Inputs
 
@@ -145,7 +146,7 @@ def study_data(plan, study: Study, tc: TuneConfig, cpus: float) -> StudyData:
     inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()})
     return StudyData(study, plan.model, plan.dataset, plan.protocol, plan.classes, plan.recipe, inputs,
                      plan.y[rows], mine, plan.manifest["sample_id"].to_numpy()[rows].astype(str), folds, tc.metric,
-                     cpus)
+                     cpus, gpus)
 
 
 def splits_table(plan, items: list[StudyData]):

@@ -18,8 +18,9 @@ def epochs(data, params: dict) -> Iterator[dict]:
     each epoch, with the subjects the trial trained and validated on."""
     import torch
 
+    from hsta_bench.engine.device import granted_gpus
     from hsta_bench.engine.metrics import scores
-    from hsta_bench.engine.train import FoldData, FoldTrainer
+    from hsta_bench.engine.train import FoldData, FoldTrainer, placement_for
     from hsta_bench.models import create_model
     from hsta_bench.tuning import space
 
@@ -30,9 +31,10 @@ def epochs(data, params: dict) -> Iterator[dict]:
         return create_model(data.model, n_classes, **recipe.overrides)
 
     torch.set_num_threads(max(1, int(data.cpus)))
+    placement = placement_for(recipe.train, granted_gpus(), data.gpus)  # where Ray's grant puts this trial
     nothing = np.zeros(0, dtype=int)
     trainers = [FoldTrainer(build, FoldData(data.inputs, f.train, data.y[f.train], f.val, data.y[f.val], nothing),
-                            recipe.train, n_classes, recipe.train.seed + f.index) for f in data.folds]
+                            recipe.train, n_classes, recipe.train.seed + f.index, placement) for f in data.folds]
     val = np.concatenate([f.val for f in data.folds])
     seen = sorted(set(data.subjects[np.concatenate([f.train for f in data.folds] + [val])].tolist()))
     for epoch in range(1, recipe.train.epochs + 1):
@@ -41,7 +43,8 @@ def epochs(data, params: dict) -> Iterator[dict]:
         pred = np.concatenate([t.predict(f.val).argmax(1) for t, f in zip(trainers, data.folds)])
         s = scores(data.y[val], pred, n_classes)
         yield {"epoch": epoch, "val_uf1": float(s["uf1"]), "val_uar": float(s["uar"]), "val_acc": float(s["acc"]),
-               "val_n": int(len(val)), "subjects_seen": seen}
+               "val_n": int(len(val)), "subjects_seen": seen, "device": placement.device,
+               "device_name": placement.name, "precision": placement.precision}
 
 
 def trainable(config: dict, data: dict) -> None:

@@ -12,7 +12,6 @@ trials left RUNNING by a killed tune are marked FAIL on resume and replaced.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 
@@ -66,22 +65,6 @@ def finished(s) -> int:
     from optuna.trial import TrialState
 
     return len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def slots(cpus: float, gpus: float) -> int:
-    """How many trials of this size run at once on the connected Ray instance."""
-    import ray
-
-    from hsta_bench.errors import UserError
-
-    resources = ray.cluster_resources()
-    n = math.floor(resources.get("CPU", 0) / cpus + 1e-9)
-    if gpus > 0:
-        n = min(n, math.floor(resources.get("GPU", 0) / gpus + 1e-9))
-    if n < 1:
-        raise UserError(f"dispatch: a trial asks for {cpus:g} CPU(s) and {gpus:g} GPU(s); the Ray instance has "
-                        f"{resources.get('CPU', 0):g} CPU(s) and {resources.get('GPU', 0):g} GPU(s)")
-    return n
 
 
 def _classes():
@@ -222,7 +205,10 @@ def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: 
     total = sum(left for _, _, left in entries)
     if not total:
         return []
-    search = ConcurrencyLimiter(Studies(entries, metric), max_concurrent=min(total, slots(cpus, gpus)))
+    from hsta_bench.orchestrate.cluster import Cluster
+
+    at_once = Cluster.from_ray().require(cpus, gpus, datas[0].model)
+    search = ConcurrencyLimiter(Studies(entries, metric), max_concurrent=min(total, at_once))
     trainable = tune.with_resources(tune.with_parameters(objective.trainable, data=refs),
                                     tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}]))
     ray_dir.mkdir(parents=True, exist_ok=True)

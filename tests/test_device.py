@@ -1,0 +1,162 @@
+"""Device placement and precision, proven without a GPU (engine/device.py).
+
+Training on the `meta` device (tensors with shapes and no data) runs every op of a step as a GPU would
+and fails on what would break there: a tensor left on the CPU and mixed with the device's (the stacked
+optimiser's step counts, an index, a mask) raises "not on the expected device", and anything that makes
+the host wait for the device (`.item()`, `bool(tensor)`, a copy back) raises too, since meta has no data.
+So a step that runs on meta mixes no devices and has no host sync.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hsta_bench.engine import device as dev
+from hsta_bench.engine.batched import StackedOptimizer, StackedTrainer
+from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, TrainConfig, fit_predict
+from hsta_bench.errors import UserError
+from hsta_bench.models import create_model, list_models, model_class, small_overrides
+
+META = dev.Placement("meta", "meta", "fp32", "here")
+FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
+
+
+def _on_meta(name: str):
+    """A builder of `name` (small inputs) whose parameters are made on meta directly (no CPU init)."""
+    def build():
+        with torch.device("meta"):
+            return create_model(name, 3, **small_overrides(name))
+    return build
+
+
+def _data(name: str, n: int = 12) -> FoldData:
+    """A fold of zeros shaped as `name` takes them (uint8 arrays, as the cache holds them)."""
+    with torch.device("meta"):
+        inputs = create_model(name, 3, **small_overrides(name)).inputs
+    arrays = {kind: np.zeros((n, *shape[1:], 3), np.uint8) for kind, shape in inputs.items()}
+    y = np.arange(n) % 3
+    return FoldData(Inputs(arrays), np.arange(8), y[:8], np.zeros(0, int), np.zeros(0, int), np.arange(8, n))
+
+
+@pytest.mark.parametrize("staging", ["device", "host"])
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_a_fold_on_a_non_cpu_device_without_mixing_or_waiting(name, staging):
+    """FoldTrainer (what `run` and `tune` train folds with): balanced sampling, flips, warm-up, the fused
+    optimiser's path; inputs staged on the device or copied from the host per batch."""
+    cfg = TrainConfig(batch_size=4, epochs=2, augment=True, balanced=True, warmup_epochs=1, staging=staging)
+    trainer = FoldTrainer(_on_meta(name), _data(name), cfg, 3, seed=0, placement=META)
+    trainer.train_epoch()
+    assert trainer.step == 2 and all(p.device.type == "meta" for p in trainer.model.parameters())
+    assert trainer.feed.staging == staging and (trainer.feed.staged is not None) == (staging == "device")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("name", FOLD_BATCHABLE)
+def test_fold_batched_training_runs_on_a_non_cpu_device(name, optimizer):
+    """The stacked computation (every fold of STSTNet / Off-ApexNet at once, what `fold_batch: auto` uses
+    on CUDA): before the step counts of its optimiser lived with the parameters, this failed on the first
+    step ("Tensor on device cpu is not on the expected device meta!")."""
+    data = _data(name)
+    cfg = TrainConfig(optimizer=optimizer, batch_size=4, epochs=2, augment=True, weight_decay=0.01)
+    small = FoldData(data.inputs, np.arange(5), data.train_labels[:5], data.val, data.val_labels, data.test)
+    trainer = StackedTrainer(_on_meta(name), [data, small], cfg, 3, seeds=[0, 1], placement=META)
+    trainer.train_epoch()
+    assert trainer.optimizer.steps.device.type == "meta"
+    assert trainer.steps == [2, 1] and trainer.epoch == 1  # 8 samples: 4 + 4; 5: one batch of 5 (no batch of one)
+
+
+def test_the_stacked_optimiser_keeps_its_state_on_the_parameters_device():
+    params = {"w": torch.zeros(3, 4, 5, device="meta", requires_grad=True)}
+    opt = StackedOptimizer(params, TrainConfig(optimizer="adamw"), {"w": 0.1})
+    params["w"].grad = torch.zeros(3, 4, 5, device="meta")
+    opt.step(torch.ones(3, dtype=torch.bool, device="meta"), torch.ones(3, device="meta"))
+    assert {t.device.type for t in (opt.steps, opt.m["w"], opt.v["w"])} == {"meta"}
+
+
+def test_a_trial_trains_where_ray_puts_it():
+    resolve = dev.resolve_device
+    assert resolve("auto", granted=(), cuda_available=True) == "cpu"  # Ray gave it no GPU: the CPU, even where one is
+    assert resolve("auto", granted=("1",), cuda_available=True, visible="1") == "cuda:0"  # Ray hid the others
+    assert resolve("auto", granted=("1",), cuda_available=True, visible="0,1") == "cuda:1"
+    assert resolve("auto", granted=("3",), cuda_available=True, visible="") == "cuda:3"  # Ray set nothing
+    assert resolve("cpu", granted=("0",), cuda_available=True) == "cpu"  # asked for explicitly
+    assert resolve("auto", granted=None, cuda_available=False) == "cpu"  # outside Ray: what this process sees
+    assert resolve("auto", granted=None, cuda_available=True) == "cuda:0"
+    with pytest.raises(dev.DeviceError, match="granted GPU 0 .* sees no CUDA device"):
+        resolve("auto", granted=("0",), cuda_available=False)
+    with pytest.raises(dev.DeviceError, match="granted no GPU"):
+        resolve("cuda", granted=(), cuda_available=True)
+    with pytest.raises(dev.DeviceError, match="train.device=cuda"):
+        resolve("cuda", granted=None, cuda_available=False)
+
+
+def test_precision_is_fp32_on_a_cpu_unless_bf16_is_asked_for():
+    assert [dev.resolve_precision(p, "cpu") for p in ("auto", "fp32", "tf32", "bf16")] == ["fp32", "fp32", "fp32", "bf16"]
+    assert dev.resolve_precision("bf16", "meta") == "fp32"
+    with pytest.raises(UserError, match="train.precision='fp16'"):
+        dev.resolve_precision("fp16", "cpu")
+    with pytest.raises(UserError, match="train.precision='half'"):
+        TrainConfig(precision="half").check("train")
+
+
+def test_bf16_autocasts_the_training_step_on_a_cpu():
+    """precision=bf16 really trains in bfloat16 (the matrix products' outputs), fp32 does not."""
+    seen = []
+    data = _data("ststnet", 16)
+
+    def build():
+        model = create_model("ststnet", 3)
+        model.fc.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        return model
+
+    for precision in ("bf16", "fp32"):
+        seen.clear()
+        cfg = TrainConfig(batch_size=8, epochs=1, precision=precision, device="cpu")
+        trainer = FoldTrainer(build, data, cfg, 3, seed=0)
+        trainer.train_epoch()
+        assert trainer.placement.precision == precision
+        assert set(seen) == {torch.bfloat16 if precision == "bf16" else torch.float32}
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (HSTA_BENCH_TEST_CUDA=1 on a GPU)")
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("name", FOLD_BATCHABLE)
+def test_fold_batched_equals_one_fold_at_a_time_on_cuda(name):
+    """As test_engine's CPU test, on CUDA in fp32 with TF32 off: the stacked models are the one-by-one models."""
+    from test_engine import fold_problem
+
+    inputs, y = fold_problem(90)
+    folds = [FoldData(inputs, np.arange(s), y[:s], np.zeros(0, int), np.zeros(0, int), np.arange(60 + 10 * k, 70 + 10 * k))
+             for k, s in enumerate((50, 43, 37))]
+    cfg = TrainConfig(optimizer="sgd", lr=3e-2, weight_decay=0.01, batch_size=16, epochs=3, warmup_epochs=1,
+                      balanced=True, augment=True, precision="fp32", device="cuda")
+    build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
+    from hsta_bench.engine.batched import fit_predict_folds
+
+    plain = [fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
+    stacked = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])
+    for a, b in zip(plain, stacked):
+        assert np.allclose(a.logits, b.logits, atol=1e-4), np.abs(a.logits - b.logits).max()
+
+
+@pytest.mark.slow
+def test_compile_trains_the_compiled_model_to_the_same_predictions():
+    """train.compile: the fold trains through torch.compile's graph (inductor, here on the CPU: ~30 s of
+    compiling) and predicts as the eager model does, to float rounding (without dropout: compiled code draws
+    its random numbers its own way)."""
+    data = _data("ststnet", 24)
+    rng = np.random.default_rng(0)
+    data.inputs.arrays["flow"][:] = rng.integers(0, 255, data.inputs.arrays["flow"].shape, dtype=np.uint8)
+    out = {}
+    for compiled in (False, True):
+        cfg = TrainConfig(batch_size=4, epochs=1, compile=compiled, device="cpu")
+        trainer = FoldTrainer(lambda: create_model("ststnet", 3, dropout=0.0), data, cfg, 3, seed=0)
+        trainer.train_epoch()
+        assert (type(trainer.forward).__name__ == "OptimizedModule") == compiled
+        out[compiled] = trainer.predict(data.test)
+    assert np.allclose(out[True], out[False], atol=1e-4)
