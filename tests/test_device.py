@@ -101,6 +101,16 @@ def test_precision_is_fp32_on_a_cpu_unless_bf16_is_asked_for():
         TrainConfig(precision="half").check("train")
 
 
+@pytest.mark.parametrize("bf16,major,expected", [(True, 9, "bf16"), (False, 8, "tf32"), (False, 7, "fp32")])
+def test_auto_precision_on_cuda_follows_what_the_gpu_has(monkeypatch, bf16, major, expected):
+    """auto: bf16 where the GPU computes it natively, else TF32 where the GPU has it (Ampere on), else fp32
+    (torch's answers stood in for: no GPU here)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (major, 0))
+    assert dev.resolve_precision("auto", "cuda:0") == expected
+    assert dev.resolve_precision("fp32", "cuda:0") == "fp32" and dev.resolve_precision("bf16", "cuda:1") == "bf16"
+
+
 def test_bf16_autocasts_the_training_step_on_a_cpu():
     """precision=bf16 really trains in bfloat16 (the matrix products' outputs), fp32 does not."""
     seen = []

@@ -91,3 +91,12 @@ def test_classes_are_separable_across_subjects(cfg, name, protocol):
     accuracy = correct / len(y)
     majority = np.bincount(y).max() / len(y)
     assert accuracy >= majority + 0.15, (accuracy, majority)
+
+
+def test_casme3_clip_folders_go_on_past_z():
+    """A full-size CAS(ME)^3 stand-in gives one subject more than 26 videos: their folders go on aa, ab, ..."""
+    from hsta_bench.data.sources.casme3 import _letters
+
+    names = [_letters(i) for i in range(26 * 27 + 1)]
+    assert names[:2] == ["a", "b"] and names[25:28] == ["z", "aa", "ab"] and names[-1] == "aaa"
+    assert len(set(names)) == len(names)

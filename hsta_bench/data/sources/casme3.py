@@ -76,7 +76,7 @@ class Casme3(DatasetSource):
     def write_synthetic(self, root: Path, s: Casme3Settings, tree) -> None:
         rows = [["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]]
         for video in tree.videos:
-            letter = "abcdefghijklmnopqrstuvwxyz"[video.index]
+            letter = _letters(video.index)
             # releases spell the subject folder spNO or spNo; the stand-in has both
             number = int(video.subject.split(".")[1])
             folder = video.subject.replace("spNO", "spNo") if number % 2 == 0 else video.subject
@@ -86,3 +86,11 @@ class Casme3(DatasetSource):
                 apex = event.offset + 3 if event.apex_cell == "outside" else event.apex
                 rows.append([video.subject, letter, event.onset, apex, event.offset, "AU4", 1, event.emotion])
         tree.write_sheet(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "label", rows)
+
+
+def _letters(index: int) -> str:
+    """A clip folder's name as the release spells them (a, b, ...), going on aa, ab, ... where a full-size
+    stand-in gives one subject more than 26 videos (a single letter ran out there)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz"
+    return alphabet[index] if index < 26 else _letters(index // 26 - 1) + alphabet[index % 26]
+
