@@ -94,8 +94,8 @@ def check_gpu_share(value, where: str, zero: bool = False) -> float:
 def resources(plan, d: DispatchConfig, cluster) -> tuple[float, float]:
     """(cpus, gpus) of one trial of `plan` on `cluster` (orchestrate/cluster.py). CPUs: the recipe's
     `resources.cpus_per_trial`, else dispatch's. GPUs: a number in dispatch.gpus_per_trial is every trial's;
-    `auto` is the recipe's `resources.gpu_share` (a whole GPU where it gives none) on a cluster with GPUs,
-    and none on one without or for a recipe that trains on the CPU."""
+    `auto` is the recipe's `resources.gpu_share` (a whole GPU where it gives none; 0: none) on a cluster with
+    GPUs, and none on one without or for a recipe that trains on the CPU."""
     own = plan.recipe.resources
     unknown = set(own) - {"cpus_per_trial", "gpu_share"}
     if unknown:
@@ -106,7 +106,8 @@ def resources(plan, d: DispatchConfig, cluster) -> tuple[float, float]:
         return cpus, float(d.gpus_per_trial)
     if cluster.gpus <= 0 or plan.recipe.train.device == "cpu":
         return cpus, 0.0
-    return cpus, check_gpu_share(own.get("gpu_share", 1.0), f"{plan.recipe.source}: resources.gpu_share")
+    # a share of 0: this model's trials keep off the GPUs (they train on the CPU)
+    return cpus, check_gpu_share(own.get("gpu_share", 1.0), f"{plan.recipe.source}: resources.gpu_share", zero=True)
 
 
 def trial_device(plan, gpus: float, in_ray: bool) -> str:
