@@ -40,7 +40,7 @@ def dispatch_config(cfg: dict) -> DispatchConfig:
     if d.cpus_per_trial <= 0 or d.max_failures < 0 or (d.num_cpus is not None and d.num_cpus < 1):
         raise UserError("dispatch: cpus_per_trial must be > 0, max_failures >= 0, num_cpus >= 1")
     if d.gpus_per_trial != "auto":
-        check_gpu_share(d.gpus_per_trial, "dispatch.gpus_per_trial", zero=True)
+        check_gpu_share(d.gpus_per_trial, "dispatch.gpus_per_trial", zero=True, auto=True)
     if d.fold_groups != "auto" and not (isinstance(d.fold_groups, int) and d.fold_groups >= 1):
         raise UserError(f"dispatch.fold_groups={d.fold_groups!r}: expected auto or a whole number >= 1")
     return d
@@ -81,11 +81,11 @@ class Trial:
         return cls(**{**data, "folds": tuple(data["folds"])})
 
 
-def check_gpu_share(value, where: str, zero: bool = False) -> float:
+def check_gpu_share(value, where: str, zero: bool = False, auto: bool = False) -> float:
     """A number of GPUs a trial may ask Ray for: a fraction of one (trials share it), or whole GPUs."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero) \
             or (value > 1 and value != int(value)):
-        allowed = "auto, 0, " if zero else ""
+        allowed = ("auto, " if auto else "") + ("0, " if zero else "")
         raise UserError(f"{where}={value!r}: expected {allowed}a fraction of one GPU (0.25: four trials share it) or "
                         "a whole number of GPUs")
     return float(value)
