@@ -517,7 +517,7 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     trials = make_trials(plans, d, cluster)
     evaluations = [evaluation(p, [t for t in trials if t.pair == key], cluster, d, e, gpu) for key, p in plans.items()]
     if any(p.synthetic for p in plans.values()):
-        notes.append("synthetic stand-ins (no --data-root): their sample counts, not the real datasets'")
+        notes.append("synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's")
     if any(p.recipe_of(i).train.selection == "best_val" and p.recipe_of(i).train.patience
            for p in plans.values() for i in range(len(p.folds))):
         notes.append("recipes with patience may stop early: their figures are upper bounds")
