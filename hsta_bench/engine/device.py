@@ -99,20 +99,26 @@ def resolve_device(requested: str, granted: tuple[str, ...] | None = None, cuda_
     return "cuda:0" if cuda else "cpu"
 
 
-def resolve_precision(requested: str, device: str) -> str:
-    """fp32 | tf32 | bf16 on `device`: auto is bf16 where CUDA supports it (TF32 where only that), fp32 on a
-    CPU; TF32 exists on CUDA only (fp32 elsewhere); bf16 on a CPU runs (autocast), slowly."""
-    kind = torch.device(device).type
+def choose_precision(requested: str, kind: str, bf16: bool = True, tf32: bool = True) -> str:
+    """fp32 | tf32 | bf16 for `requested` on a device of `kind` (cuda, cpu, meta) that has (`bf16`, `tf32`):
+    auto is bf16 where the GPU computes it, TF32 where only that, fp32 elsewhere; TF32 exists on CUDA only
+    (fp32 elsewhere); bf16 on a CPU runs (autocast), slowly. The dry run asks this without a GPU."""
     if requested not in PRECISIONS:
         raise UserError(f"train.precision={requested!r}: expected one of {', '.join(PRECISIONS)}")
     if kind != "cuda":
         return "bf16" if requested == "bf16" and kind == "cpu" else "fp32"
     if requested == "auto":
-        index = torch.device(device).index or 0
-        if torch.cuda.is_bf16_supported(including_emulation=False):
-            return "bf16"
-        return "tf32" if torch.cuda.get_device_capability(index)[0] >= 8 else "fp32"
+        return "bf16" if bf16 else "tf32" if tf32 else "fp32"
     return requested
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """choose_precision on `device`, asking torch what its GPU has."""
+    d = torch.device(device)
+    if d.type != "cuda" or requested != "auto":
+        return choose_precision(requested, d.type)
+    return choose_precision(requested, "cuda", torch.cuda.is_bf16_supported(including_emulation=False),
+                            torch.cuda.get_device_capability(d.index or 0)[0] >= 8)
 
 
 def device_name(device: str) -> str:

@@ -203,11 +203,13 @@ def device(train, cpus: float, gpus: float, on_gpu: bool, gpu: str, e: EstimateC
     Precision as engine/device.py resolves it: auto is bf16 on a GPU (every GPU of estimate.gpus has it),
     fp32 on a CPU. A trial holding a fraction of a GPU shares it with other trials, so it gets that fraction
     of the throughput; one holding several trains on the first (engine/device.py), so it gets one GPU's."""
+    from hsta_bench.engine.device import choose_precision
+
     if on_gpu:
-        precision = "bf16" if train.precision == "auto" else train.precision
+        precision = choose_precision(train.precision, "cuda")
         rate = e.gpus[gpu][precision] * 1e12 * e.utilisation["gpu"] * min(gpus, 1.0)
         return Device("gpu", gpu, precision, rate, e.step_overhead_s["gpu"])
-    precision = "bf16" if train.precision == "bf16" else "fp32"  # bf16 on a CPU is autocast: no faster
+    precision = choose_precision(train.precision, "cpu")  # bf16 on a CPU is autocast: no faster
     rate = e.cpu_gflops_per_core * 1e9 * max(1, int(cpus)) * e.utilisation["cpu"]
     return Device("cpu", "CPU", precision, rate, e.step_overhead_s["cpu"])
 

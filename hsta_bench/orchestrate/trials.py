@@ -111,17 +111,14 @@ def resources(plan, d: DispatchConfig, cluster) -> tuple[float, float]:
 
 
 def trial_device(plan, gpus: float, in_ray: bool) -> str:
-    """Where a trial of `plan` with `gpus` will train, as the driver can foresee it (engine/device.py decides
-    in the trial itself, and records it): in Ray a trial trains on CUDA exactly when it is granted a GPU;
-    in this process, on what this process sees."""
+    """Where a trial of `plan` with `gpus` will train, as the driver can foresee it: engine/device.py's own
+    rule (which decides again in the trial, and records it) given the grant the trial will have in Ray, or
+    this process's view outside Ray. A recipe that needs a GPU its trials will not get stops here, in one line."""
     from hsta_bench.engine.device import resolve_device
 
-    requested = plan.recipe.train.device
-    if requested == "cpu":
-        return "cpu"
     if in_ray:
-        return "cuda:0" if gpus > 0 else "cpu"
-    return resolve_device(requested)
+        return resolve_device(plan.recipe.train.device, ("0",) if gpus > 0 else (), cuda_available=True, visible="0")
+    return resolve_device(plan.recipe.train.device)
 
 
 def make_trials(plans: dict, d: DispatchConfig, cluster, in_ray: bool = True) -> list[Trial]:

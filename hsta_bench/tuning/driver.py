@@ -105,7 +105,8 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
     store = studies.storage(path / "study.db", tc.storage)
     session = Session(address or d.address or os.environ.get("RAY_ADDRESS"), d, path / "logs")
     try:
-        cpus, gpus = resources(p, d, session.cluster())  # a trial's GPU share depends on the cluster having GPUs
+        cluster = session.cluster()
+        cpus, gpus = resources(p, d, cluster)  # a trial's GPU share depends on the cluster having GPUs
         node_checks = session.check_nodes(None, console)  # a joined cluster: every node can run a trial
     except BaseException:
         session.close()
@@ -130,7 +131,7 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
             what = f"holds out {', '.join(s.held_out)}" if s.held_out else "every subject"
             console.print(f"study {s.name}: {what}; tunes on {len(s.subjects)} subjects")
         errors = studies.run(datas, dims, store, info["tune_id"], tc, tc.trials, d, cpus, gpus, path / "ray",
-                             report=console.print)
+                             report=console.print, cluster=cluster)
         short = {s.name: n for s in plan_studies
                  if (n := studies.finished(studies.load(store, info["tune_id"], s))) < tc.trials}
         if short:

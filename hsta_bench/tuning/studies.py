@@ -174,9 +174,10 @@ _CLASSES = None
 
 
 def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: float, gpus: float,
-        ray_dir: Path, report) -> list[str]:
+        ray_dir: Path, report, cluster) -> list[str]:
     """Run the studies of `datas` (nested.StudyData) over the search space `dims` until each holds `trials`
-    finished trials, in one Ray Tune experiment; returns the errors of trials that failed every attempt."""
+    finished trials, in one Ray Tune experiment on `cluster` (its nodes, orchestrate/cluster.py); returns the
+    errors of trials that failed every attempt."""
     import ray
     from optuna.samplers import TPESampler
     from ray import tune
@@ -205,9 +206,7 @@ def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: 
     total = sum(left for _, _, left in entries)
     if not total:
         return []
-    from hsta_bench.orchestrate.cluster import Cluster
-
-    at_once = Cluster.from_ray().require(cpus, gpus, datas[0].model)
+    at_once = cluster.require(cpus, gpus, datas[0].model)
     search = ConcurrencyLimiter(Studies(entries, metric), max_concurrent=min(total, at_once))
     trainable = tune.with_resources(tune.with_parameters(objective.trainable, data=refs),
                                     tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}]))
