@@ -5,6 +5,11 @@ Layer for layer as published: three parallel 3x3 convolutions (3, 5 and 8 channe
 dropout 0.5; the 16 channels are concatenated, average-pooled by 2 and classified by one linear layer
 (400 -> classes): 1,683 parameters for 3 classes. The attribute names follow the published PyTorch
 model, so its published weights load with `load_state_dict`.
+
+Fed as released (christy1206/STSTNet, main.py): each flow image read with cv2.imread and put in a tensor as
+it is, so the channels in BGR order (strain, v, u of the composite's images) and the raw 0..255 values,
+unscaled: `encoding = {"flow": "bgr255"}` (hsta_bench/models/inputs.py). Fed the suite's default (RGB,
+0..1) the release's 68 fold weights predict one class; fed this, they reproduce the authors' log.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from hsta_bench.models.registry import MERModel, register_model
 
 class STSTNet(MERModel):
     fold_batchable = True  # hsta_bench/engine/batched.py
+    encoding = {"flow": "bgr255"}  # the release's: cv2.imread's channel order, 0..255 unscaled
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3, dropout: float = 0.5, size: int = 28):
         super().__init__()

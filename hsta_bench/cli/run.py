@@ -27,6 +27,9 @@ Address = Annotated[Optional[str], typer.Option("--address", metavar="ADDR", hel
 Resume = Annotated[Optional[str], typer.Option("--resume", metavar="RUN_ID", help="Finish an interrupted or failed run in OUTPUT (its own settings; nothing finished is redone).")]
 InProcess = Annotated[bool, typer.Option("--in-process", help="Run the trials one after another in this process, without Ray.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: the trials, their resources, how many run at once, the compute (FLOPs) and the wall time they would take on the cluster. Nothing is trained or written.")]
+SaveWeights = Annotated[bool, typer.Option("--save-weights", help="Keep each fold's final weights in the run folder (weights/MODEL/DATASET/PROTOCOL/FOLD.pth).")]
+GivenWeights = Annotated[Optional[Path], typer.Option("--weights", metavar="DIR", help="Score these weights instead of training: a file per fold named by its test subject (FOLD.pth, as --save-weights writes and STSTNet's release ships), through the same folds, metrics and store.")]
+Audit = Annotated[bool, typer.Option("--audit", help="Record test predictions every evaluation.audit_every epochs, in a file of their own, to measure what choosing each test subject's best epoch would have reported (never a result, never seen by training).")]
 ClusterSpec = Annotated[Optional[str], typer.Option("--cluster", metavar="SPEC", help="With --dry-run: the cluster to plan for, per node, e.g. nodes=2,cpus=16,gpus=4,gpu=H200 (default: the cluster at --address, else this machine).")]
 
 
@@ -63,10 +66,15 @@ def run(
     in_process: InProcess = False,
     dry_run: DryRun = False,
     cluster: ClusterSpec = None,
+    save_weights: SaveWeights = False,
+    weights: GivenWeights = None,
+    audit: Audit = False,
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
     from hsta_bench.orchestrate import runner
+
+    sets = list(sets or []) + evaluation_sets(save_weights, weights, audit, resume)
 
     check_dry_run(dry_run, cluster, resume, address, {"--in-process": in_process})
     if dry_run:
@@ -87,6 +95,21 @@ def run(
     report(path, summary, as_json)
     if problem is not None:
         raise problem
+
+
+def evaluation_sets(save_weights: bool, weights: Path | None, audit: bool, resume: str | None) -> list[str]:
+    """The evaluation settings that --save-weights, --weights and --audit stand for."""
+    if resume is not None and (save_weights or weights or audit):
+        raise UserError("--resume: finishes a run with its own settings; --save-weights, --weights and --audit "
+                        "belong to a new run")
+    if weights is not None and (save_weights or audit):
+        raise UserError("--weights: scores given weights without training; it cannot go with --save-weights or --audit")
+    sets = ["evaluation.save_weights=true"] if save_weights else []
+    if audit:
+        sets.append("evaluation.audit=true")
+    if weights is not None:
+        sets.append(f"evaluation.weights={Path(weights).expanduser().resolve()}")
+    return sets
 
 
 def check_dry_run(dry_run: bool, cluster: str | None, resume: str | None, address: str | None,

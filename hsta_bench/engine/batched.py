@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from hsta_bench.engine.device import Placement, precision, to_device
-from hsta_bench.engine.train import (FoldData, FoldOutcome, TrainConfig, batches, epoch_order, flip, lr_factor,
-                                     placement_for)
+from hsta_bench.engine.train import (FoldData, FoldOutcome, TrainConfig, audited, batches, epoch_order, flip,
+                                     lr_factor, placement_for)
 
 
 class MaskedBatchNorm(nn.Module):
@@ -165,6 +165,8 @@ class StackedTrainer:
             torch.manual_seed(seed)
             models.append(build())
         holder: dict = {}
+        # the plain model's state keys: masked batch norm keeps no num_batches_tracked, a saved fold needs it
+        self.plain_keys = list(models[0].state_dict())
         self.base = base = _masked(copy.deepcopy(models[0]), holder).to("meta")
         masked = [_masked(m, holder) for m in models]
         params, buffers = stack_module_state(masked)
@@ -217,7 +219,7 @@ class StackedTrainer:
                         flips[j, :n] = (torch.rand(n, generator=gen) < 0.5).numpy()
                 x = self._inputs(rows)
                 if cfg.augment:  # per sample, on the flattened batch (channels second, as flip expects)
-                    flat = flip({k: v.flatten(0, 1) for k, v in x.items()}, flips.reshape(-1))
+                    flat = flip({k: v.flatten(0, 1) for k, v in x.items()}, flips.reshape(-1), folds[0].inputs.encoding)
                     x = {k: v.view(F, width, *v.shape[1:]) for k, v in flat.items()}
                 active = np.array([q is not None for q in parts])
                 lr = np.array([cfg.lr * lr_factor(self.steps[j], self.totals[j], self.warmups[j], cfg) for j in range(F)],
@@ -231,6 +233,16 @@ class StackedTrainer:
                     self.steps[j] += int(active[j])
         self.epoch += 1
 
+    def states(self) -> list[dict]:
+        """Each fold's weights as a plain model's state dict (on the CPU), in the folds' order."""
+        stacked = {**self.params, **self.buffers}
+        out = []
+        for j in range(len(self.folds)):
+            # num_batches_tracked: a plain fold's batch norm counts its training steps
+            out.append({k: stacked[k][j].detach().to("cpu", copy=True) if k in stacked
+                        else torch.tensor(self.steps[j], dtype=torch.long) for k in self.plain_keys})
+        return out
+
     def predict(self, rows_per_fold: list[np.ndarray]) -> list[np.ndarray]:
         """Each fold's logits on its own rows."""
         self.base.eval()
@@ -242,13 +254,20 @@ class StackedTrainer:
 
 
 def fit_predict_folds(build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, seeds: list[int],
-                      progress=None, placement: Placement | None = None) -> list[FoldOutcome]:
+                      progress=None, placement: Placement | None = None, audit_every: int = 0,
+                      keep_state: bool = False) -> list[FoldOutcome]:
     """Train one model per fold, all together; the same contract as train.fit_predict per fold.
     Model selection is the fixed epoch budget (selection=last)."""
     trainer = StackedTrainer(build, folds, cfg, n_classes, seeds, placement)
+    audit: list[dict] = [{} for _ in folds]
     for epoch in range(cfg.epochs):
         trainer.train_epoch()
+        if audited(epoch + 1, cfg.epochs, audit_every):  # recorded, never looked at (engine/audit.py)
+            for j, out in enumerate(trainer.predict([f.test for f in folds])):
+                audit[j][epoch + 1] = out.argmax(1)
         if progress is not None:
             progress(epoch + 1, cfg.epochs)
     logits = trainer.predict([f.test for f in folds])
-    return [FoldOutcome(out, cfg.epochs, cfg.epochs) for out in logits]
+    states = trainer.states() if keep_state else [None] * len(folds)
+    return [FoldOutcome(out, cfg.epochs, cfg.epochs, audit[j] if audit_every > 0 else None, states[j])
+            for j, out in enumerate(logits)]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +36,10 @@ class EvaluationConfig:
     seed: int = 0
     bootstrap: int = 2000
     level: float = 0.95
+    audit: bool = False  # record test predictions every audit_every epochs (engine/audit.py): never a result
+    audit_every: int = 1
+    save_weights: bool = False  # each fold's final weights in the run folder (engine/weights.py)
+    weights: str | None = None  # a folder of fold weights to score instead of training (run --weights)
 
 
 def evaluation_config(cfg: dict) -> EvaluationConfig:
@@ -49,6 +54,10 @@ def evaluation_config(cfg: dict) -> EvaluationConfig:
         protocols.get(e.protocol)
     if not 0 < e.level < 1 or e.bootstrap < 0 or e.val_subjects < 0:
         raise UserError("evaluation: level must be in (0, 1), bootstrap >= 0, val_subjects >= 0")
+    if e.audit_every < 1:
+        raise UserError(f"evaluation.audit_every={e.audit_every}: expected an epoch count of at least 1")
+    if e.weights is not None and (e.audit or e.save_weights):
+        raise UserError("evaluation.weights (scoring given weights, no training) cannot go with audit or save_weights")
     return e
 
 
@@ -185,6 +194,10 @@ class Plan:
     synthetic: bool
     evaluation: dict = field(default_factory=dict)
     fold_recipes: dict = field(default_factory=dict)  # fold index -> Recipe, where a fold has its own
+    encoding: dict = field(default_factory=dict)  # input kind -> how the model reads it (models/inputs.py)
+    weights: str | None = None  # a folder of fold weights scored instead of training (engine/weights.py)
+    save_weights: bool = False  # keep each fold's final weights
+    audit_every: int = 0  # > 0: record test predictions every so many epochs (engine/audit.py)
 
     def recipe_of(self, index: int) -> Recipe:
         return self.fold_recipes.get(index, self.recipe)
@@ -198,7 +211,10 @@ class Plan:
                for i, r in sorted(self.fold_recipes.items())}
         blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
                            "train": asdict(self.recipe.train), "overrides": self.recipe.overrides,
-                           "evaluation": self.evaluation, **({"folds": own} if own else {})},
+                           "evaluation": self.evaluation, **({"folds": own} if own else {}),
+                           # only when a model reads an input other than the default way: older keys stand
+                           **({"encoding": self.encoding} if set(self.encoding.values()) - {"default"} else {}),
+                           **({"weights": self.weights} if self.weights else {})},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -213,9 +229,10 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     from hsta_bench.data.manifest import label_column
     from hsta_bench.data.registry import get_source, load_manifest
     from hsta_bench.engine import splits
+    from hsta_bench.engine import weights as weights_mod
     from hsta_bench.engine.train import Inputs
     from hsta_bench.models import create_model
-    from hsta_bench.models.inputs import preprocess_settings
+    from hsta_bench.models.inputs import encoding_of, preprocess_settings
     from hsta_bench.preprocess import load_prepared
 
     ev = evaluation_config(cfg)
@@ -242,7 +259,9 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     y = manifest[label].replace_strict(list(protocol.classes), list(range(len(protocol.classes))),
                                        return_dtype=pl.Int64).to_numpy()
     folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
-    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}) if prepare else None
+    encoding = encoding_of(probe)
+    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}, encoding=encoding) if prepare \
+        else None
     synthetic = bool(manifest["synthetic"].any())
     keys = subject_keys(manifest)
     check_tuned_on(_tuned(cfg, model).get("tuned_on"), keys, synthetic, f"tuned.{model}")
@@ -254,8 +273,13 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
             if create_model(model, len(protocol.classes), **r.overrides).inputs != probe.inputs:
                 raise UserError(f"{r.source}: changes the inputs {model} reads; only settings that keep them can "
                                 "differ between folds")
+    given = None
+    if ev.weights:  # every fold's file there and fitting the model, before anything is scored
+        given = str(weights_mod.check_folder(ev.weights, folds, "evaluation.weights"))
+        weights_mod.check_all(Path(given), folds, probe, {"model": model, "classes": list(protocol.classes)})
     return Plan(model, dataset, protocol_name, protocol.classes, rec, manifest.drop("_row"), y, folds, inputs,
-                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")}, own)
+                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")}, own, encoding,
+                given, ev.save_weights, ev.audit_every if ev.audit else 0)
 
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:
@@ -292,24 +316,33 @@ def use_fold_batch(p: Plan, device: str) -> bool:
 
 def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placement=None) -> dict:
     """Train the folds `indices` (all by default) where `placement` says (engine/device.py; default: where
-    this process would put them); returns their predictions as columns (numpy), and where and how they
-    trained (`placement`, with `fold_batched`)."""
+    this process would put them), or score the plan's given weights without training; returns their
+    predictions as columns (numpy), and where and how they trained (`placement`, with `fold_batched`), with
+    `audit` (fold name -> epoch -> test predictions) and `states` (fold name -> weights) when asked for."""
     from hsta_bench.engine import batched, train
+    from hsta_bench.engine.weights import fold_file
     from hsta_bench.models import create_model
 
     indices = list(range(len(p.folds))) if indices is None else list(indices)
     folds = [p.folds[i] for i in indices]
     placement = placement or train.placement_for(p.recipe.train)
-    stacked = use_fold_batch(p, placement.device)
+    stacked = not p.weights and use_fold_batch(p, placement.device)
 
     def builder(overrides):
         return lambda: create_model(p.model, len(p.classes), **overrides)
 
     started, started_at = time.perf_counter(), time.time()
-    if stacked:
+    if p.weights:
+        meta = {"model": p.model, "classes": list(p.classes)}
+        outcomes = [train.predict_given(builder(p.recipe_of(f.index).overrides), _fold_data(p, f),
+                                        fold_file(Path(p.weights), f.name), meta, placement) for f in folds]
+        if progress:
+            progress(len(folds))
+    elif stacked:
         outcomes = batched.fit_predict_folds(builder(p.recipe.overrides), [_fold_data(p, f) for f in folds],
                                              p.recipe.train, len(p.classes), [p.fold_seed(f.index) for f in folds],
-                                             placement=placement)
+                                             placement=placement, audit_every=p.audit_every,
+                                             keep_state=p.save_weights)
         if progress:
             progress(len(folds))
     else:
@@ -317,7 +350,7 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
         for fold in folds:
             r = p.recipe_of(fold.index)
             outcomes.append(train.fit_predict(builder(r.overrides), _fold_data(p, fold), r.train, len(p.classes),
-                                              p.fold_seed(fold.index), placement))
+                                              p.fold_seed(fold.index), placement, p.audit_every, p.save_weights))
             if progress:
                 progress(1)
     rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
@@ -329,6 +362,8 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
         "seconds": time.perf_counter() - started,
         "started_at": started_at,
         "placement": {**placement.record(), "fold_batched": stacked},
+        "audit": {f.name: o.audit for f, o in zip(folds, outcomes) if o.audit is not None},
+        "states": {f.name: o.state for f, o in zip(folds, outcomes) if o.state is not None},
     }
 
 

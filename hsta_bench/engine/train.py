@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hsta_bench.engine.device import PRECISIONS, Placement, place, precision, to_device
-from hsta_bench.models.inputs import normalise, to_tensor
+from hsta_bench.models.inputs import mirror, normalise, to_tensor
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,10 @@ class Inputs:
     """A model's inputs for every sample: cached uint8 arrays. On a CPU they become float tensors a batch at a
     time (or all at once, on first use, when small); on a GPU see `feed`."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20):
+    def __init__(self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20,
+                 encoding: dict[str, str] | None = None):
         self.arrays = arrays
+        self.encoding = {k: (encoding or {}).get(k, "default") for k in arrays}  # models/inputs.py
         self.keep_bytes = keep_bytes
         self.count = len(next(iter(arrays.values())))
         self.nbytes = sum(a.size * a.itemsize for a in arrays.values())
@@ -75,15 +77,15 @@ class Inputs:
         self._feeds: dict = {}
 
     def __getstate__(self):  # sent to a Ray trial: the uint8 arrays only (a quarter of the floats' size)
-        return {"arrays": self.arrays, "keep_bytes": self.keep_bytes}
+        return {"arrays": self.arrays, "keep_bytes": self.keep_bytes, "encoding": self.encoding}
 
     def __setstate__(self, state):
-        self.__init__(state["arrays"], state["keep_bytes"])
+        self.__init__(state["arrays"], state["keep_bytes"], state.get("encoding"))
 
     @property
     def whole(self) -> dict | None:
         if self._whole is None and self.nbytes * 4 <= self.keep_bytes:
-            self._whole = {k: to_tensor(k, np.asarray(a)) for k, a in self.arrays.items()}
+            self._whole = {k: to_tensor(k, np.asarray(a), self.encoding[k]) for k, a in self.arrays.items()}
         return self._whole
 
     def get(self, rows: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -93,7 +95,7 @@ class Inputs:
         if self.whole is not None:
             index = torch.from_numpy(rows)
             return {k: v[index].to(device) for k, v in self.whole.items()}
-        return {k: to_tensor(k, np.asarray(a[rows])).to(device) for k, a in self.arrays.items()}
+        return {k: to_tensor(k, np.asarray(a[rows]), self.encoding[k]).to(device) for k, a in self.arrays.items()}
 
     def feed(self, device: torch.device, staging: str = "auto", share: float = 0.0) -> "Feed":
         """These inputs on `device`, made once per device (a trial's folds share one copy)."""
@@ -124,7 +126,7 @@ class Feed:
             return self.inputs.get(rows)
         if self.staged is not None:
             return self.get_index(to_device(np.asarray(rows, dtype=np.int64), self.device))
-        return {k: normalise(k, to_device(np.asarray(a[np.asarray(rows)]), self.device))
+        return {k: normalise(k, to_device(np.asarray(a[np.asarray(rows)]), self.device), self.inputs.encoding[k])
                 for k, a in self.inputs.arrays.items()}
 
     def get_index(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,7 +134,7 @@ class Feed:
         staged; the host path has to bring the rows back to gather them)."""
         if self.staged is None:
             return self.get(index.cpu().numpy())
-        return {k: normalise(k, v[index]) for k, v in self.staged.items()}
+        return {k: normalise(k, v[index], self.inputs.encoding[k]) for k, v in self.staged.items()}
 
 
 def _stage_budget(device: torch.device, share: float) -> float:
@@ -150,17 +152,15 @@ class FoldData:
     test: np.ndarray  # rows only: no labels
 
 
-def flip(batch: dict[str, torch.Tensor], which) -> dict[str, torch.Tensor]:
+def flip(batch: dict[str, torch.Tensor], which, encoding: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
     """Mirror the samples where `which` (a bool tensor or array, one per sample) is true; a flow image's u
-    channel changes sign (1 - u on its 0..1 min-max scale), its v and strain do not."""
+    changes sign with it (models/inputs.mirror), in the encoding the model reads (`encoding`: kind -> name)."""
     device = next(iter(batch.values())).device
     which = to_device(np.asarray(which), device) if not isinstance(which, torch.Tensor) or which.device != device \
         else which
     out = {}
     for kind, x in batch.items():
-        mirrored = x.flip(-1)
-        if kind == "flow":
-            mirrored = torch.cat([1 - mirrored[:, :1], mirrored[:, 1:]], dim=1)
+        mirrored = mirror(kind, x, (encoding or {}).get(kind, "default"))
         shape = (-1,) + (1,) * (x.ndim - 1)
         out[kind] = torch.where(which.view(shape), mirrored, x)
     return out
@@ -244,7 +244,18 @@ def val_uf1(model, data: FoldData, device, n_classes: int, inputs=None) -> float
 class FoldOutcome:
     logits: np.ndarray  # (test rows, classes)
     epochs: int  # epochs trained
-    chosen_epoch: int  # the epoch whose model made the predictions (1-based)
+    chosen_epoch: int  # the epoch whose model made the predictions (1-based; 0: given weights, not trained)
+    audit: dict | None = None  # epoch -> predicted classes of the test rows (engine/audit.py), when audited
+    state: dict | None = None  # the chosen model's weights (on the CPU), when asked to keep them
+
+
+def audited(epoch: int, epochs: int, every: int) -> bool:
+    """Whether the audit records the test predictions after `epoch` (1-based): every `every`, and the last."""
+    return every > 0 and (epoch % every == 0 or epoch == epochs)
+
+
+def cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class FoldTrainer:
@@ -306,7 +317,7 @@ class FoldTrainer:
                     group["lr"] = cfg.lr * factor * group["lr_scale"]
                 batch, labels = self._batch(part)
                 if cfg.augment:
-                    batch = flip(batch, torch.rand(len(part), generator=self.generator) < 0.5)
+                    batch = flip(batch, torch.rand(len(part), generator=self.generator) < 0.5, data.inputs.encoding)
                 loss = torch.nn.functional.cross_entropy(self.forward(batch), labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -325,14 +336,19 @@ class FoldTrainer:
 
 
 def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int,
-                placement: Placement | None = None) -> FoldOutcome:
+                placement: Placement | None = None, audit_every: int = 0, keep_state: bool = False) -> FoldOutcome:
     """Train a model from `build()` on the fold's training rows, choose it (last epoch, or the best on the
-    validation rows), and return its logits on the test rows."""
+    validation rows), and return its logits on the test rows. `audit_every` > 0 also returns the test
+    predictions every so many epochs (engine/audit.py): recorded, never looked at here; `keep_state` the
+    chosen model's weights."""
     trainer = FoldTrainer(build, data, cfg, n_classes, seed, placement)
     use_val = cfg.selection == "best_val" and len(data.val) > 0
     best, best_state, best_epoch, since = -1.0, None, cfg.epochs, 0
+    audit: dict[int, np.ndarray] = {}
     for epoch in range(1, cfg.epochs + 1):
         trainer.train_epoch()
+        if audited(epoch, cfg.epochs, audit_every):  # eval-mode predictions: no random draw, no statistics move
+            audit[epoch] = trainer.predict(data.test).argmax(1)
         if use_val:
             score = trainer.val_uf1()
             if score > best:
@@ -345,4 +361,19 @@ def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: i
         trainer.model.load_state_dict(best_state)
     else:
         best_epoch = trainer.epoch
-    return FoldOutcome(trainer.predict(data.test), trainer.epoch, best_epoch)
+    return FoldOutcome(trainer.predict(data.test), trainer.epoch, best_epoch, audit if audit_every > 0 else None,
+                       cpu_state(trainer.model) if keep_state else None)
+
+
+def predict_given(build, data: FoldData, state_file, meta: dict, placement: Placement | None = None) -> FoldOutcome:
+    """The test logits of a model from `build()` with the weights in `state_file` (engine/weights.py), untrained."""
+    from hsta_bench.engine.weights import load_into
+
+    placement = placement or place("auto", "auto")
+    model = build()
+    load_into(model, state_file, meta)
+    model = model.to(placement.torch_device)
+    feed = data.inputs.feed(placement.torch_device)
+    with precision(placement):
+        logits = predict(model, feed, data.test, placement.torch_device)
+    return FoldOutcome(logits, 0, 0)

@@ -31,7 +31,8 @@ def _f4(x) -> str:  # published numbers as papers give them
     return "-" if x is None else f"{x:.4f}"
 
 
-SELECTION = {"last": "the last epoch's model", "best_val": "the best epoch on validation subjects"}
+SELECTION = {"last": "the last epoch's model", "best_val": "the best epoch on validation subjects",
+             "given": "given weights scored untrained (`run --weights`)"}
 
 
 def _ci(row: Row, stat: str) -> str:
@@ -42,9 +43,9 @@ def _ci(row: Row, stat: str) -> str:
 def recipe(entry: dict) -> str:
     """The preset and the run's changes, short: `paper + epochs=15, lr=1e-3`."""
     changes = []
-    for option, value in re.findall(r"--(set|config) (\S+)", entry["settings"]):
-        if option == "config":
-            changes.append(f"config {value}")
+    for option, value in re.findall(r"--(set|config|weights) (\S+)", entry["settings"]):
+        if option in ("config", "weights"):
+            changes.append(f"{option} {value}")
         else:
             key, _, val = value.partition("=")
             changes.append(f"{key.split('.')[-1]}={val}")
@@ -106,6 +107,20 @@ def markdown(tables: list[Table], settings, command: str, plots: dict | None = N
                       "| method | UF1 | UAR | source | caveat |", "|---|---:|---:|---|---|"]
             lines += [f"| {p['method']} | {_f4(p['uf1'])} | {_f4(p['uar'])} | {p['source']} | {p['caveat'] or '-'} |"
                       for p in t.published]
+            lines.append("")
+        audited = [r for r in t.rows if r.entry.get("audit_uf1") is not None]
+        if audited:
+            lines += ["Selection audit (**not results**): what each row's run would have reported had it kept, for "
+                      "each test subject, the epoch that scored best on that subject (as HTNet's and CausalNet's "
+                      "releases do), from test predictions recorded every few epochs and never used by the run:", "",
+                      "| # | model | UF1 / UAR (honest) | UF1 / UAR (best epoch on test) | inflation UF1 / UAR | "
+                      "epochs audited |", "|---:|---|---|---|---|---|"]
+            for r in audited:
+                e = r.entry
+                lines.append(f"| {r.rank} | {r.entry['model']} | {r.scores['uf1']:.3f} / {r.scores['uar']:.3f} | "
+                             f"*{e['audit_uf1']:.3f} / {e['audit_uar']:.3f}* | "
+                             f"{e['audit_uf1'] - r.scores['uf1']:+.3f} / {e['audit_uar'] - r.scores['uar']:+.3f} | "
+                             f"every {e['audit_every']} of {e['epochs']} |")
             lines.append("")
         if len(t.sources) > 1:
             lines += ["Per source (each scored on its own subjects, pooled):", "",

@@ -25,9 +25,16 @@ ENTRY_COLUMNS = {  # name -> type
     "bootstrap": int, "level": float, "bootstrap_seed": int, "command": str,
 }
 COUNT_COLUMNS = {"entry": str, "subject": str, "source": str, "label": str, "pred": str, "count": int}
+# newer columns, absent from older stores and empty where they do not apply: name -> (type, default)
+OPTIONAL_COLUMNS = {
+    "audit_every": (int, 0),  # the selection audit (engine/audit.py): epochs between recorded test predictions
+    "audit_uf1": (float, None),  # what choosing each test subject's best epoch would have reported: not a result
+    "audit_uar": (float, None),
+}
 
 # --set keys that change how a run is dispatched or how fast it is prepared, never its numbers
-_NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers")
+_NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers", "evaluation.audit",
+                "evaluation.save_weights")
 
 
 @dataclass
@@ -57,9 +64,9 @@ def _convert(value: str, kind: type, where: str):
         raise UserError(f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
-def read_csv(path: Path, columns: dict[str, type]) -> list[dict]:
-    """Rows of a CSV file with these columns, typed; a missing file, column or bad value is one line naming
-    the file (and the line)."""
+def read_csv(path: Path, columns: dict[str, type], optional: dict | None = None) -> list[dict]:
+    """Rows of a CSV file with these columns, typed, and the `optional` ones (name -> (type, default)) where
+    present and not empty; a missing file, column or bad value is one line naming the file (and the line)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -72,8 +79,11 @@ def read_csv(path: Path, columns: dict[str, type]) -> list[dict]:
     for line, raw in enumerate(reader, start=2):
         if None in raw or any(v is None for v in raw.values()):
             raise UserError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
-        rows.append({name: _convert(raw[name], kind, f"{path}, line {line}, {name}")
-                     for name, kind in columns.items()})
+        row = {name: _convert(raw[name], kind, f"{path}, line {line}, {name}") for name, kind in columns.items()}
+        for name, (kind, default) in (optional or {}).items():
+            value = raw.get(name) or ""
+            row[name] = _convert(value, kind, f"{path}, line {line}, {name}") if value else default
+        rows.append(row)
     return rows
 
 
@@ -92,7 +102,7 @@ def read(folder: Path) -> Store:
     if not (folder / "runs.csv").exists():
         raise UserError(f"--store {folder}: no runs.csv there (make one with `hsta-bench leaderboard RUN_DIR "
                         f"--store {folder}`)")
-    entries = read_csv(folder / "runs.csv", ENTRY_COLUMNS)
+    entries = read_csv(folder / "runs.csv", ENTRY_COLUMNS, OPTIONAL_COLUMNS)
     counts = read_csv(folder / "counts.csv", COUNT_COLUMNS)
     classes = {e["entry"]: e["classes"].split("|") for e in entries}
     for line, c in enumerate(counts, start=2):
@@ -114,7 +124,9 @@ def write(store: Store, folder: Path) -> None:
 
     entries = sorted(store.entries, key=lambda e: e["entry"])
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
-    for name, rows, columns in (("counts.csv", counts, COUNT_COLUMNS), ("runs.csv", entries, ENTRY_COLUMNS)):
+    # an optional column only where some entry has it: a store without audits keeps its bytes
+    optional = [c for c, (_, default) in OPTIONAL_COLUMNS.items() if any(e.get(c, default) != default for e in entries)]
+    for name, rows, columns in (("counts.csv", counts, COUNT_COLUMNS), ("runs.csv", entries, [*ENTRY_COLUMNS, *optional])):
         text = csv_text(rows, columns)
         atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
 
@@ -142,7 +154,7 @@ def run_folders(paths: list[Path]) -> list[tuple[Path, bool]]:
 def _options(command: list[str]) -> list[tuple[str, str]]:
     """The (option, value) pairs of a recorded command line (`hsta-bench run --set a=1 ...`)."""
     takes_value = {"--dataset", "--model", "--preset", "--set", "--config", "--data-root", "--output", "--address",
-                   "--resume", "--trials", "--space"}
+                   "--resume", "--trials", "--space", "--weights"}
     pairs, i = [], 2
     while i < len(command):
         token = command[i]
@@ -159,8 +171,8 @@ def _settings(pairs, model: str, recipe: str | None) -> list[str]:
     """The --config and --set options of a run that bear on this model's numbers."""
     kept = []
     for option, value in pairs:
-        if option == "--config":
-            kept.append(f"--config {value}")
+        if option in ("--config", "--weights"):
+            kept.append(f"{option} {value}")
         elif option == "--set":
             key = value.split("=", 1)[0]
             parts = key.split(".")
@@ -304,13 +316,16 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
             "entry": entry, "run_id": run["run_id"], "model": e["model"], "dataset": e["dataset"],
             "protocol": e["protocol"], "scheme": scheme, "synthetic": bool(e.get("synthetic")),
             "classes": "|".join(classes), "preset": run.get("preset") or "", "settings": " ".join(settings),
-            "epochs": int(e["train"]["epochs"]), "selection": e["train"].get("selection", "last"),
+            "epochs": 0 if e.get("given_weights") else int(e["train"]["epochs"]),
+            "selection": "given" if e.get("given_weights") else e["train"].get("selection", "last"),
             "config_key": e.get("config_key", ""), "seeds": _seeds(e.get("seeds") or {}),
             "commit": run.get("git_commit") or "", "torch": env.get("torch") or "", "hardware": _hardware(e, driver),
             "seconds": float(e.get("seconds") or 0.0), "finished": run.get("finished") or run.get("started") or "",
             "bootstrap": int(evaluation_cfg.get("bootstrap", 2000)), "level": float(evaluation_cfg.get("level", 0.95)),
             "bootstrap_seed": int(evaluation_cfg.get("seed", 0)),
             "command": _reproduce(run, e, settings, pairs),
+            "audit_every": int((e.get("audit") or {}).get("every", 0)),
+            **{f"audit_{k}": round(float(e["audit"][k]), 4) if e.get("audit") else None for k in ("uf1", "uar")},
         })
         grouped = rows.group_by(["subject", "source", "label", "pred"]).len().sort(["subject", "label", "pred"])
         for subject, source, label, pred, count in grouped.iter_rows():

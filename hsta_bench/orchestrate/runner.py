@@ -81,6 +81,9 @@ def _evaluation(p) -> dict:
             "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds), "evaluation": p.evaluation,
             "train": asdict(p.recipe.train), "overrides": p.recipe.overrides, "recipe": p.recipe.source,
             "config_key": p.key(), "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
+            "encoding": p.encoding,
+            **({"given_weights": p.weights} if p.weights else {}),
+            **({"audit_every": p.audit_every} if p.audit_every else {}),
             **({"fold_recipes": _fold_differences(p)} if p.fold_recipes else {})}
 
 
@@ -170,6 +173,7 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
     import polars as pl
 
     from hsta_bench.engine import splits as splits_mod
+    from hsta_bench.engine import weights as weights_mod
     from hsta_bench.engine.evaluate import evaluation_config
     from hsta_bench.engine.results import atomic_write, write_json
     from hsta_bench.leaderboard import render_run
@@ -180,7 +184,7 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         logs.mkdir(parents=True, exist_ok=True)
         atomic_write(logs / f"failed-{trial.name.replace('/', '_')}.txt", lambda tmp, e=error: tmp.write_text(e))
 
-    predictions, split_tables, classes_of, incomplete = [], [], {}, []
+    predictions, split_tables, classes_of, incomplete, audits = [], [], {}, [], []
     for entry, p in zip(info["evaluations"], plans.values()):
         if not {f.index for f in p.folds} <= fragments.finished(root, p.model, p.dataset, p.protocol):
             incomplete.append(f"{p.model} on {p.dataset}")
@@ -193,6 +197,11 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         entry["seconds"] = round(sum(v["seconds"] for v in per_fold.values()), 2)
         entry["placement"] = fragments.placements(per_fold)
         entry["complete"] = True
+        audited = _audit_of(root, p, entry)
+        if audited is not None:
+            audits.append(audited)
+        if p.save_weights:
+            entry["weights"] = str(weights_mod.folder(root, p.model, p.dataset, p.protocol))
 
     if not incomplete:
         info["status"], info["finished"] = "finished", _now()
@@ -207,6 +216,9 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         ev = evaluation_config(info["config"])
         table = store.write(info, pl.concat(predictions), pl.concat(split_tables).unique(maintain_order=True),
                             classes_of, ev.bootstrap, ev.level, ev.seed)
+        if audits:  # its own file: never part of the predictions, read by the leaderboard only
+            frame = pl.concat(audits)
+            atomic_write(store.path / "audit.parquet", lambda tmp: frame.write_parquet(tmp))
         page = render_run(store.path)
         atomic_write(store.path / "leaderboard.md", lambda tmp: tmp.write_text(page, encoding="utf-8"))
         summary = table.filter(pl.col("scope") == "all")
@@ -225,3 +237,21 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
             f"run {store.run_id}: {len(incomplete)} evaluation(s) unfinished ({what}); tracebacks in {logs}; "
             f"finish it with: {again}")
     return store.path, summary, None
+
+
+def _audit_of(root: Path, p, entry: dict):
+    """The evaluation's audit (engine/audit.py) with its labels, and its summary in `entry`; None without one."""
+    import numpy as np
+    import polars as pl
+
+    from hsta_bench.engine import audit
+
+    if not p.audit_every:
+        return None
+    ids = p.manifest["sample_id"].cast(pl.Utf8).to_numpy().astype(str)
+    labels = dict(zip(ids.tolist(), np.array(p.classes)[p.y].tolist()))
+    frame = audit.merge(root, p, labels)
+    if frame is None:
+        return None
+    entry["audit"] = {"every": p.audit_every, "file": "audit.parquet", **audit.selected_scores(frame, list(p.classes))}
+    return frame

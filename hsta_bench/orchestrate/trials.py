@@ -179,7 +179,7 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
         if todo and use_fold_batch(plan, placement.device):
             whole = run_folds(plan, todo, placement=placement)
             for index, part in zip(todo, _split(whole, plan, todo)):
-                fragments.write(root, plan, index, part)
+                _keep(root, plan, index, part)
             finished = total
             if report:
                 report(finished, total)
@@ -187,7 +187,7 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
             for n, index in enumerate(todo):
                 if n == min(1, len(todo) - 1):
                     _injected_fault(trial, root)
-                fragments.write(root, plan, index, run_folds(plan, [index], placement=placement))
+                _keep(root, plan, index, run_folds(plan, [index], placement=placement))
                 finished += 1
                 if report:
                     report(finished, total)
@@ -197,6 +197,23 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
                            f"({plan.recipe.source}) or lower train.batch_size") from exc
     return {"trained": len(todo), "skipped": total - len(todo), "seconds": time.perf_counter() - started,
             "placement": placement.record()}
+
+
+def _keep(root: Path, plan, index: int, part: dict) -> None:
+    """A trained fold on disk: its audit and weights first, its fragment last, since a fragment on disk is
+    what marks the fold done (a resumed run retrains a fold whose fragment is missing, never one with it)."""
+    from hsta_bench.engine import audit, weights
+    from hsta_bench.orchestrate import fragments
+
+    fold = plan.folds[index].name
+    if fold in part.get("audit", {}):
+        audit.write(root, plan, index, part["audit"][fold])
+    if fold in part.get("states", {}):
+        meta = {"model": plan.model, "dataset": plan.dataset, "protocol": plan.protocol, "fold": fold,
+                "classes": list(plan.classes), "config_key": plan.key()}
+        weights.save(weights.folder(root, plan.model, plan.dataset, plan.protocol) / f"{fold}.pth",
+                     part["states"][fold], meta)
+    fragments.write(root, plan, index, part)
 
 
 def _injected_fault(trial: Trial, root: Path) -> None:
@@ -229,5 +246,7 @@ def _split(whole: dict, plan, indices: list[int]) -> list[dict]:
         parts.append({"rows": whole["rows"][mask], "fold": whole["fold"][mask], "pred": whole["pred"][mask],
                       "chosen_epoch": {fold.name: whole["chosen_epoch"][fold.name]},
                       "seconds": whole["seconds"] / len(indices), "placement": whole["placement"],
-                      "started_at": whole["started_at"]})
+                      "started_at": whole["started_at"],
+                      "audit": {k: v for k, v in whole.get("audit", {}).items() if k == fold.name},
+                      "states": {k: v for k, v in whole.get("states", {}).items() if k == fold.name}})
     return parts

@@ -143,7 +143,8 @@ def study_data(plan, study: Study, tc: TuneConfig, cpus: float, gpus: float = 0.
     inner = splits.make_folds(mine, scheme, k, 0, tc.seed + study.index)
     # the inner folds' held-out side is validation: a study has no test side
     folds = [splits.Fold(f.index, f.name, f.train, f.test, np.zeros(0, dtype=int)) for f in inner]
-    inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()})
+    inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()},
+                    encoding=plan.inputs.encoding)
     return StudyData(study, plan.model, plan.dataset, plan.protocol, plan.classes, plan.recipe, inputs,
                      plan.y[rows], mine, plan.manifest["sample_id"].to_numpy()[rows].astype(str), folds, tc.metric,
                      cpus, gpus)
