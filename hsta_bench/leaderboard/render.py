@@ -201,6 +201,12 @@ def json_text(tables: list[Table], settings) -> str:
                 record["per_source"] = {s: {"uf1": part.scores["uf1"], "uar": part.scores["uar"], "n": part.scores["n"],
                                             "uf1_ci": part.ci["uf1"], "uar_ci": part.ci["uar"]}
                                         for s, part in by_source(r).items()}
+            if r.entry.get("audit_uf1") is not None:  # engine/audit.py: measured beside the row, never a result
+                record["selection_audit"] = {"not_a_result": True, "every": r.entry["audit_every"],
+                                             "uf1_best_epoch_on_test": r.entry["audit_uf1"],
+                                             "uar_best_epoch_on_test": r.entry["audit_uar"],
+                                             "uf1_inflation": r.entry["audit_uf1"] - r.scores["uf1"],
+                                             "uar_inflation": r.entry["audit_uar"] - r.scores["uar"]}
             record["provenance"] = {k: r.entry[k] for k in ("run_id", "commit", "config_key", "seeds", "epochs",
                                                             "selection", "torch", "hardware", "seconds", "finished")}
             rows.append(record)

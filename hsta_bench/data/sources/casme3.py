@@ -4,17 +4,25 @@ Layout: `.../spNO.1/b/color/175.jpg` (depth in `depth/175.png`, not read). The f
 folders differ between releases, so subject folders are searched for (`spNO.1`, also spelled `spNo.1`).
 Sheet `cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`, sheet `label`; `Filename` is the clip letter, so a
 sample is (subject, letter, onset): clip id `b_175`. Emotions are case-folded (`Others` = `others`).
+
+An offset of 0, or one before the onset, is no frame of the sample (the v2 sheet has three such rows:
+spNO.40 onsets 1812 and 2327 with offset 0, spNO.216 onset 3647 with offset 2694): it is taken as unknown
+and repaired by `repaired_offset`, reported as a `repaired` problem naming the sheet row. Every other row is
+checked as in the other datasets (`hsta_bench/data/clips.py`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from hsta_bench.data.frames import list_frames
+from hsta_bench.data.manifest import REPAIRED, ManifestBuilder, Sample, where
 from hsta_bench.data.registry import DatasetSource, register
-from hsta_bench.data.sheets import find_file
+from hsta_bench.data.sheets import find_file, parse_frame, read_sheet
 from hsta_bench.data.sources._common import CodedSheetSettings, numbered_id, read_coded_clips
 from hsta_bench.errors import UserError
 
@@ -51,6 +59,71 @@ def find_subject_dirs(root: Path, depth: int) -> dict[str, Path]:
     return found
 
 
+def offset_is_no_frame(onset: int | None, offset: int | None) -> bool:
+    """An offset cell that names no frame of the sample: 0 (frames count from 1) or one before the onset."""
+    return offset is not None and (offset == 0 or (onset is not None and offset < onset))
+
+
+def median_length(sheet: Path, s: Casme3Settings) -> int:
+    """The median onset->offset length, in frames, of the sheet's rows whose onset and offset are frames
+    (median_low: a length some row really has). Half a second where no row has one (a micro-expression
+    lasts at most about that long)."""
+    lengths = []
+    for row in read_sheet(sheet, s.sheet_name, s.columns):
+        onset, _ = parse_frame(row.cells.get("onset"))
+        offset, _ = parse_frame(row.cells.get("offset"))
+        if onset is not None and offset is not None and not offset_is_no_frame(onset, offset):
+            lengths.append(offset - onset)
+    return statistics.median_low(lengths) if lengths else s.fps // 2
+
+
+def repaired_offset(onset: int, apex: int | None, length: int, last_frame: int | None) -> tuple[int, str]:
+    """The offset given to a row whose offset is no frame, and how it was reached.
+
+    The rule: onset + the sheet's median onset->offset length, raised to the coded apex if that lies later
+    (the apex must lie in onset..offset) and lowered to the clip folder's last frame if the folder ends
+    earlier. Why this and not the rules used elsewhere:
+    - the clip folder's last frame (the rule for a blank offset) is the end of the whole task video, which
+      in CAS(ME)^3 holds several micro-expressions: the span would run into the next ones;
+    - apex + (apex - onset) assumes a symmetric time course, but the release phase is the longer one (on
+      the 687 rows of the v2 sheet that HTNet's release keeps, cas(me)3_part_A_edited.csv, the median
+      apex - onset is 6 frames and offset - apex 14; the median length is 20, two thirds of a second),
+      and rows with the apex coded at the onset (common on this sheet) would get a one-frame span;
+    - the median length comes from the same sheet at the same frame rate, so the repaired sample has the
+      span a typical CAS(ME)^3 micro-expression has (the offset only bounds the frames input: onset..
+      min(offset, onset + max_span); the flow and apex inputs read onset and apex).
+    """
+    offset, how = onset + length, f"onset {onset} + the sheet's median length {length}"
+    if apex is not None and apex > offset:
+        offset, how = apex, f"the apex {apex} (later than onset + the sheet's median length {length})"
+    if last_frame is not None and onset <= last_frame < offset:
+        offset, how = last_frame, f"the clip folder's last frame {last_frame} (before {how})"
+    return offset, how
+
+
+class _RepairingOffsets:
+    """The manifest builder as `read_coded_clips` sees it: each sample it adds gets its offset repaired
+    (when it is no frame) before it is checked against its frames, which happens right after `add`."""
+
+    def __init__(self, builder: ManifestBuilder, length: int):
+        self._builder, self._length = builder, length
+
+    def __getattr__(self, name: str):
+        return getattr(self._builder, name)
+
+    def add(self, sample: Sample) -> None:
+        self._builder.add(sample)
+        if sample.onset is None or not offset_is_no_frame(sample.onset, sample.offset):
+            return  # an unknown onset is an error of its own; every other offset is checked as usual
+        folder = Path(sample.frame_dir) if sample.frame_dir else None
+        frames = list_frames(folder) if folder is not None and folder.is_dir() else {}
+        written = sample.offset
+        sample.offset, how = repaired_offset(sample.onset, sample.apex, self._length, max(frames) if frames else None)
+        what = "is not a frame" if written == 0 else f"is before onset {sample.onset}"
+        self._builder.problem(REPAIRED, "offset-not-a-frame", where(sample.source_file, sample.source_row),
+                              f"offset {written} {what}: repaired to {sample.offset}, {how}", sample)
+
+
 @register
 class Casme3(DatasetSource):
     name = "casme3"
@@ -66,7 +139,7 @@ class Casme3(DatasetSource):
             raise UserError(f"{root}: no CAS(ME)^3 subject folders (spNO.1/ ...) within {s.search_depth} levels "
                             "(see datasets.casme3.search_depth)")
         read_coded_clips(
-            builder, sheet, s,
+            _RepairingOffsets(builder, median_length(sheet, s)), sheet, s,
             subject_id=subject_id,
             clip_id=lambda cells, onset: f"{cells['clip']}_{onset if onset is not None else 'unknown'}",
             frame_dir=lambda subject, cells: subjects.get(subject, root / subject) / cells["clip"] / s.color_dir,
@@ -84,7 +157,9 @@ class Casme3(DatasetSource):
             tree.write_frames(video, base / letter / s.color_dir, "{n}.jpg")
             for event in video.events:
                 apex = event.offset + 3 if event.apex_cell == "outside" else event.apex
-                rows.append([video.subject, letter, event.onset, apex, event.offset, "AU4", 1, event.emotion])
+                # the v2 sheet's offsets that are no frame: 0, and one before the onset
+                offset = {"zero": 0, "before": event.onset - 1}.get(event.offset_cell, event.offset)
+                rows.append([video.subject, letter, event.onset, apex, offset, "AU4", 1, event.emotion])
         tree.write_sheet(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "label", rows)
 
 

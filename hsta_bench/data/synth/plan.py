@@ -25,7 +25,7 @@ class SynthSettings:
     amplitude: tuple[float, ...]  # min, max displacement at the apex, in pixels
     classes: dict[str, int]  # emotion as written -> count in the real dataset
     sizes: dict[str, dict]  # name -> subjects (ids), samples (total), composite_free_subjects (optional)
-    fixed: tuple[dict, ...] = ()  # samples planted by name: subject, clip, emotion, apex_cell (a quirk)
+    fixed: tuple[dict, ...] = ()  # samples planted by name: subject, clip, emotion, apex_cell, offset_cell (quirks)
     events_per_video: int = 1  # CAS(ME)^3 codes several micro-expressions in one long clip
     first_frame: tuple[int, ...] = (1, 200)  # range of the first frame number of a video
     lead_frames: tuple[int, ...] = (0, 3)  # frames before the onset / after the offset in a folder
@@ -44,6 +44,7 @@ class Event:
     motion: dict[str, tuple[float, float]]
     clip: str | None = None  # set for planted samples; otherwise the writer names it
     apex_cell: str | None = None  # quirk: what the sheet's apex cell says instead of the apex
+    offset_cell: str | None = None  # quirk: what the sheet's offset cell says instead of the offset (zero, before)
 
 
 @dataclass
@@ -122,6 +123,7 @@ def _video(settings: SynthSettings, rng, subject: str, index: int, items) -> Vid
                 subject=subject, emotion=emotion, onset=onset, apex=apex, offset=offset,
                 amplitude=float(rng.uniform(*settings.amplitude)), motion=motion_for(emotion, rng),
                 clip=planted.get("clip") if planted else None, apex_cell=apex_cell,
+                offset_cell=planted.get("offset_cell") if planted else None,
             )
         )
         t = offset + 1
