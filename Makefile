@@ -12,6 +12,10 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 # then check that torch sees the GPU (README, "On GPUs and clusters"). TORCH=torch==2.13.0+<build> pins a build.
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
+# facenet-pytorch only for its MTCNN weights (data/*.pt; hsta_bench/preprocess/mtcnn.py runs them, for face crops
+# and HTNet's landmarks, and never imports the package), so --no-deps: its metadata pins torch<2.3, numpy<2 and
+# Pillow<10.3 and pulls torchvision, none of which fit here. pip leaves it alone when it is already installed.
+FACENET     ?= facenet-pytorch==2.6.0
 
 .PHONY: setup demo test bench leaderboard clean
 
@@ -21,6 +25,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH)'
 	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps '$(FACENET)'
 	touch $(STAMP)
 
 # The demo writes the synthetic stand-ins of every dataset, checks each one through the same adapters

@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:  # the package as it is in this checkout, installe
 OPTIONAL = {"numpy": "numpy", "yaml": "PyYAML", "ray": "ray", "polars": "polars", "typer": "typer", "rich": "rich",
             "matplotlib": "matplotlib", "pytest": "pytest", "pytest_benchmark": "pytest-benchmark"}
 FOLD_BATCH_MODELS = ("ststnet", "off_apexnet")
-SMALL_MODELS = ("ststnet", "off_apexnet", "htnet", "c3d", "timesformer", "hsta_flow")
+SMALL_MODELS = ("ststnet", "off_apexnet", "htnet", "htnet_small", "c3d", "timesformer", "hsta_flow")
 COMPOSITE = (442, 68)  # samples, subjects: the MEGC2019 composite, LOSO
 
 

@@ -212,6 +212,11 @@ def _render_prepared(report) -> None:
     for k in report.kinds:
         state = "cached" if k.cached else "new"
         out.print(Text(f"  {k.kind:8s} {k.samples} x {tuple(k.shape)} uint8  {state}  {k.path}"), soft_wrap=True)
+    if report.landmarks:  # the regions kind: how many samples had no face, so the release's fixed points
+        lm = report.landmarks
+        out.print(Text(f"  regions: landmarks by {lm['detector']} at {lm['at']} px; no face, the release's fallback "
+                       f"landmarks used, in {lm['fallback']} of {lm['samples']} samples",
+                       style="yellow" if lm["fallback"] else ""), soft_wrap=True)
     for e in report.excluded:
         out.print(Text(f"  excluded: {e['where']}: {e['sample_id']}: {e['reason']}", style="yellow"), soft_wrap=True)
     for n in report.notes:

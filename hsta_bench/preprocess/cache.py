@@ -23,7 +23,7 @@ from hsta_bench import __version__
 from hsta_bench.paths import home
 
 CODE_FILES = ("preprocess/flow.py", "preprocess/sampling.py", "preprocess/worker.py", "preprocess/crop.py",
-              "preprocess/kinds.py", "data/flowimage.py")
+              "preprocess/mtcnn.py", "preprocess/kinds.py", "data/flowimage.py")
 
 
 def code_digest() -> str:

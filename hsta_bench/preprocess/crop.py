@@ -1,18 +1,52 @@
-"""Face crops, offline: a Haar cascade found on disk (never downloaded), one box per sample.
+"""Face crops, offline, one box per sample: MTCNN (facenet-pytorch's weights, mtcnn.py) or a Haar cascade on disk.
 
-The box is detected on the onset frame and applied to every frame of the sample, so the crop adds no
-jitter between frames (which optical flow would read as motion). It is squared and widened by a margin.
+Nothing is downloaded. The box is detected on the onset frame and applied to every frame of the sample, so the
+crop adds no jitter between frames (which optical flow would read as motion). It is squared and widened by a margin.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from hsta_bench.errors import UserError
+from hsta_bench.preprocess import mtcnn  # cheap: it imports torch only to detect, not to look for its weights
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+@dataclass(frozen=True)
+class Detector:
+    """The face detector preprocessing uses: its name ("mtcnn" or "haar") and, for haar, the cascade file."""
+
+    name: str
+    cascade: str | None = None
+
+    def build(self):
+        return MtcnnDetector() if self.name == "mtcnn" else FaceDetector(Path(self.cascade))
+
+
+def choose_detector(face_crop: str, cascade: Path | None) -> Detector | None:
+    """The detector `preprocess.face_crop` means on this machine, or None (whole frames).
+
+    auto takes MTCNN when facenet-pytorch's weights are installed, else a Haar cascade when one is on disk;
+    mtcnn and haar insist on theirs, with one line saying how to get it.
+    """
+    found = find_cascade(cascade)  # a configured one must exist, whether or not it is used
+    if face_crop == "haar":
+        if found is None:
+            raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); "
+                            "set preprocess.cascade=PATH")
+        return Detector("haar", str(found))
+    if face_crop == "mtcnn":
+        mtcnn.require_weights("preprocess.face_crop=mtcnn")
+    if face_crop == "mtcnn" or (face_crop == "auto" and mtcnn.find_weights() is not None):
+        return Detector("mtcnn")
+    if face_crop == "auto" and found is not None:
+        return Detector("haar", str(found))
+    return None
 
 
 def find_cascade(configured: Path | None) -> Path | None:
@@ -36,6 +70,28 @@ def square_box(box: tuple[int, int, int, int], margin: float, height: int, width
     x0 = int(round(min(max(cx - side / 2, 0), width - side)))
     y0 = int(round(min(max(cy - side / 2, 0), height - side)))
     return x0, y0, x0 + side, y0 + side
+
+
+class MtcnnDetector:
+    """The crop box of the largest face MTCNN finds (RGB frames, as facenet-pytorch expects)."""
+
+    def __init__(self):
+        mtcnn.networks()  # loaded once per worker, before its first sample
+
+    def box(self, rgb: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # parallelism is the number of worker processes; the nets are small
+        try:
+            found = mtcnn.detect(rgb, select_largest=True)
+        finally:
+            torch.set_num_threads(threads)
+        if found is None:
+            return None
+        x0, y0, x1, y1 = (float(v) for v in found.boxes[0])  # may reach past the edges: square_box keeps it inside
+        h, w = rgb.shape[:2]
+        return square_box((round(x0), round(y0), round(x1 - x0), round(y1 - y0)), margin, h, w)
 
 
 class FaceDetector:

@@ -6,6 +6,8 @@
 | special | 2 x S x S x 3 uint8 RGB | the onset and apex frames          | -                               |
 | flow    | F x F x 3 uint8         | onset->apex flow: u, v, strain     | the released flow image         |
 | apex    | S x S x 3 uint8 RGB     | the apex frame                     | the released apex crop          |
+| regions | F x F x 3 uint8         | HTNet's 4 crops of flow, tiled     | the same of the released flow   |
+(regions: crops around MTCNN landmarks of the apex face, as HTNet's release makes them: regions.py)
 (T = preprocess.frames, S = preprocess.size, F = preprocess.flow.size)
 """
 
@@ -15,11 +17,16 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from hsta_bench.errors import UserError
+from hsta_bench.preprocess import regions
+from hsta_bench.preprocess.crop import choose_detector
 from hsta_bench.preprocess.settings import PreprocessSettings
 
 
 def _crop(s: PreprocessSettings) -> dict:
-    return {"face_crop": s.face_crop, "cascade": str(s.cascade) if s.cascade else None, "crop_margin": s.crop_margin}
+    # the detector face_crop resolves to here (auto: MTCNN when installed), so that changing it recomputes
+    detector = choose_detector(s.face_crop, s.cascade)
+    return {"face_crop": s.face_crop, "face_detector": detector.name if detector else None,
+            "cascade": detector.cascade if detector else None, "crop_margin": s.crop_margin}
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,10 @@ KINDS = {
         InputKind("special", ("frames",), lambda s: (2, s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
         InputKind("flow", ("frames", "flow"), lambda s: (s.flow.size, s.flow.size, 3), lambda s: {"flow": asdict(s.flow), **_crop(s)}),
         InputKind("apex", ("frames", "flow"), lambda s: (s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
+        # not in DEFAULTS: made for the models that ask for it (it runs a face detector on every sample)
+        InputKind("regions", ("frames", "flow"), lambda s: (s.flow.size, s.flow.size, 3),
+                  lambda s: {"flow": asdict(s.flow), **_crop(s), "detector": regions.detector_name(),
+                             "landmarks_at": s.flow.size, "code": regions.code_digest()}),
     )
 }
 

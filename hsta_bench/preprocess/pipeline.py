@@ -23,7 +23,8 @@ from hsta_bench.data import get_source, load_manifest
 from hsta_bench.data.manifest import ERROR, Manifest
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import cache, kinds as kinds_mod, settings as settings_mod, worker
-from hsta_bench.preprocess.crop import find_cascade
+from hsta_bench.preprocess.crop import Detector, choose_detector
+from hsta_bench.preprocess.mtcnn import PACKAGE as MTCNN_PACKAGE
 from hsta_bench.preprocess.sampling import span
 
 
@@ -47,6 +48,7 @@ class PrepareReport:
     workers: int
     face_crop: str  # what was done about face crops, in words
     manifest: Manifest | None = field(default=None, repr=False)  # the manifest prepared (not in as_dict)
+    landmarks: dict | None = None  # regions: the detector, samples, and those cut around the fallback points
 
     @property
     def computed(self) -> list[str]:
@@ -58,6 +60,7 @@ class PrepareReport:
             "workers": self.workers, "face_crop": self.face_crop,
             "inputs": {k.kind: {"path": k.path, "shape": k.shape, "samples": k.samples, "cached": k.cached} for k in self.kinds},
             "excluded": self.excluded, "notes": self.notes,
+            **({"landmarks": self.landmarks} if self.landmarks else {}),
         }
 
 
@@ -92,8 +95,8 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     entries = {k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted}
     todo = [k for k in wanted if not entries[k].complete]
 
-    cascade, crop_words = _face_crops(s, source.inputs, samples)
-    if s.face_crop == "haar":
+    detector, crop_words = _face_crops(s, source.inputs, samples)
+    if s.face_crop in ("haar", "mtcnn"):
         samples = [{**x, "face_crop": False} for x in samples]  # detect on every sample, crops included
 
     excluded = _unusable(manifest)
@@ -101,7 +104,7 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     if todo:
         stagings = {kind: entries[kind].staging() for kind in todo}
         try:
-            outcomes = _compute(stagings, samples, s, cascade, progress)
+            outcomes = _compute(stagings, samples, s, detector, progress)
         except BaseException:  # interrupted or failed: leave no half-written folder behind
             for staging in stagings.values():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -119,6 +122,7 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
                 "shape": list(kinds_mod.KINDS[kind].shape(s)), "dtype": "uint8", "rows": len(samples), "samples": len(ok),
                 "settings": kinds_mod.KINDS[kind].depends_on(s), "face_crop": crop_words,
                 "excluded": excluded, "notes": notes,
+                **({"landmarks": _landmarks(outcomes, s)} if kind == "regions" else {}),
                 "seconds": round(time.perf_counter() - start, 3), "workers": s.workers,
             }
             (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -129,31 +133,38 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
     for kind in wanted:
         meta = entries[kind].meta()
         reports.append(KindReport(kind, str(entries[kind].path), meta["shape"], meta["samples"], kind not in todo))
+    landmarks = entries["regions"].meta().get("landmarks") if "regions" in wanted else None
     return PrepareReport(name, manifest.synthetic, reports, excluded, notes, time.perf_counter() - start, s.workers,
-                         crop_words, manifest)
+                         crop_words, manifest, landmarks)
 
 
-def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[dict]) -> tuple[Path | None, str]:
-    """The cascade to crop faces with (None: no detection) and what is done about face crops, in words."""
-    needs_crop = inputs == "frames" and any(not x["face_crop"] for x in samples)
-    cascade = find_cascade(s.cascade)  # a configured one must exist, whether or not it is needed
-    if s.face_crop == "haar":
-        if cascade is None:
-            raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); "
-                            "set preprocess.cascade=PATH")
-        return cascade, f"faces detected with {cascade} on every sample"
+def _landmarks(outcomes: list[worker.Outcome], s: settings_mod.PreprocessSettings) -> dict:
+    """What the regions' landmarks came from: the detector, and every sample cut around the fallback points."""
+    fallback = sorted(o.sample_id for o in outcomes if not o.reason and o.fallback_landmarks)
+    return {"detector": kinds_mod.regions.detector_name(), "at": s.flow.size,
+            "samples": sum(1 for o in outcomes if not o.reason), "fallback": len(fallback), "fallback_samples": fallback}
+
+
+def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[dict]) -> tuple[Detector | None, str]:
+    """The face detector to crop with (None: no detection) and what is done about face crops, in words."""
+    detector = choose_detector(s.face_crop, s.cascade)  # one asked for by name must be there, needed or not
     if inputs == "flow":
         return None, "precomputed flow and apex crops, as released"
-    if not needs_crop:
+    # haar and mtcnn detect on every sample; auto only where the frames are not face crops already
+    todo = len(samples) if s.face_crop in ("haar", "mtcnn") else sum(not x["face_crop"] for x in samples)
+    if not todo:
         return None, "frames are face crops already"
     if s.face_crop == "none":
         return None, "whole frames (face_crop=none)"
-    if cascade is None:
-        return None, "whole frames: no face detector on this machine (set preprocess.cascade)"
-    return cascade, f"faces detected with {cascade}"
+    if detector is None:
+        return None, (f"whole frames: no face detector on this machine (`pip install --no-deps {MTCNN_PACKAGE}` "
+                      "gives MTCNN's weights; or set preprocess.cascade)")
+    name = "MTCNN" if detector.name == "mtcnn" else f"the Haar cascade {detector.cascade}"
+    where = "every sample" if todo == len(samples) else f"{todo} of {len(samples)} samples (the others are face crops already)"
+    return detector, f"faces detected with {name} on {where}"
 
 
-def _compute(stagings: dict[str, Path], samples, s, cascade, progress) -> list[worker.Outcome]:
+def _compute(stagings: dict[str, Path], samples, s, detector, progress) -> list[worker.Outcome]:
     """Fill a data.npy per kind in its staging folder, over `s.workers` processes."""
     arrays = {}
     for kind, staging in stagings.items():
@@ -162,7 +173,7 @@ def _compute(stagings: dict[str, Path], samples, s, cascade, progress) -> list[w
         arrays[kind] = str(path)
     rows = list(enumerate(samples))
     chunk = max(1, min(16, len(rows) // (s.workers * 6) or 1))
-    jobs = [worker.Job(rows[i : i + chunk], arrays, s, str(cascade) if cascade else None) for i in range(0, len(rows), chunk)]
+    jobs = [worker.Job(rows[i : i + chunk], arrays, s, detector) for i in range(0, len(rows), chunk)]
     outcomes: list[worker.Outcome] = []
     if s.workers == 1:
         import cv2

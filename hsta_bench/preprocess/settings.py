@@ -9,7 +9,7 @@ from hsta_bench import config as config_mod
 from hsta_bench.errors import UserError
 
 FLOW_METHODS = ("tvl1", "dis", "farneback")
-FACE_CROP = ("auto", "haar", "none")
+FACE_CROP = ("auto", "mtcnn", "haar", "none")
 
 
 @dataclass(frozen=True)

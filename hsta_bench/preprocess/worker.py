@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from hsta_bench.preprocess import flow as flow_mod
+from hsta_bench.preprocess import regions as regions_mod
+from hsta_bench.preprocess.crop import Detector
 from hsta_bench.preprocess.sampling import blend_plan, pick, span
 from hsta_bench.preprocess.settings import PreprocessSettings
 
@@ -28,7 +30,7 @@ class Job:
     rows: list[tuple[int, dict]]  # (row in the arrays, sample as a manifest row)
     arrays: dict[str, str]  # kind -> .npy file to write into
     settings: PreprocessSettings
-    cascade: str | None  # crop faces (of samples that are not face crops already) with it; None: no crops
+    detector: Detector | None  # crop faces (of samples that are not face crops already) with it; None: no crops
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Outcome:
     where: str | None = None  # set when the sample was excluded
     reason: str | None = None
     note: str | None = None  # e.g. no face found: whole frame used
+    fallback_landmarks: bool = False  # regions: MTCNN found no face (or no apex image): the release's fixed points
 
 
 def read_rgb(path: str) -> np.ndarray:
@@ -83,8 +86,11 @@ class Clip:
         return image
 
 
-def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector) -> tuple[dict[str, np.ndarray], str | None]:
-    """The requested input arrays of one sample (and a note worth reporting, if any)."""
+def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector,
+            flags: dict | None = None) -> tuple[dict[str, np.ndarray], str | None]:
+    """The requested input arrays of one sample (and a note worth reporting, if any); `flags` gets
+    `fallback_landmarks` when regions are made."""
+    flags = {} if flags is None else flags
     out: dict[str, np.ndarray] = {}
     if sample["frame_dir"] is None:  # precomputed flow dataset
         if "flow" in kinds:
@@ -94,6 +100,16 @@ def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector) -> 
             if sample["apex_image"] is None:
                 raise SampleError(sample["source_file"], "no apex image for this sample")
             out["apex"] = fit(read_rgb(sample["apex_image"]), s.size)
+        if "regions" in kinds:  # the release's: the flow image cropped around landmarks of the apex crop
+            if "flow" in out:
+                flow = out["flow"]
+            else:
+                image = read_rgb(sample["flow_path"])
+                flow = fit(image, s.flow.size) if image.shape[0] != s.flow.size else image
+            apex_bgr = _bgr(read_rgb(sample["apex_image"])) if sample["apex_image"] else None
+            out["regions"], flags["fallback_landmarks"] = regions_mod.regions_image(flow, apex_bgr)
+            if apex_bgr is None:
+                return out, "no apex crop: regions cut around the release's fallback landmarks"
         return out, None
 
     clip = Clip(sample, detector if (detector is not None and not sample["face_crop"]) else None, s.crop_margin)
@@ -114,7 +130,17 @@ def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector) -> 
         out["apex"] = fit(clip.frame(apex), s.size)
     if "flow" in kinds:
         out["flow"] = flow_mod.onset_apex_image(clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size)
+    if "regions" in kinds:
+        flow = out.get("flow")
+        if flow is None:
+            flow = flow_mod.onset_apex_image(clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size)
+        out["regions"], flags["fallback_landmarks"] = regions_mod.regions_image(flow, _bgr(clip.frame(apex)))
     return out, clip.note
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """An RGB image back in cv2.imread's order (what HTNet's release gives its landmark detector)."""
+    return np.ascontiguousarray(image[..., ::-1])
 
 
 def run(job: Job) -> list[Outcome]:
@@ -122,21 +148,20 @@ def run(job: Job) -> list[Outcome]:
 
     cv2.setNumThreads(1)  # parallelism is the number of worker processes, nothing hidden inside OpenCV
     detector = None
-    if job.cascade:
-        from hsta_bench.preprocess.crop import FaceDetector
-
-        detector = FaceDetector(Path(job.cascade))
+    if job.detector:
+        detector = job.detector.build()
     arrays = {kind: np.load(path, mmap_mode="r+") for kind, path in job.arrays.items()}
     outcomes = []
     for row, sample in job.rows:
         try:
-            values, note = compute(sample, list(arrays), job.settings, detector)
+            flags: dict = {}
+            values, note = compute(sample, list(arrays), job.settings, detector, flags)
         except SampleError as exc:
             outcomes.append(Outcome(row, sample["sample_id"], exc.where, exc.reason))
             continue
         for kind, value in values.items():
             arrays[kind][row] = value
-        outcomes.append(Outcome(row, sample["sample_id"], note=note))
+        outcomes.append(Outcome(row, sample["sample_id"], note=note, fallback_landmarks=flags.get("fallback_landmarks", False)))
     for array in arrays.values():
         array.flush()
     return outcomes
