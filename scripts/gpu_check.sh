@@ -8,12 +8,14 @@
 #                   Off-ApexNet, then the fold-batched speed-up at 68 folds                     (120 s)
 #   3. hsta-step    hsta_base_224, batch 32, its recipe: step time and peak memory in fp32 and
 #                   bf16, inputs staged on the GPU against gathered on the host (samples/s)    (90 s)
-#   4. small-steps  ststnet, off_apexnet, htnet, c3d, timesformer, hsta_flow: step times at their
-#                   paper input sizes, bf16 and fp32                                            (60 s)
+#   4. small-steps  ststnet, off_apexnet, htnet, htnet_small, c3d, timesformer, hsta_flow: step times
+#                   at their paper input sizes, bf16 and fp32                                   (60 s)
 #   5. profile      hsta-bench profile --device cuda on hsta_base_224: sdpa, flash, efficient,
 #                   cuDNN in fp32 and bf16, against a GPU-sized matrix-product ceiling         (150 s)
 #   6. runs         real composite rows at the paper recipe (ststnet, off_apexnet, htnet, hsta_flow),
-#                   each under what is left of the window, then their leaderboard
+#                   each under what is left of the window, with the selection audit (--audit), then
+#                   their leaderboard. htnet is HTNet as released (139.6 M parameters, 800 epochs at
+#                   batch 256 over 68 folds: ~3 days on a 2-core CPU); a run the window cuts is resumed
 #
 # Steps 2-4 are scripts/gpu_checks.py. Every step runs under `timeout`; its output goes to the terminal,
 # OUT/gpu_check.log and OUT/steps/NN-STEP.log as it comes. A step that fails or times out is reported
@@ -260,7 +262,7 @@ if selected runs; then
         fi
         if (( budget < least )); then skip "run-$model" "no time left in the ${WINDOW}s window"; continue; fi
         run_step "run-$model" "$budget" --cut --int -- "$PYTHON" -m hsta_bench run --dataset megc2019-flow \
-            --data-root "megc2019-flow=$DATA" --model "$model" "${preset[@]}" --output "$OUT/runs"
+            --data-root "megc2019-flow=$DATA" --model "$model" "${preset[@]}" --audit --output "$OUT/runs"
         if [[ $STEP_RC == 124 || $STEP_RC == 137 ]]; then
             last=$(ls -t "$OUT/runs" 2>/dev/null | head -n 1)
             say "   finish it later: hsta-bench run --resume $last --output $OUT/runs"

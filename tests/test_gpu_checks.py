@@ -20,7 +20,7 @@ SCRIPT = REPO / "scripts" / "gpu_check.sh"
 CUDA = torch.cuda.is_available()
 cuda_only = pytest.mark.skipif(not CUDA, reason="needs a CUDA device (HSTA_BENCH_TEST_CUDA=1 on a GPU)")
 without_cuda = pytest.mark.skipif(CUDA, reason="what a machine without a CUDA device reports")
-SMALL = ["--model", "ststnet", "--model", "c3d"]  # two of the six, to stay fast (the script runs all six)
+SMALL = ["--model", "ststnet", "--model", "c3d"]  # two of them, to stay fast (the script runs all of SMALL_MODELS)
 
 
 @pytest.fixture(scope="module")
