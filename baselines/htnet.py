@@ -97,10 +97,10 @@ class Level(nn.Module):
 class Aggregate(nn.Module):
     """3x3 convolution to the next width, LayerNorm over channels, 3x3 max-pooling with stride 2."""
 
-    def __init__(self, dim_in: int, dim_out: int):
+    def __init__(self, dim_in: int, dim_out: int, eps: float = LN_EPS):
         super().__init__()
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
-        self.norm = nn.LayerNorm(dim_out, eps=LN_EPS)
+        self.norm = nn.LayerNorm(dim_out, eps=eps)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C) in and out

@@ -35,29 +35,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from baselines.htnet import Aggregate as MapAggregate
 from hsta_bench.models.layers import LN_EPS, Block, init_weights
 from hsta_bench.models.registry import MERModel, register_model
 
 REGIONS = 4  # top-left, top-right, bottom-left, bottom-right: consecutive pairs are the eyes, the mouth
 
 
-class Aggregate(nn.Module):
-    """(B, regions, r*r, dim_in) -> (B, regions, ceil(r/2)**2, dim_out), each region on its own."""
+class Aggregate(MapAggregate):
+    """(B, regions, r*r, dim_in) -> (B, regions, ceil(r/2)**2, dim_out): the release's aggregation step run on
+    each region's token grid alone (so a region never mixes with its neighbours before the level that merges
+    them), with this model's LayerNorm eps."""
 
     def __init__(self, dim_in: int, dim_out: int):
-        super().__init__()
-        self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
-        self.norm = nn.LayerNorm(dim_out, eps=LN_EPS)
-        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        super().__init__(dim_in, dim_out, eps=LN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, regions, n, c = x.shape
         side = int(round(n ** 0.5))
-        x = x.reshape(b * regions, side, side, c).permute(0, 3, 1, 2)
-        x = self.conv(x)
-        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        x = self.pool(x)
-        return x.flatten(2).transpose(1, 2).reshape(b, regions, -1, x.shape[1])
+        x = super().forward(x.reshape(b * regions, side, side, c))
+        return x.reshape(b, regions, -1, x.shape[-1])
 
 
 class HTNetSmall(MERModel):

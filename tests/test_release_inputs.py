@@ -99,7 +99,7 @@ def test_saved_weights_scored_give_the_runs_own_predictions_and_the_audit_is_rec
     info = json.loads((run / "run.json").read_text())
     (evaluation,) = info["evaluations"]
     folder = Path(evaluation["weights"])
-    folds = json.loads(json.dumps(evaluation["seeds"]))  # fold name -> seed
+    folds = evaluation["seeds"]  # fold name -> seed
     assert sorted(p.stem for p in folder.glob("*.pth")) == sorted(folds)
     blob = torch.load(next(folder.glob("*.pth")), weights_only=True)
     assert blob["model"] == "ststnet" and blob["config_key"] == evaluation["config_key"]
