@@ -308,6 +308,10 @@ def use_fold_batch(p: Plan, device: str) -> bool:
     mode = p.recipe.train.fold_batch
     if mode == "never" or p.recipe.train.selection != "last" or p.fold_recipes:  # folds stacked share a recipe
         return False
+    from hsta_bench.engine import augment
+
+    if augment.active(p.recipe.train):  # the stacked loop draws flips only; these train fold by fold
+        return False
     batchable = model_class(p.model).fold_batchable
     if mode == "always":
         return batchable

@@ -33,6 +33,9 @@ class TrainConfig:
     layer_decay: float = 1.0  # < 1: layer-wise lr decay for models that number their layers (HSTA)
     balanced: bool = False  # class-balanced sampling (each epoch draws as many samples as the fold has)
     augment: bool = False  # random horizontal flips (a flow image's u is negated with it)
+    randaugment: str = "none"  # timm's RandAugment spec (HSTA's release: rand-m7-n4-mstd0.5-inc1); engine/augment.py
+    erase: float = 0.0  # random erasing: the probability a sample loses a box (HSTA's release: 0.2)
+    repeat: int = 1  # repeated augmentation: copies of each sample in a batch (HSTA's release: num_sample 2)
     selection: str = "last"  # last: the model after the fixed epoch budget; best_val: best validation UF1
     patience: int = 0  # best_val: stop after this many epochs without improvement (0: never stop early)
     seed: int = 0
@@ -54,6 +57,9 @@ class TrainConfig:
                 raise UserError(f"{where}.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"{where}: epochs and batch_size must be at least 1")
+        from hsta_bench.engine import augment
+
+        augment.check(self.randaugment, self.erase, self.repeat, where)
         return self
 
 
@@ -278,6 +284,9 @@ class FoldTrainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.generator = torch.Generator().manual_seed(seed)
+        from hsta_bench.engine.augment import parse_randaugment
+
+        self.randaugment = parse_randaugment(cfg.randaugment)
         self.feed = data.inputs.feed(self.device, cfg.staging, self.placement.gpu_share)
         self.on_cpu = self.device.type == "cpu"
         self.labels = torch.from_numpy(data.train_labels).long()
@@ -302,6 +311,21 @@ class FoldTrainer:
             return self.feed.get(self.data.train[part]), self.labels[where]
         return self.feed.get_index(self.rows[where]), self.labels[where]
 
+    def _augmented(self, batch: dict[str, torch.Tensor], labels: torch.Tensor):
+        """The recipe's augmentations of a training batch: repeated copies, RandAugment, flips, erasing
+        (engine/augment.py), in that order, drawn from this fold's generator."""
+        from hsta_bench.engine import augment
+
+        cfg, encoding = self.cfg, self.data.inputs.encoding
+        batch, labels = augment.repeat(batch, labels, cfg.repeat)
+        if self.randaugment is not None:
+            batch = augment.randaugment(batch, self.randaugment, self.generator, encoding)
+        if cfg.augment:
+            batch = flip(batch, torch.rand(len(labels), generator=self.generator) < 0.5, encoding)
+        if cfg.erase > 0:
+            batch = augment.erase(batch, cfg.erase, self.generator, encoding)
+        return batch, labels
+
     def train_epoch(self) -> None:
         cfg, data = self.cfg, self.data
         with torch.random.fork_rng(devices=self._cuda), precision(self.placement):
@@ -315,9 +339,7 @@ class FoldTrainer:
                 factor = lr_factor(self.step, self.total, self.warmup, cfg)
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * factor * group["lr_scale"]
-                batch, labels = self._batch(part)
-                if cfg.augment:
-                    batch = flip(batch, torch.rand(len(part), generator=self.generator) < 0.5, data.inputs.encoding)
+                batch, labels = self._augmented(*self._batch(part))
                 loss = torch.nn.functional.cross_entropy(self.forward(batch), labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

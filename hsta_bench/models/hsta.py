@@ -42,7 +42,8 @@ class HSTAConfig:
     drop_path: float = 0.2  # stochastic depth, rising linearly over the layers
     head_drop: float = 0.0  # the release configures 0.2-0.4 but never applies it
     cross: bool = True  # CSTA on (the ablation "without CSTA" turns it off)
-    two_branches: bool = True  # False: the video branch alone (the ablation "USTA only")
+    two_branches: bool = True  # False: one branch alone (the ablation "USTA only")
+    single: int = 1  # the branch kept when two_branches is False: 1 the video (USTA only), 0 the special/flow input
 
 
 class TubeletEmbed(nn.Module):
@@ -97,7 +98,9 @@ class HSTA(MERModel):
         self.num_classes = num_classes
         shapes = [(3, c.special_frames, c.special_size, c.special_size), (3, c.frames, c.img_size, c.img_size)]
         self.kinds = (c.special, c.video)
-        branches = (0, 1) if c.two_branches else (1,)
+        if c.single not in (0, 1):
+            raise ValueError(f"HSTA: single={c.single}: the branch kept is 0 (special frames or flow) or 1 (video)")
+        branches = (0, 1) if c.two_branches else (c.single,)
         self.branch_ids = branches
         # a one-frame input (flow, apex) is taken as an image; forward gives it its time axis back
         self.inputs = {self.kinds[b]: shapes[b] if shapes[b][1] > 1 else shapes[b][:1] + shapes[b][2:] for b in branches}
@@ -166,9 +169,25 @@ FLOW = replace(SMALL, special="flow", special_size=28, special_frames=1, video="
                tubelets=((1, 4, 4), (1, 16, 16)))
 
 
+# Scalar stand-ins for the tuple settings, so a tune can search them (tuning/space.py searches scalars):
+# width w gives dims (w, 2w), the released ratio (384, 768); special_patch / video_patch set the spatial side of
+# a branch's tubelets, keeping their time extent.
+SCALARS = ("width", "special_patch", "video_patch")
+
+
 def _build(config: HSTAConfig, num_classes: int, overrides: dict) -> HSTA:
+    overrides = dict(overrides)
     if overrides.get("img_size") and "special_size" not in overrides and config.special == "special":
-        overrides = {**overrides, "special_size": overrides["img_size"]}
+        overrides["special_size"] = overrides["img_size"]
+    width = overrides.pop("width", None)
+    if width is not None:
+        overrides["dims"] = (int(width), 2 * int(width))
+    tubelets = [tuple(t) for t in overrides.get("tubelets", config.tubelets)]
+    for b, key in enumerate(("special_patch", "video_patch")):
+        side = overrides.pop(key, None)
+        if side is not None:
+            tubelets[b] = (tubelets[b][0], int(side), int(side))
+    overrides["tubelets"] = tuple(tubelets)
     return HSTA(num_classes, replace(config, **overrides))
 
 
