@@ -168,3 +168,18 @@ def test_user_errors_are_one_line(board, args, fragments, capsys):
 def test_errors_leave_the_process_as_one_line_too(board):
     """The same as above through a separate process, once: exit status and stderr as a user sees them."""
     assert_one_line_error(run_cli("leaderboard", "--store", "nowhere", cwd=board), "--store nowhere: no runs.csv")
+
+
+def test_a_tunes_outer_run_says_it_is_one():
+    """A row from a tune's outer run reads as a nested tune (its trials a study, its --space and tune settings),
+    not as a plain run of the recipe with a few tune.* settings."""
+    from hsta_bench.leaderboard import render, store
+
+    command = ["hsta-bench", "tune", "--model", "m", "--trials", "10", "--space", "train.lr=loguniform(1e-4,1e-2)",
+               "--set", "tune.inner_k=2", "--set", "evaluation.audit=true"]
+    settings = store._settings(store._options(command), "m", "m", tune=True)
+    assert settings == ["--tune 10", "--space train.lr=loguniform(1e-4,1e-2)", "--set tune.inner_k=2"]
+    label = render.recipe({"settings": " ".join(settings), "preset": "paper"})
+    assert label == "paper + nested tune (10 trials a study), space train.lr=loguniform(1e-4,1e-2), inner_k=2"
+    assert store._settings(store._options(["hsta-bench", "run", "--set", "tune.inner_k=2"]), "m", "m") == \
+        ["--set tune.inner_k=2"]

@@ -41,10 +41,13 @@ def _ci(row: Row, stat: str) -> str:
 
 
 def recipe(entry: dict) -> str:
-    """The preset and the run's changes, short: `paper + epochs=15, lr=1e-3`."""
+    """The preset and the run's changes, short: `paper + epochs=15, lr=1e-3`; a tune's outer run starts with
+    `nested tune (N trials a study)`."""
     changes = []
-    for option, value in re.findall(r"--(set|config|weights) (\S+)", entry["settings"]):
-        if option in ("config", "weights"):
+    for option, value in re.findall(r"--(set|config|weights|tune|space) (\S+)", entry["settings"]):
+        if option == "tune":
+            changes.append(f"nested tune ({value} trials a study)")
+        elif option in ("config", "weights", "space"):
             changes.append(f"{option} {value}")
         else:
             key, _, val = value.partition("=")

@@ -167,11 +167,17 @@ def _options(command: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _settings(pairs, model: str, recipe: str | None) -> list[str]:
-    """The --config and --set options of a run that bear on this model's numbers."""
+def _settings(pairs, model: str, recipe: str | None, tune: bool = False) -> list[str]:
+    """The --config and --set options of a run that bear on this model's numbers; a tune's outer run also says
+    it is one (`--tune TRIALS`, trials per study) with its --space changes."""
     kept = []
+    if tune:
+        trials = [v for o, v in pairs if o == "--trials"]
+        kept.append(f"--tune {trials[-1] if trials else 'default'}")
     for option, value in pairs:
-        if option in ("--config", "--weights"):
+        if option == "--space" and tune:
+            kept.append(f"--space {value}")
+        elif option in ("--config", "--weights"):
             kept.append(f"{option} {value}")
         elif option == "--set":
             key = value.split("=", 1)[0]
@@ -308,7 +314,8 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
                             f"{', '.join(sorted(strange - set(classes)))} outside its protocol's "
                             f"({', '.join(classes)})")
         recipe = Path(e["recipe"]).stem if e.get("recipe") else None
-        settings = _settings(pairs, e["model"], recipe)
+        command = run.get("command") or []
+        settings = _settings(pairs, e["model"], recipe, tune=len(command) > 1 and command[1] == "tune")
         scheme = e.get("evaluation", {}).get("scheme", "loso")
         if scheme == "kfold":
             scheme = f"kfold-{e['evaluation'].get('k')}"
