@@ -81,6 +81,14 @@ def test_a_sample_gets_the_same_ops_in_every_input_and_frame_and_flow_skips_colo
     assert torch.allclose(augment.to_unit("apex", out["apex"], "default"), 1 - batch["flow"], atol=1e-5)
 
 
+def test_equalize_spreads_a_narrow_histogram_and_leaves_a_flat_image():
+    narrow = 0.4 + 0.1 * torch.rand(2, 3, 16, 16)
+    out = augment.apply_op("equalize", narrow, torch.zeros(2), torch.ones(2))
+    assert out.amin() <= 0.01 and out.amax() >= 0.99
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert torch.allclose(augment.apply_op("equalize", flat, torch.zeros(1), torch.ones(1)), flat, atol=1 / 255)
+
+
 @pytest.mark.parametrize("encoding", ["default", "bgr255"])
 def test_unit_space_round_trips_each_encoding(encoding):
     batch = batch_of(encoding=encoding)

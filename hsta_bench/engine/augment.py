@@ -147,8 +147,8 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     hist = torch.zeros(m * c, 256, device=x.device).scatter_add_(1, levels, torch.ones_like(levels, dtype=torch.float))
     cdf = hist.cumsum(1)
     first = torch.where(hist > 0, cdf, torch.full_like(cdf, float(h * w))).min(1, keepdim=True).values
-    span = (h * w - first).clamp(min=1)
-    lut = ((cdf - first) / span).clamp(0, 1)
+    span = h * w - first  # 0 for a single-level channel, which equalizing leaves as it is (as PIL does)
+    lut = ((cdf - first) / span.clamp(min=1)).clamp(0, 1)
     flat = torch.where(span > 0, lut.gather(1, levels), levels.float() / 255)
     return flat.view(m, c, h, w)
 
