@@ -160,6 +160,8 @@ def test_study_settings_that_cannot_work_are_one_line(cfg):
         nested.studies(p, _tc(outer_groups=2, inner_k=3))
     tc = _tc()
     assert (tc.grace(2), tc.grace(800), _tc(asha={"grace_period": 5}).grace(3)) == (1, 100, 3)
+    # auto waits out the warm-up: a trial is first judged one epoch after its lr peaks (never past the budget)
+    assert (tc.grace(30, warmup=3), tc.grace(800, warmup=5), tc.grace(4, warmup=5)) == (4, 100, 4)
     assert (tc.startup(6), tc.startup(60), _tc(startup_trials=4).startup(6)) == (2, 10, 4)
     for key, value in (("outer_groups", 1), ("inner_k", "all"), ("metric", "f2"), ("startup_trials", 0),
                        ("asha.grace_period", 0), ("asha.patience", 3)):

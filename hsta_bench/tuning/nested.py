@@ -34,11 +34,12 @@ class TuneConfig:
     storage: str | None = None
     asha: dict[str, int | str] = field(default_factory=lambda: {"grace_period": "auto", "reduction_factor": 2})
 
-    def grace(self, budget: int) -> int:
+    def grace(self, budget: int, warmup: int = 0) -> int:
         """Epochs a trial trains before ASHA may stop it: auto is an eighth of the budget (MER validation
-        scores after an epoch or two say little about where a configuration ends up)."""
+        scores after an epoch or two say little about where a configuration ends up), and at least one epoch
+        past the recipe's `warmup` epochs (a trial judged during its warm-up has not yet trained at its lr)."""
         g = self.asha.get("grace_period", "auto")
-        return max(1, budget // 8) if g == "auto" else min(int(g), budget)
+        return min(budget, max(1, budget // 8, warmup + 1)) if g == "auto" else min(int(g), budget)
 
     def startup(self, trials: int) -> int:
         if self.startup_trials == "auto":

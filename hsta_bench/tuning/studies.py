@@ -200,7 +200,7 @@ def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: 
                              study_name=study_name(tune_id, data.study), storage=store, budget=budget)
         entries.append((name, search, trials - counts[name]))
         schedulers[name] = ASHAScheduler(time_attr="epoch", metric=metric, mode="max", max_t=budget,
-                                         grace_period=tc.grace(budget),
+                                         grace_period=tc.grace(budget, datas[0].recipe.train.warmup_epochs),
                                          reduction_factor=tc.asha.get("reduction_factor", 2))
         refs[name] = ray.put(data)
     total = sum(left for _, _, left in entries)
