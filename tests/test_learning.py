@@ -117,8 +117,10 @@ def test_hsta_flow_at_its_recipe_generalises_to_unseen_subjects():
     (configs/models/hsta_flow.yaml: its model settings, optimiser, warm-up, cosine, class-balanced sampling,
     flips) through the engine's fold trainer, with a smaller batch and more epochs for the stand-in's 24
     training samples a fold; it must beat chance on the subjects it never saw."""
+    from dataclasses import replace
+
     from hsta_bench.engine.evaluate import recipe
-    from hsta_bench.engine.train import FoldData, Inputs
+    from hsta_bench.engine.train import FoldData, Inputs, fit_predict
 
     name = "hsta_flow"
     cfg = config.load()
@@ -129,10 +131,6 @@ def test_hsta_flow_at_its_recipe_generalises_to_unseen_subjects():
     data = prepared.manifest
     y = data["label_megc2019_composite"].replace_strict(["negative", "positive", "surprise"], [0, 1, 2]).to_numpy()
     inputs = Inputs({kind: prepared.inputs(kind) for kind in model.inputs}, encoding=encoding_of(model))
-    from dataclasses import replace
-
-    from hsta_bench.engine.train import fit_predict
-
     train_cfg = replace(plan.train, epochs=40, batch_size=8, warmup_epochs=4)
     subjects = data["subject"].to_numpy()
     predictions = np.empty_like(y)

@@ -7,7 +7,8 @@ training scripts do not pass, so its clips are only resized and normalised (casm
 options of a recipe, off unless set (configs/train.yaml: randaugment, erase, repeat), so a run or a tune
 can ask whether they help.
 
-Everything works on a batch of tensors where the fold trains, drawing its random choices from the fold's
+The ops are written in unit space (RGB order, 0..1; models/inputs.to_unit and from_unit convert from and
+to the encoding the model reads). Everything works on a batch of tensors where the fold trains, drawing its random choices from the fold's
 own generator (so a fold is reproducible, and folds stepped in turn stay independent). One sample gets one
 choice for all its inputs and frames, as the release transforms a sample's frames as one clip: the same
 ops and magnitudes, the same erased box (in relative coordinates, so a 28 px flow image and a 32 px apex
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from hsta_bench.errors import UserError
-from hsta_bench.models.inputs import FLOW_KINDS, IMAGENET_MEAN, IMAGENET_STD, RGB_KINDS
+from hsta_bench.models.inputs import FLOW_KINDS, from_unit, to_unit
 
 # RandAugment's op set with `inc1`, the release's: timm's "increasing" transforms, whose every magnitude
 # strengthens the op (timm's other set, where some ops weaken as the magnitude grows, is not written)
@@ -42,6 +43,7 @@ OPS = ("autocontrast", "equalize", "invert", "rotate", "posterize", "solarize", 
        "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
 COLOUR = {"autocontrast", "equalize", "invert", "posterize", "solarize", "solarize_add", "color", "contrast",
           "brightness", "sharpness"}
+GEOMETRIC = tuple(op for op in OPS if op not in COLOUR)  # rotate, shear_x/y, translate_x/y
 MAX_MAGNITUDE = 10.0
 OP_PROB = 0.5  # each chosen op applies with this probability (timm's default for RandAugment)
 
@@ -89,31 +91,7 @@ def active(cfg) -> bool:
     return parse_randaugment(cfg.randaugment) is not None or cfg.erase > 0 or cfg.repeat > 1
 
 
-# --- the model's encoding <-> unit space (RGB order, 0..1), where the ops are written -----------------------
-
-def _stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = (1, 3) + (1,) * (x.ndim - 2)
-    return (torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(shape),
-            torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(shape))
-
-
-def to_unit(kind: str, x: torch.Tensor, encoding: str) -> torch.Tensor:
-    if encoding == "bgr255":
-        return x.flip(1) / 255.0
-    if kind in RGB_KINDS:
-        mean, std = _stats(x)
-        return x * std + mean
-    return x
-
-
-def from_unit(kind: str, x: torch.Tensor, encoding: str) -> torch.Tensor:
-    if encoding == "bgr255":
-        return (x * 255.0).flip(1).contiguous()
-    if kind in RGB_KINDS:
-        mean, std = _stats(x)
-        return ((x - mean) / std).contiguous()
-    return x.contiguous()
-
+# --- clips as images ------------------------------------------------------------------------------------------
 
 def _images(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(N, 3, S, S) as is; a clip (N, 3, T, S, S) as N*T images, sample-major; and T."""
@@ -191,7 +169,7 @@ def _geometric(op: str, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor
 def apply_op(op: str, x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     """One op on unit-space images (M, 3, H, W); `level` is magnitude / 10 per image, `sign` +-1 per image
     (the direction of signed ops)."""
-    if op in ("rotate", "shear_x", "shear_y", "translate_x", "translate_y"):
+    if op in GEOMETRIC:
         return _affine(x, _geometric(op, level, sign).to(x.dtype))
     if op == "autocontrast":
         low = x.amin(dim=(2, 3), keepdim=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hsta_bench.engine import augment
 from hsta_bench.engine.device import PRECISIONS, Placement, place, precision, to_device
 from hsta_bench.models.inputs import mirror, normalise, to_tensor
 
@@ -57,8 +58,6 @@ class TrainConfig:
                 raise UserError(f"{where}.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UserError(f"{where}: epochs and batch_size must be at least 1")
-        from hsta_bench.engine import augment
-
         augment.check(self.randaugment, self.erase, self.repeat, where)
         return self
 
@@ -284,9 +283,7 @@ class FoldTrainer:
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.generator = torch.Generator().manual_seed(seed)
-        from hsta_bench.engine.augment import parse_randaugment
-
-        self.randaugment = parse_randaugment(cfg.randaugment)
+        self.randaugment = augment.parse_randaugment(cfg.randaugment)
         self.feed = data.inputs.feed(self.device, cfg.staging, self.placement.gpu_share)
         self.on_cpu = self.device.type == "cpu"
         self.labels = torch.from_numpy(data.train_labels).long()
@@ -314,8 +311,6 @@ class FoldTrainer:
     def _augmented(self, batch: dict[str, torch.Tensor], labels: torch.Tensor):
         """The recipe's augmentations of a training batch: repeated copies, RandAugment, flips, erasing
         (engine/augment.py), in that order, drawn from this fold's generator."""
-        from hsta_bench.engine import augment
-
         cfg, encoding = self.cfg, self.data.inputs.encoding
         batch, labels = augment.repeat(batch, labels, cfg.repeat)
         if self.randaugment is not None:

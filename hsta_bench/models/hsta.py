@@ -169,25 +169,21 @@ FLOW = replace(SMALL, special="flow", special_size=28, special_frames=1, video="
                tubelets=((1, 4, 4), (1, 16, 16)))
 
 
-# Scalar stand-ins for the tuple settings, so a tune can search them (tuning/space.py searches scalars):
-# width w gives dims (w, 2w), the released ratio (384, 768); special_patch / video_patch set the spatial side of
-# a branch's tubelets, keeping their time extent.
-SCALARS = ("width", "special_patch", "video_patch")
-
-
 def _build(config: HSTAConfig, num_classes: int, overrides: dict) -> HSTA:
     overrides = dict(overrides)
     if overrides.get("img_size") and "special_size" not in overrides and config.special == "special":
         overrides["special_size"] = overrides["img_size"]
+    # scalar stand-ins for tuple settings, so a tune can search them (tuning/space.py searches scalars): width w
+    # gives dims (w, 2w), the released ratio (384, 768); special_patch / video_patch set the spatial side of a
+    # branch's tubelets, keeping their time extent
     width = overrides.pop("width", None)
     if width is not None:
         overrides["dims"] = (int(width), 2 * int(width))
-    tubelets = [tuple(t) for t in overrides.get("tubelets", config.tubelets)]
-    for b, key in enumerate(("special_patch", "video_patch")):
-        side = overrides.pop(key, None)
-        if side is not None:
-            tubelets[b] = (tubelets[b][0], int(side), int(side))
-    overrides["tubelets"] = tuple(tubelets)
+    sides = [overrides.pop(key, None) for key in ("special_patch", "video_patch")]
+    if any(side is not None for side in sides):
+        tubelets = overrides.get("tubelets", config.tubelets)
+        overrides["tubelets"] = tuple(t if side is None else (t[0], int(side), int(side))
+                                      for t, side in zip(tubelets, sides))
     return HSTA(num_classes, replace(config, **overrides))
 
 

@@ -73,6 +73,28 @@ def mirror(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Tenso
     return torch.cat([mirrored[:, :u], full - mirrored[:, u:u + 1], mirrored[:, u + 1:]], dim=1)
 
 
+def to_unit(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Tensor:
+    """A model-ready batch (channels second) back in unit space: RGB order, 0..1 (where engine/augment.py's
+    ops are written); `from_unit` is its inverse."""
+    if encoding == "bgr255":
+        return x.flip(1) / 255.0
+    if kind in RGB_KINDS:
+        mean, std = _imagenet(x.device)
+        shape = (1, 3) + (1,) * (x.ndim - 2)
+        return x * std.view(shape) + mean.view(shape)
+    return x
+
+
+def from_unit(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Tensor:
+    if encoding == "bgr255":
+        return (x * 255.0).flip(1).contiguous()
+    if kind in RGB_KINDS:
+        mean, std = _imagenet(x.device)
+        shape = (1, 3) + (1,) * (x.ndim - 2)
+        return ((x - mean.view(shape)) / std.view(shape)).contiguous()
+    return x.contiguous()
+
+
 @functools.lru_cache(maxsize=None)
 def _imagenet(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet's mean and std on `device`, made once (a copy to a GPU in every batch would wait for it)."""

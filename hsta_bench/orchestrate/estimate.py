@@ -624,8 +624,8 @@ def estimate_tune(plan, cfg: dict, tc, cluster, source: str) -> TuneEstimate:
     outer = estimate_run({pair_key(plan.model, plan.dataset): replace(plan, fold_recipes=own)}, cfg, cluster, source)
     outer.notes.append("tune: every trial to the whole epoch budget (ASHA stops some early: upper bounds); "
                        "the outer run with the recipe's settings (the tuned ones are not known yet)")
-    return TuneEstimate(plan.model, plan.dataset, plan.protocol, train.epochs, tc.grace(train.epochs, train.warmup_epochs), cpus, gpus,
-                        at_once, dev, flops, studies, outer)
+    return TuneEstimate(plan.model, plan.dataset, plan.protocol, train.epochs,
+                        tc.grace(train.epochs, train.warmup_epochs), cpus, gpus, at_once, dev, flops, studies, outer)
 
 
 # ---- words -------------------------------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
     datas = [nested.study_data(p, s, tc, cpus, gpus) for s in plan_studies]
     write_parquet(nested.splits_table(p, datas), path / "splits.parquet")
     info.update(studies=described, protocol=p.protocol, space={dim.name: dim.spec() for dim in dims},
-                budget_epochs=p.recipe.train.epochs, grace_epochs=tc.grace(p.recipe.train.epochs, p.recipe.train.warmup_epochs),
+                budget_epochs=p.recipe.train.epochs,
+                grace_epochs=tc.grace(p.recipe.train.epochs, p.recipe.train.warmup_epochs),
                 startup_trials=tc.startup(tc.trials),
                 recipe=p.recipe.source, status="running")
     write_json(info, path / "tune.json")
