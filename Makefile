@@ -12,6 +12,8 @@ PIP    := $(PY) -m pip install -q --disable-pip-version-check
 # then check that torch sees the GPU (README, "On GPUs and clusters"). TORCH=torch==2.13.0+<build> pins a build.
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
+# examples/my_mer_model: a model of your own as a package (README, "Your own model"), registered by its entry
+# point; installed editable (--no-deps: it needs only what hsta-bench has), so the tests run it as a user would.
 # facenet-pytorch only for its MTCNN weights (data/*.pt; hsta_bench/preprocess/mtcnn.py runs them, for face crops
 # and HTNet's landmarks, and never imports the package), so --no-deps: its metadata pins torch<2.3, numpy<2 and
 # Pillow<10.3 and pulls torchvision, none of which fit here. pip leaves it alone when it is already installed.
@@ -21,11 +23,12 @@ FACENET     ?= facenet-pytorch==2.6.0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/my_mer_model/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) '$(TORCH)'
 	$(PIP) -e '.[dev]'
 	$(PIP) --no-deps '$(FACENET)'
+	$(PIP) --no-deps -e examples/my_mer_model
 	touch $(STAMP)
 
 # The demo writes the synthetic stand-ins of every dataset, checks each one through the same adapters
@@ -37,7 +40,11 @@ demo: setup
 	$(CLI) datasets check --all
 	$(CLI) run --all-datasets --preset smoke --output results
 
+# lint, format and type checks first (under a minute: pyproject.toml's [tool.ruff] and [tool.mypy]), then the suite
 test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q --durations=15
 
 # speed goals, as ratios against a baseline measured in the same run

@@ -22,16 +22,25 @@ from hsta_bench.models.registry import MERModel, register_model
 
 
 class C3D(MERModel):
-    def __init__(self, num_classes: int = 3, frames: int = 8, size: int = 64,
-                 widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.5):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        frames: int = 8,
+        size: int = 64,
+        widths: tuple[int, ...] = (16, 32, 64, 128),
+        dropout: float = 0.5,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.inputs = {"frames": (3, frames, size, size)}
         blocks: list[nn.Module] = []
         channels, t, s = 3, frames, size
         for i, width in enumerate(widths):
-            blocks += [nn.Conv3d(channels, width, kernel_size=3, padding=1, bias=False),
-                       nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv3d(channels, width, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm3d(width),
+                nn.ReLU(inplace=True),
+            ]
             if i < len(widths) - 1:  # no pooling after the last block: global pooling follows
                 kt = 2 if (i > 0 and t >= 2) else 1  # the first pooling is spatial only, as in C3D
                 ks = 2 if s >= 2 else 1

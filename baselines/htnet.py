@@ -112,23 +112,36 @@ class Aggregate(nn.Module):
 class HTNet(MERModel):
     encoding = {"regions": "bgr255"}  # the release's: cv2.imread's channel order, 0..255 unscaled
 
-    def __init__(self, num_classes: int = 3, size: int = 28, patch: int = 7, dim: int = 256, heads: int = 3,
-                 levels: int = 3, depths: tuple[int, ...] = (2, 2, 10), mlp_mult: int = 4, in_channels: int = 3):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        size: int = 28,
+        patch: int = 7,
+        dim: int = 256,
+        heads: int = 3,
+        levels: int = 3,
+        depths: tuple[int, ...] = (2, 2, 10),
+        mlp_mult: int = 4,
+        in_channels: int = 3,
+    ):
         super().__init__()
         depths = tuple(depths) if isinstance(depths, (tuple, list)) else (int(depths),) * levels
         grid = size // patch
         top = 2 ** (levels - 1)  # blocks per side at the first level
         if size % patch or grid % top or len(depths) != levels:
-            raise ValueError(f"htnet: size {size} must be a multiple of patch {patch}, the {grid}x{grid} patch grid "
-                             f"divisible into {top}x{top} blocks, and depths one entry per level ({levels})")
+            raise ValueError(
+                f"htnet: size {size} must be a multiple of patch {patch}, the {grid}x{grid} patch grid "
+                f"divisible into {top}x{top} blocks, and depths one entry per level ({levels})"
+            )
         self.num_classes = num_classes
         self.patch = patch
         self.inputs = {"regions": (in_channels, size, size)}
         widths = [dim * 2**i for i in range(levels)]
         tokens = (grid // top) ** 2  # per block, the same at every level
         self.embed = nn.Linear(in_channels * patch * patch, widths[0])
-        self.levels = nn.ModuleList([Level(widths[i], heads * 2**i, depths[i], tokens, 2 ** (levels - 1 - i), mlp_mult)
-                                     for i in range(levels)])
+        self.levels = nn.ModuleList(
+            [Level(widths[i], heads * 2**i, depths[i], tokens, 2 ** (levels - 1 - i), mlp_mult) for i in range(levels)]
+        )
         self.aggregate = nn.ModuleList([Aggregate(widths[i], widths[i + 1]) for i in range(levels - 1)])
         self.norm = nn.LayerNorm(widths[-1], eps=LN_EPS)
         self.head = nn.Linear(widths[-1], num_classes)

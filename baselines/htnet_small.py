@@ -32,6 +32,8 @@ How it differs from the release (wangzhifengharrison/HTNet, Model.py + main_HTNe
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -52,16 +54,25 @@ class Aggregate(MapAggregate):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, regions, n, c = x.shape
-        side = int(round(n ** 0.5))
+        side = int(round(n**0.5))
         x = super().forward(x.reshape(b * regions, side, side, c))
         return x.reshape(b, regions, -1, x.shape[-1])
 
 
 class HTNetSmall(MERModel):
-    def __init__(self, num_classes: int = 3, size: int = 28, patch: int = 2,
-                 dims: tuple[int, int, int] = (64, 96, 128), heads: tuple[int, int, int] = (2, 3, 4),
-                 depths: tuple[int, int, int] = (2, 2, 2), mlp_ratio: float = 4.0, drop: float = 0.0,
-                 drop_path: float = 0.1, in_channels: int = 3):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        size: int = 28,
+        patch: int = 2,
+        dims: tuple[int, int, int] = (64, 96, 128),
+        heads: tuple[int, int, int] = (2, 3, 4),
+        depths: tuple[int, int, int] = (2, 2, 2),
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.1,
+        in_channels: int = 3,
+    ):
         super().__init__()
         if not len(dims) == len(heads) == len(depths) == 3:
             raise ValueError("htnet_small: dims, heads and depths need one entry per level (regions, pairs, face)")
@@ -73,14 +84,16 @@ class HTNetSmall(MERModel):
         sides = [size // patch // 2]
         for _ in range(2):
             sides.append((sides[-1] + 1) // 2)  # 3x3 max-pool, stride 2, padding 1
-        self.pos = nn.ParameterList([nn.Parameter(torch.zeros(1, REGIONS, side * side, dim))
-                                     for side, dim in zip(sides, dims)])
+        self.pos = nn.ParameterList(
+            [nn.Parameter(torch.zeros(1, REGIONS, side * side, dim)) for side, dim in zip(sides, dims)]
+        )
         rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()  # also under a meta default device
         self.levels = nn.ModuleList()
         for level, (dim, head, depth) in enumerate(zip(dims, heads, depths)):
             start = sum(depths[:level])
-            self.levels.append(nn.ModuleList([Block(dim, head, mlp_ratio, True, drop, rates[start + j])
-                                              for j in range(depth)]))
+            self.levels.append(
+                nn.ModuleList([Block(dim, head, mlp_ratio, True, drop, rates[start + j]) for j in range(depth)])
+            )
         self.aggregate = nn.ModuleList([Aggregate(dims[i], dims[i + 1]) for i in range(2)])
         self.norm = nn.LayerNorm(dims[-1], eps=LN_EPS)
         self.head = nn.Linear(dims[-1], num_classes)
@@ -100,7 +113,7 @@ class HTNetSmall(MERModel):
             per_group = 1 << level  # 1 region, then the eye pair and the mouth pair, then all four
             _, _, n, c = x.shape
             x = x.reshape(b * REGIONS // per_group, per_group * n, c)
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 x = block(x)
             x = x.reshape(b, REGIONS, n, c)
         return self.head(self.norm(x.mean(dim=(1, 2))))

@@ -55,8 +55,15 @@ def _stream(widths: tuple[int, int], padding: int) -> nn.Sequential:
 class OffApexNet(MERModel):
     fold_batchable = True  # hsta_bench/engine/batched.py
 
-    def __init__(self, num_classes: int = 3, size: int = 28, widths: tuple[int, int] = (6, 16),
-                 hidden: int = 1024, dropout: float = 0.5, padding: int = 1):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        size: int = 28,
+        widths: tuple[int, int] = (6, 16),
+        hidden: int = 1024,
+        dropout: float = 0.5,
+        padding: int = 1,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.inputs = {"flow": (3, size, size)}  # u, v, strain; strain unused

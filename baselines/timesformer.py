@@ -9,11 +9,12 @@ spatial attention (a patch attends to the patches of its frame and to the CLS to
 The head classifies the normalised CLS token.
 
 Both attentions run on the whole joint sequence with a mask (`divided_masks` in
-hsta_bench/models/attention.py, in FlexAttention's mask_mod convention), so every backend of hsta_bench.models.attention applies and
+hsta_bench/models/attention.py, in FlexAttention's mask_mod convention), so every backend of
+hsta_bench.models.attention applies and
 flex can skip masked blocks. The CLS token takes no part in temporal attention (its row attends to
 itself only and its update is dropped); in spatial attention it attends to every token. (The released
 code instead runs spatial attention per frame with a copy of the CLS token in each and averages the
-copies; patch tokens get the same result either way.) 
+copies; patch tokens get the same result either way.)
 Sizes: the paper uses ViT-Base (width 768, 12 heads, 12 blocks) on 8x224x224 clips; for the CPU
 budget ours is 8 frames of 64x64 (4x4 patches of 16x16 per frame, 129 tokens with CLS), width 192,
 3 heads, 4 blocks: 2,527,491 parameters with 3 classes. The released code's extra linear layer after
@@ -31,8 +32,15 @@ from hsta_bench.models.registry import MERModel, register_model
 
 
 class DividedBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop: float = 0.0, drop_path: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.norm_time = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn_time = SelfAttention(dim, heads, qkv_bias)
@@ -51,9 +59,19 @@ class DividedBlock(nn.Module):
 
 
 class TimeSformer(MERModel):
-    def __init__(self, num_classes: int = 3, frames: int = 8, size: int = 64, patch: int = 16,
-                 dim: int = 192, heads: int = 3, depth: int = 4, mlp_ratio: float = 4.0,
-                 drop: float = 0.0, drop_path: float = 0.1):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        frames: int = 8,
+        size: int = 64,
+        patch: int = 16,
+        dim: int = 192,
+        heads: int = 3,
+        depth: int = 4,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        drop_path: float = 0.1,
+    ):
         super().__init__()
         if size % patch:
             raise ValueError(f"timesformer: frame size {size} is not a multiple of the patch size {patch}")

@@ -11,12 +11,13 @@ dataclasses through `typed()`.
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -46,11 +47,19 @@ def defaults() -> dict:
 
 
 # Sections whose keys are free (checked later, by the code that reads them): a recipe or preset may set
-# any training setting or model override, a search space any of those, not only those its file lists.
-# "**" opens every level below.
-_OPEN = (("models", "*", "train"), ("models", "*", "model"), ("models", "*", "resources"), ("presets", "*", "train"),
-         ("presets", "*", "profile"),
-         ("models", "*", "space", "**"), ("tuned", "**"))
+# any training setting or model override, a search space any of those, not only those its file lists; a
+# user's file may add a recipe for a model of their own (`models.NAME`: checked by the commands against
+# the registry, cli/run.py check_names). "**" opens every level below.
+_OPEN = (
+    ("models",),
+    ("models", "*", "train"),
+    ("models", "*", "model"),
+    ("models", "*", "resources"),
+    ("presets", "*", "train"),
+    ("presets", "*", "profile"),
+    ("models", "*", "space", "**"),
+    ("tuned", "**"),
+)
 
 
 def _is_open(where: str) -> bool:

@@ -52,10 +52,13 @@ def main(release: Path, run: Path) -> int:
     ours = from_run(run)
     differ = [s for s in sorted(set(logged) | set(ours)) if logged.get(s) != ours.get(s)]
     for s in differ:
-        print(f"{s}: log {sorted(logged.get(s, Counter()).elements())} vs ours {sorted(ours.get(s, Counter()).elements())}")
+        theirs, mine = sorted(logged.get(s, Counter()).elements()), sorted(ours.get(s, Counter()).elements())
+        print(f"{s}: log {theirs} vs ours {mine}")
     same = len(set(logged) & set(ours)) - len([s for s in differ if s in logged and s in ours])
-    print(f"{same} of {len(logged)} logged subjects identical ({sum(sum(c.values()) for c in logged.values())} samples "
-          f"in the log, {sum(sum(c.values()) for c in ours.values())} scored here); {len(differ)} differ")
+    print(
+        f"{same} of {len(logged)} logged subjects identical ({sum(sum(c.values()) for c in logged.values())} samples "
+        f"in the log, {sum(sum(c.values()) for c in ours.values())} scored here); {len(differ)} differ"
+    )
     return 1 if differ else 0
 
 

@@ -34,8 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the package as it is in this checkout, installed or not
     sys.path.insert(0, str(REPO))
 
-OPTIONAL = {"numpy": "numpy", "yaml": "PyYAML", "ray": "ray", "polars": "polars", "typer": "typer", "rich": "rich",
-            "matplotlib": "matplotlib", "pytest": "pytest", "pytest_benchmark": "pytest-benchmark"}
+OPTIONAL = {
+    "numpy": "numpy",
+    "yaml": "PyYAML",
+    "ray": "ray",
+    "polars": "polars",
+    "typer": "typer",
+    "rich": "rich",
+    "matplotlib": "matplotlib",
+    "pytest": "pytest",
+    "pytest_benchmark": "pytest-benchmark",
+}
 FOLD_BATCH_MODELS = ("ststnet", "off_apexnet")
 SMALL_MODELS = ("ststnet", "off_apexnet", "htnet", "htnet_small", "c3d", "timesformer", "hsta_flow")
 COMPOSITE = (442, 68)  # samples, subjects: the MEGC2019 composite, LOSO
@@ -75,8 +84,10 @@ def device_of(args) -> str:
 
     if args.device == "cuda":
         if not torch.cuda.is_available():
-            raise CheckError(f"--device cuda: torch {torch.__version__} sees no CUDA device here "
-                             f"(CUDA build: {torch.version.cuda or 'none'}); use --device cpu --quick for a dry run")
+            raise CheckError(
+                f"--device cuda: torch {torch.__version__} sees no CUDA device here "
+                f"(CUDA build: {torch.version.cuda or 'none'}); use --device cpu --quick for a dry run"
+            )
         return "cuda:0"
     return "cpu"
 
@@ -86,9 +97,15 @@ def header(args, device: str) -> dict:
 
     from hsta_bench.engine.device import device_name
 
-    return {"device": device, "device_name": device_name(device), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "quick": args.quick, "threads": torch.get_num_threads(),
-            "host": platform.node()}
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "quick": args.quick,
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
 
 
 def sync(device: str) -> None:
@@ -118,8 +135,17 @@ def uint8_inputs(model, n: int, seed: int = 0) -> dict:
     return arrays
 
 
-def timed_training(name: str, overrides: dict, arrays: dict, cfg, n_classes: int, steps: int, device: str,
-                   warm_epochs: int = 1, timed_epochs: int = 1) -> dict:
+def timed_training(
+    name: str,
+    overrides: dict,
+    arrays: dict,
+    cfg,
+    n_classes: int,
+    steps: int,
+    device: str,
+    warm_epochs: int = 1,
+    timed_epochs: int = 1,
+) -> dict:
     """Train `name` for whole epochs of `steps` batches through FoldTrainer (the trainer runs use) and time
     the last `timed_epochs`; peak memory covers the trainer's whole life (inputs staged, model, optimiser,
     activations)."""
@@ -149,12 +175,21 @@ def timed_training(name: str, overrides: dict, arrays: dict, cfg, n_classes: int
     sync(device)
     seconds = time.perf_counter() - start
     logits = trainer.predict(data.test)
-    row = {"model": name, "precision": placement.precision, "staging": cfg.staging,
-           "staging_used": trainer.feed.staging, "batch": cfg.batch_size, "steps": steps * timed_epochs,
-           "step_ms": seconds / (steps * timed_epochs) * 1e3,
-           "samples_per_s": cfg.batch_size * steps * timed_epochs / seconds,
-           "finite": bool(np.isfinite(logits).all()), "inputs_mb": sum(a.nbytes for a in arrays.values()) / 2**20,
-           "peak_mb": None, "peak_fraction": None, "status": "ok"}
+    row = {
+        "model": name,
+        "precision": placement.precision,
+        "staging": cfg.staging,
+        "staging_used": trainer.feed.staging,
+        "batch": cfg.batch_size,
+        "steps": steps * timed_epochs,
+        "step_ms": seconds / (steps * timed_epochs) * 1e3,
+        "samples_per_s": cfg.batch_size * steps * timed_epochs / seconds,
+        "finite": bool(np.isfinite(logits).all()),
+        "inputs_mb": sum(a.nbytes for a in arrays.values()) / 2**20,
+        "peak_mb": None,
+        "peak_fraction": None,
+        "status": "ok",
+    }
     if cuda:
         index = torch.device(device).index or 0
         row["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -188,8 +223,13 @@ def check_env(args) -> int:
     import importlib.metadata
     import importlib.util
 
-    doc: dict = {"python": platform.python_version(), "executable": sys.executable, "host": platform.node(),
-                 "modules": {}, "devices": []}
+    doc: dict = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "host": platform.node(),
+        "modules": {},
+        "devices": [],
+    }
     for module, dist in OPTIONAL.items():
         try:
             found = importlib.util.find_spec(module) is not None
@@ -202,8 +242,16 @@ def check_env(args) -> int:
         doc["modules"][module] = ver if found else None
     if shutil.which("nvidia-smi"):  # the driver's view: version, memory in use by anything else
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total,memory.used,"
-                                  "utilization.gpu", "--format=csv"], capture_output=True, text=True, timeout=20)
+            smi = subprocess.run(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=index,name,driver_version,memory.total,memory.used,utilization.gpu",
+                    "--format=csv",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             doc["nvidia_smi"] = (smi.stdout or smi.stderr).strip()
         except (OSError, subprocess.TimeoutExpired) as exc:
             doc["nvidia_smi"] = f"failed: {exc}"
@@ -215,24 +263,45 @@ def check_env(args) -> int:
         write(Path(args.out), "env", doc, f"torch: not importable ({exc})")
         print(f"gpu_checks env: torch is not importable with {sys.executable}", file=sys.stderr)
         return 1
-    doc.update(torch=torch.__version__, cuda_build=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-               cuda_available=torch.cuda.is_available(), threads=torch.get_num_threads())
-    rows = [{"what": "python", "value": f"{doc['python']} ({sys.executable})"},
-            {"what": "torch", "value": f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'}, "
-                                       f"cuDNN {doc['cudnn'] or 'none'})"},
-            {"what": "CUDA devices", "value": torch.cuda.device_count() if torch.cuda.is_available() else 0}]
+    doc.update(
+        torch=torch.__version__,
+        cuda_build=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version(),
+        cuda_available=torch.cuda.is_available(),
+        threads=torch.get_num_threads(),
+    )
+    rows = [
+        {"what": "python", "value": f"{doc['python']} ({sys.executable})"},
+        {
+            "what": "torch",
+            "value": f"{torch.__version__} (CUDA build {torch.version.cuda or 'none'}, cuDNN {doc['cudnn'] or 'none'})",
+        },
+        {"what": "CUDA devices", "value": torch.cuda.device_count() if torch.cuda.is_available() else 0},
+    ]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
             free, total = torch.cuda.mem_get_info(i)
-            dev = {"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}", "memory_gb": total / 1e9,
-                   "free_gb": free / 1e9, "multiprocessors": p.multi_processor_count,
-                   "bf16": torch.cuda.is_bf16_supported(including_emulation=False), "tf32": p.major >= 8}
+            dev = {
+                "index": i,
+                "name": p.name,
+                "capability": f"{p.major}.{p.minor}",
+                "memory_gb": total / 1e9,
+                "free_gb": free / 1e9,
+                "multiprocessors": p.multi_processor_count,
+                "bf16": torch.cuda.is_bf16_supported(including_emulation=False),
+                "tf32": p.major >= 8,
+            }
             doc["devices"].append(dev)
             yes = {True: "yes", False: "no"}
-            rows.append({"what": f"cuda:{i}", "value": f"{p.name}, sm {dev['capability']}, {total / 2**30:.1f} GiB "
-                                                        f"({free / 2**30:.1f} free), bf16 {yes[dev['bf16']]}, "
-                                                        f"TF32 {yes[dev['tf32']]}"})
+            rows.append(
+                {
+                    "what": f"cuda:{i}",
+                    "value": f"{p.name}, sm {dev['capability']}, {total / 2**30:.1f} GiB "
+                    f"({free / 2**30:.1f} free), bf16 {yes[dev['bf16']]}, "
+                    f"TF32 {yes[dev['tf32']]}",
+                }
+            )
         doc["flash_sdp"] = torch.backends.cuda.is_flash_attention_available()
         rows.append({"what": "flash attention built", "value": "yes" if doc["flash_sdp"] else "no"})
     for module, ver in doc["modules"].items():
@@ -289,8 +358,10 @@ def composite_folds(samples: int, subjects: int, seed: int = 0):
     y = rng.integers(0, 3, samples)
     subject = rng.permutation(np.arange(samples) % subjects)
     empty = np.zeros(0, np.int64)
-    return [FoldData(inputs, np.flatnonzero(subject != s), y[subject != s], empty, empty, np.flatnonzero(subject == s))
-            for s in range(subjects)]
+    return [
+        FoldData(inputs, np.flatnonzero(subject != s), y[subject != s], empty, empty, np.flatnonzero(subject == s))
+        for s in range(subjects)
+    ]
 
 
 def check_fold_batch(args) -> int:
@@ -308,9 +379,18 @@ def check_fold_batch(args) -> int:
     doc = {**header(args, device), "atol": atol, "equality": [], "speed": []}
 
     # 1. the same maths: SGD, no dropout, fp32 with TF32 off (test_engine.py's comparison, on this device)
-    same = TrainConfig(optimizer="sgd", lr=3e-2, weight_decay=0.01, batch_size=8 if args.quick else 16,
-                       epochs=1 if args.quick else 3, warmup_epochs=1, balanced=True, augment=True,
-                       device=args.device, precision="fp32")
+    same = TrainConfig(
+        optimizer="sgd",
+        lr=3e-2,
+        weight_decay=0.01,
+        batch_size=8 if args.quick else 16,
+        epochs=1 if args.quick else 3,
+        warmup_epochs=1,
+        balanced=True,
+        augment=True,
+        device=args.device,
+        precision="fp32",
+    )
 
     def equality(name: str) -> dict:
         placement = placement_for(same)
@@ -322,9 +402,17 @@ def check_fold_batch(args) -> int:
         diff = max(float(np.abs(a.logits - b.logits).max()) for a, b in zip(plain, batched))
         same_class = all((a.logits.argmax(1) == b.logits.argmax(1)).all() for a, b in zip(plain, batched))
         agree = bool(diff <= atol and same_class)
-        return {"model": name, "folds": len(folds), "epochs": same.epochs, "precision": placement.precision,
-                "max_abs_diff": diff, "atol": atol, "same_predictions": bool(same_class), "agree": agree,
-                "status": "ok" if agree else "failed: logits differ beyond the tolerance"}
+        return {
+            "model": name,
+            "folds": len(folds),
+            "epochs": same.epochs,
+            "precision": placement.precision,
+            "max_abs_diff": diff,
+            "atol": atol,
+            "same_predictions": bool(same_class),
+            "agree": agree,
+            "status": "ok" if agree else "failed: logits differ beyond the tolerance",
+        }
 
     # 2. the speed-up at the composite's shape, each model's recipe (its optimiser, batch and precision)
     def speed(name: str) -> dict:
@@ -348,31 +436,63 @@ def check_fold_batch(args) -> int:
         sync(device)
         batched = time.perf_counter() - start
         finite = all(np.isfinite(o.logits).all() for o in out)
-        return {"model": name, "folds": len(folds), "epochs": epochs, "batch": cfg.batch_size,
-                "optimizer": cfg.optimizer, "precision": placement.precision, "sequential_s": sequential,
-                "fold_batched_s": batched, "speedup": sequential / batched, "recipe_epochs": r.train.epochs,
-                "recipe_sequential_h": sequential / epochs * r.train.epochs / 3600,
-                "recipe_fold_batched_h": batched / epochs * r.train.epochs / 3600, "finite": bool(finite),
-                "status": "ok" if finite else "failed: non-finite logits"}
+        return {
+            "model": name,
+            "folds": len(folds),
+            "epochs": epochs,
+            "batch": cfg.batch_size,
+            "optimizer": cfg.optimizer,
+            "precision": placement.precision,
+            "sequential_s": sequential,
+            "fold_batched_s": batched,
+            "speedup": sequential / batched,
+            "recipe_epochs": r.train.epochs,
+            "recipe_sequential_h": sequential / epochs * r.train.epochs / 3600,
+            "recipe_fold_batched_h": batched / epochs * r.train.epochs / 3600,
+            "finite": bool(finite),
+            "status": "ok" if finite else "failed: non-finite logits",
+        }
 
     for name in FOLD_BATCH_MODELS:
-        doc["equality"].append(guarded(lambda: equality(name), model=name, agree=False))
+        doc["equality"].append(guarded(lambda name=name: equality(name), model=name, agree=False))
     for name in FOLD_BATCH_MODELS:
-        doc["speed"].append(guarded(lambda: speed(name), model=name, finite=False))
+        doc["speed"].append(guarded(lambda name=name: speed(name), model=name, finite=False))
     doc["ok"] = all(row["status"] == "ok" for row in doc["equality"] + doc["speed"])
-    markdown = (f"fold-batched == sequential on {doc['device_name']} ({device}), fp32 without TF32:\n\n"
-                + table(doc["equality"], ["model", "folds", "epochs", "precision", "max_abs_diff", "atol",
-                                          "same_predictions", "status"])
-                + f"\n\nspeed at {subjects} folds x {epochs} epochs (the recipe's optimiser, batch and precision; "
-                  "hours projected to the recipe's epochs):\n\n"
-                + table(doc["speed"], ["model", "folds", "epochs", "batch", "precision", "sequential_s",
-                                       "fold_batched_s", "speedup", "recipe_epochs", "recipe_sequential_h",
-                                       "recipe_fold_batched_h", "status"]))
+    markdown = (
+        f"fold-batched == sequential on {doc['device_name']} ({device}), fp32 without TF32:\n\n"
+        + table(
+            doc["equality"],
+            ["model", "folds", "epochs", "precision", "max_abs_diff", "atol", "same_predictions", "status"],
+        )
+        + f"\n\nspeed at {subjects} folds x {epochs} epochs (the recipe's optimiser, batch and precision; "
+        "hours projected to the recipe's epochs):\n\n"
+        + table(
+            doc["speed"],
+            [
+                "model",
+                "folds",
+                "epochs",
+                "batch",
+                "precision",
+                "sequential_s",
+                "fold_batched_s",
+                "speedup",
+                "recipe_epochs",
+                "recipe_sequential_h",
+                "recipe_fold_batched_h",
+                "status",
+            ],
+        )
+    )
     write(Path(args.out), "fold-batch", doc, markdown)
     if not doc["ok"]:
-        print("gpu_checks fold-batch: " + "; ".join(f"{row['model']}: {row['status']}" for row in
-                                                    doc["equality"] + doc["speed"] if row["status"] != "ok"),
-              file=sys.stderr)
+        print(
+            "gpu_checks fold-batch: "
+            + "; ".join(
+                f"{row['model']}: {row['status']}" for row in doc["equality"] + doc["speed"] if row["status"] != "ok"
+            ),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -394,15 +514,31 @@ def check_hsta_step(args) -> int:
     arrays = uint8_inputs(model, batch * steps)
     shapes = {k: list(v) for k, v in model.inputs.items()}
     del model
-    doc = {**header(args, device), "model": name, "recipe": r.source, "overrides": overrides, "inputs": shapes,
-           "gpu_share": r.resources.get("gpu_share"), "rows": []}
+    doc = {
+        **header(args, device),
+        "model": name,
+        "recipe": r.source,
+        "overrides": overrides,
+        "inputs": shapes,
+        "gpu_share": r.resources.get("gpu_share"),
+        "rows": [],
+    }
     for precision in ("fp32", "bf16"):
         for staging in ("device", "host"):
-            cfg = replace(r.train, batch_size=batch, device=args.device, precision=precision, staging=staging,
-                          compile=False)
-            doc["rows"].append(guarded(lambda cfg=cfg: timed_training(name, overrides, arrays, cfg, n_classes, steps,
-                                                                      device, warm_epochs=int(not args.quick)),
-                                       model=name, precision=precision, staging=staging, batch=batch))
+            cfg = replace(
+                r.train, batch_size=batch, device=args.device, precision=precision, staging=staging, compile=False
+            )
+            doc["rows"].append(
+                guarded(
+                    lambda cfg=cfg: timed_training(
+                        name, overrides, arrays, cfg, n_classes, steps, device, warm_epochs=int(not args.quick)
+                    ),
+                    model=name,
+                    precision=precision,
+                    staging=staging,
+                    batch=batch,
+                )
+            )
     doc["ok"] = all(row["status"] == "ok" for row in doc["rows"])
     share = doc["gpu_share"]
     note = ""
@@ -412,12 +548,30 @@ def check_hsta_step(args) -> int:
 
         total = torch.cuda.get_device_properties(0).total_memory
         doc["fits_gpu_share"] = peak <= share * total
-        note = (f"\n\nthe recipe's resources.gpu_share {share}: {share * total / 2**30:.1f} GiB of this GPU; the "
-                f"largest reserved peak {peak / 2**30:.1f} GiB: {'fits' if doc['fits_gpu_share'] else 'does NOT fit'}")
-    markdown = (f"{name} training step on {doc['device_name']} ({device}), {r.source}, batch {batch}, "
-                f"inputs {shapes}:\n\n"
-                + table(doc["rows"], ["precision", "staging", "staging_used", "batch", "steps", "step_ms",
-                                      "samples_per_s", "peak_mb", "peak_fraction", "status"]) + note)
+        note = (
+            f"\n\nthe recipe's resources.gpu_share {share}: {share * total / 2**30:.1f} GiB of this GPU; the "
+            f"largest reserved peak {peak / 2**30:.1f} GiB: {'fits' if doc['fits_gpu_share'] else 'does NOT fit'}"
+        )
+    markdown = (
+        f"{name} training step on {doc['device_name']} ({device}), {r.source}, batch {batch}, "
+        f"inputs {shapes}:\n\n"
+        + table(
+            doc["rows"],
+            [
+                "precision",
+                "staging",
+                "staging_used",
+                "batch",
+                "steps",
+                "step_ms",
+                "samples_per_s",
+                "peak_mb",
+                "peak_fraction",
+                "status",
+            ],
+        )
+        + note
+    )
     write(Path(args.out), "hsta-step", doc, markdown)
     return 0 if doc["ok"] else 1
 
@@ -442,16 +596,21 @@ def check_small_steps(args) -> int:
         del model
         for precision in ("bf16", "fp32"):
             cfg = replace(r.train, batch_size=batch, device=args.device, precision=precision, compile=False)
-            row = guarded(lambda cfg=cfg, name=name, overrides=overrides, arrays=arrays:
-                          timed_training(name, overrides, arrays, cfg, 3, steps, device,
-                                         warm_epochs=int(not args.quick)),
-                          model=name, precision=precision, batch=batch)
+            row = guarded(
+                lambda cfg=cfg, name=name, overrides=overrides, arrays=arrays: timed_training(
+                    name, overrides, arrays, cfg, 3, steps, device, warm_epochs=int(not args.quick)
+                ),
+                model=name,
+                precision=precision,
+                batch=batch,
+            )
             doc["rows"].append({**row, "inputs": shapes})
     doc["ok"] = all(row["status"] == "ok" for row in doc["rows"])
-    markdown = (f"training steps on {doc['device_name']} ({device}), each recipe's batch, paper input sizes"
-                f"{' (quick: small inputs)' if args.quick else ''}:\n\n"
-                + table(doc["rows"], ["model", "inputs", "precision", "batch", "step_ms", "samples_per_s", "peak_mb",
-                                      "status"]))
+    markdown = (
+        f"training steps on {doc['device_name']} ({device}), each recipe's batch, paper input sizes"
+        f"{' (quick: small inputs)' if args.quick else ''}:\n\n"
+        + table(doc["rows"], ["model", "inputs", "precision", "batch", "step_ms", "samples_per_s", "peak_mb", "status"])
+    )
     write(Path(args.out), "small-steps", doc, markdown)
     return 0 if doc["ok"] else 1
 
@@ -460,8 +619,9 @@ def check_small_steps(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpu_checks.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="gpu_checks.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where to run (default cuda)")
     common.add_argument("--quick", action="store_true", help="tiny sizes, to run anywhere in seconds (tests)")
@@ -477,15 +637,23 @@ def parser() -> argparse.ArgumentParser:
     hs.add_argument("--batch", type=int, help="default: the recipe's (32)")
     hs.add_argument("--steps", type=int, help="steps per timed epoch (default 4)")
     ss = sub.add_parser("small-steps", parents=[common], help="the small models' step times, bf16 and fp32")
-    ss.add_argument("--model", dest="model_list", action="append", help="a model (repeatable; default: "
-                                                                          + ", ".join(SMALL_MODELS) + ")")
+    ss.add_argument(
+        "--model",
+        dest="model_list",
+        action="append",
+        help="a model (repeatable; default: " + ", ".join(SMALL_MODELS) + ")",
+    )
     ss.add_argument("--batch", type=int, help="default: each recipe's")
     ss.add_argument("--steps", type=int, help="steps per timed epoch (default 5)")
     return p
 
 
-CHECKS = {"env": check_env, "fold-batch": check_fold_batch, "hsta-step": check_hsta_step,
-          "small-steps": check_small_steps}
+CHECKS = {
+    "env": check_env,
+    "fold-batch": check_fold_batch,
+    "hsta-step": check_hsta_step,
+    "small-steps": check_small_steps,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,12 +19,18 @@ realdata = pytest.mark.skipif(
 )
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would: a separate process, text output (`env`: extra
     environment variables; `cwd`: where to run it)."""
     return subprocess.run(
-        [sys.executable, "-m", "hsta_bench", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "COLUMNS": "200", **(env or {})}, cwd=cwd,
+        [sys.executable, "-m", "hsta_bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -53,7 +59,7 @@ def run_main(capsys, *args: str, cwd: Path | None = None) -> subprocess.Complete
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A user error: non-zero exit, exactly one line on stderr naming what is wrong, no traceback."""
     assert proc.returncode != 0, proc.stdout
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert lines[0].startswith("error: ")
@@ -96,9 +102,14 @@ def ray_cluster(logs: Path, head: list[str], nodes: list[list[str]] = (), env: d
 
     def start(args: list[str], log: Path, extra: dict) -> None:
         with open(log, "w") as sink:
-            proc = subprocess.Popen([str(ray), "start", *args, "--disable-usage-stats", "--block"], stdout=sink,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                    env={**os.environ, **(env or {}), **extra})
+            proc = subprocess.Popen(
+                [str(ray), "start", *args, "--disable-usage-stats", "--block"],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+                env={**os.environ, **(env or {}), **extra},
+            )
         started.append(proc)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and "Ray runtime started" not in log.read_text():
@@ -106,8 +117,11 @@ def ray_cluster(logs: Path, head: list[str], nodes: list[list[str]] = (), env: d
         assert proc.poll() is None and "Ray runtime started" in log.read_text(), log.read_text()[-2000:]
 
     try:
-        start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *head],
-              logs / "ray-head.log", {})
+        start(
+            ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *head],
+            logs / "ray-head.log",
+            {},
+        )
         for i, args in enumerate(nodes):  # the head enables token authentication: a joining node sends it too
             start([f"--address=127.0.0.1:{port}", *args], logs / f"ray-node-{i + 1}.log", {"RAY_AUTH_MODE": "token"})
         yield f"127.0.0.1:{port}"

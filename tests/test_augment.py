@@ -19,8 +19,11 @@ def batch_of(n: int = 12, size: int = 16, frames: int = 3, seed: int = 0, encodi
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     clip = np.repeat(image[:, None], frames, axis=1)
-    return {"apex": to_tensor("apex", image, encoding), "frames": to_tensor("frames", clip, encoding),
-            "flow": to_tensor("flow", image, encoding)}
+    return {
+        "apex": to_tensor("apex", image, encoding),
+        "frames": to_tensor("frames", clip, encoding),
+        "flow": to_tensor("flow", image, encoding),
+    }
 
 
 def test_the_release_spec_parses_and_bad_specs_name_the_setting():
@@ -32,8 +35,10 @@ def test_the_release_spec_parses_and_bad_specs_name_the_setting():
             augment.parse_randaugment(bad)
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"erase": 1.5}, "erase"), ({"repeat": 0}, "repeat"), ({"randaugment": "rand-n2"}, "randaugment")])
+@pytest.mark.parametrize(
+    "values,message",
+    [({"erase": 1.5}, "erase"), ({"repeat": 0}, "repeat"), ({"randaugment": "rand-n2"}, "randaugment")],
+)
 def test_train_config_check_refuses_bad_augmentation_settings(values, message):
     from hsta_bench.engine.train import TrainConfig
 
@@ -49,8 +54,9 @@ def test_each_op_keeps_shape_and_range_and_changes_the_image(op):
     assert (y - x).abs().mean() > 1e-3, f"{op} at magnitude 7 left the images as they were"
 
 
-@pytest.mark.parametrize("op", ["rotate", "shear_x", "shear_y", "translate_x", "translate_y", "color", "contrast",
-                                "brightness", "sharpness"])
+@pytest.mark.parametrize(
+    "op", ["rotate", "shear_x", "shear_y", "translate_x", "translate_y", "color", "contrast", "brightness", "sharpness"]
+)
 def test_ops_at_magnitude_zero_are_the_identity(op):
     x = torch.rand(4, 3, 16, 16)
     y = augment.apply_op(op, x, torch.zeros(4), torch.ones(4))
@@ -130,8 +136,12 @@ def test_a_fold_trains_with_every_augmentation_and_repeat_doubles_the_rows_a_ste
     from hsta_bench.models import create_model
 
     rng = np.random.default_rng(0)
-    inputs = Inputs({"flow": rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8),
-                     "apex": rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)})
+    inputs = Inputs(
+        {
+            "flow": rng.integers(0, 256, (24, 28, 28, 3), dtype=np.uint8),
+            "apex": rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8),
+        }
+    )
     labels = np.arange(24) % 3
     data = FoldData(inputs, np.arange(16), labels[:16], np.zeros(0, int), np.zeros(0, int), np.arange(16, 24))
     cfg = TrainConfig(batch_size=8, epochs=1, augment=True, randaugment=RELEASE, erase=0.2, repeat=2).check("t")

@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from sheet_tools import write_rows
 
+from helpers import run_main
 from hsta_bench import config
 from hsta_bench.data import load_manifest
 from hsta_bench.data.sources.casme3 import repaired_offset
-
-from helpers import run_main
-from sheet_tools import write_rows
 
 SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
@@ -43,7 +42,9 @@ def tree(tmp_path_factory) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(first, last + 1):
             (folder / f"{n}.jpg").write_bytes(jpg.tobytes())
-    write_rows(root / SHEET, "label", [HEADER] + [[s, l, on, ap, off, "4", "I", e] for s, l, on, ap, off, e, *_ in ROWS])
+    write_rows(
+        root / SHEET, "label", [HEADER] + [[s, lab, on, ap, off, "4", "I", e] for s, lab, on, ap, off, e, *_ in ROWS]
+    )
     return root
 
 

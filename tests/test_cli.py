@@ -6,9 +6,8 @@ import json
 import subprocess
 import sys
 
-from hsta_bench.data import list_sources
-
 from helpers import assert_one_line_error, run_cli
+from hsta_bench.data import list_sources
 
 HEAVY = ("torch", "ray", "cv2", "polars", "fastexcel", "numpy", "optuna")
 
@@ -67,7 +66,10 @@ def test_bad_options_are_one_line_errors():
     assert_one_line_error(run_cli("datasets", "check", "nosuch"), "unknown dataset 'nosuch'")
     assert_one_line_error(run_cli("datasets", "check", "casme2", "--set", "datasets.casme2.fram=raw"), "fram")
     assert_one_line_error(run_cli("datasets", "check", "casme2", "--data-root", "casme2"), "NAME=PATH")
-    assert_one_line_error(run_cli("datasets", "check", "casme2", "--set", "datasets.casme2.fps=fast"), "datasets.casme2.fps")
-    assert_one_line_error(run_cli("datasets", "check", "megc2019-composite", "--data-root", "megc2019-composite=/x"),
-                          "built from")
+    assert_one_line_error(
+        run_cli("datasets", "check", "casme2", "--set", "datasets.casme2.fps=fast"), "datasets.casme2.fps"
+    )
+    assert_one_line_error(
+        run_cli("datasets", "check", "megc2019-composite", "--data-root", "megc2019-composite=/x"), "built from"
+    )
     assert_one_line_error(run_cli("datasets", "synth", "casme2", "--size", "huge"), "--size huge")

@@ -6,13 +6,14 @@ import json
 
 import pytest
 
+from helpers import SHARED_FLOW, realdata, run_cli
 from hsta_bench import config
 from hsta_bench.data import load_manifest
 from hsta_bench.data.synth import write_standin
 
-from helpers import SHARED_FLOW, realdata, run_cli
-
-SMALL_FRAMES = [f"datasets.{n}.synthetic.{k}" for n in ("casme2", "samm", "smic") for k in ("image_size=24", "clip_frames=[3,4]")]
+SMALL_FRAMES = [
+    f"datasets.{n}.synthetic.{k}" for n in ("casme2", "samm", "smic") for k in ("image_size=24", "clip_frames=[3,4]")
+]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,9 @@ def test_defaults_hold_every_dataset_and_protocol():
 def test_set_and_data_root_and_file(tmp_path):
     user = tmp_path / "mine.yaml"
     user.write_text("datasets:\n  samm:\n    root: /data/SAMM\n    fps: 100\n")
-    tree = config.load(user, sets=["datasets.samm.fps=50", "datasets.casme2.frames=raw"], data_roots=["smic=/data/SMIC"])
+    tree = config.load(
+        user, sets=["datasets.samm.fps=50", "datasets.casme2.frames=raw"], data_roots=["smic=/data/SMIC"]
+    )
     assert tree["datasets"]["samm"] == {**config.defaults()["datasets"]["samm"], "root": "/data/SAMM", "fps": 50}
     assert tree["datasets"]["casme2"]["frames"] == "raw"
     assert tree["datasets"]["smic"]["root"] == "/data/SMIC"

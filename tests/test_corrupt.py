@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
-from hsta_bench import config
-from hsta_bench.data import load_manifest
+from sheet_tools import header_index, read_rows, write_rows
 
 from helpers import assert_one_line_error, run_cli
-from sheet_tools import header_index, read_rows, write_rows
+from hsta_bench import config
+from hsta_bench.data import load_manifest
 
 
 def first_sample(root: Path, name: str) -> dict:

@@ -25,9 +25,11 @@ FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
 
 def _on_meta(name: str):
     """A builder of `name` (small inputs) whose parameters are made on meta directly (no CPU init)."""
+
     def build():
         with torch.device("meta"):
             return create_model(name, 3, **small_overrides(name))
+
     return build
 
 
@@ -93,7 +95,12 @@ def test_a_trial_trains_where_ray_puts_it():
 
 
 def test_precision_is_fp32_on_a_cpu_unless_bf16_is_asked_for():
-    assert [dev.resolve_precision(p, "cpu") for p in ("auto", "fp32", "tf32", "bf16")] == ["fp32", "fp32", "fp32", "bf16"]
+    assert [dev.resolve_precision(p, "cpu") for p in ("auto", "fp32", "tf32", "bf16")] == [
+        "fp32",
+        "fp32",
+        "fp32",
+        "bf16",
+    ]
     assert dev.resolve_precision("bf16", "meta") == "fp32"
     with pytest.raises(UserError, match="train.precision='fp16'"):
         dev.resolve_precision("fp16", "cpu")
@@ -141,10 +148,22 @@ def test_fold_batched_equals_one_fold_at_a_time_on_cuda(name):
     from test_engine import fold_problem
 
     inputs, y = fold_problem(90)
-    folds = [FoldData(inputs, np.arange(s), y[:s], np.zeros(0, int), np.zeros(0, int), np.arange(60 + 10 * k, 70 + 10 * k))
-             for k, s in enumerate((50, 43, 37))]
-    cfg = TrainConfig(optimizer="sgd", lr=3e-2, weight_decay=0.01, batch_size=16, epochs=3, warmup_epochs=1,
-                      balanced=True, augment=True, precision="fp32", device="cuda")
+    folds = [
+        FoldData(inputs, np.arange(s), y[:s], np.zeros(0, int), np.zeros(0, int), np.arange(60 + 10 * k, 70 + 10 * k))
+        for k, s in enumerate((50, 43, 37))
+    ]
+    cfg = TrainConfig(
+        optimizer="sgd",
+        lr=3e-2,
+        weight_decay=0.01,
+        batch_size=16,
+        epochs=3,
+        warmup_epochs=1,
+        balanced=True,
+        augment=True,
+        precision="fp32",
+        device="cuda",
+    )
     build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
     from hsta_bench.engine.batched import fit_predict_folds
 

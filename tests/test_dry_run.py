@@ -46,8 +46,18 @@ def paper(tmp_path_factory) -> dict:
     results = {}
     for spec in (ONE_GPU, EIGHT_GPUS):
         output = tmp_path_factory.mktemp("dry") / "results"
-        proc = invoke("run", "--all-datasets", "--preset", "paper", "--dry-run", "--cluster", spec, "--output",
-                      str(output), "--json")
+        proc = invoke(
+            "run",
+            "--all-datasets",
+            "--preset",
+            "paper",
+            "--dry-run",
+            "--cluster",
+            spec,
+            "--output",
+            str(output),
+            "--json",
+        )
         assert proc.returncode == 0, proc.stderr
         results[spec] = {"data": json.loads(proc.stdout), "written": output.exists()}
     return results
@@ -142,8 +152,21 @@ def test_small_models_are_bound_by_step_overhead(paper):
 
 
 def test_text_output_shows_the_table_and_the_total(capsys, tmp_path):
-    proc = run_main(capsys, "run", "--dataset", "samm", "--model", "ststnet", "--model", "hsta_tiny", "--preset",
-                    "smoke", "--dry-run", "--output", str(tmp_path / "out"))
+    proc = run_main(
+        capsys,
+        "run",
+        "--dataset",
+        "samm",
+        "--model",
+        "ststnet",
+        "--model",
+        "hsta_tiny",
+        "--preset",
+        "smoke",
+        "--dry-run",
+        "--output",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "dry run (smoke)" in proc.stdout and "this machine" in proc.stdout and "FLOPs/sample" in proc.stdout
     assert "total:" in proc.stdout and "GPU-hours" in proc.stdout and "nothing written" in proc.stdout
@@ -151,8 +174,20 @@ def test_text_output_shows_the_table_and_the_total(capsys, tmp_path):
 
 
 def test_unknown_gpu_is_estimated_as_the_default_and_said(capsys):
-    proc = run_main(capsys, "run", "--dataset", "smic", "--model", "hsta_tiny", "--preset", "smoke", "--dry-run",
-                    "--cluster", "nodes=1,cpus=4,gpus=2,gpu=B300", "--json")
+    proc = run_main(
+        capsys,
+        "run",
+        "--dataset",
+        "smic",
+        "--model",
+        "hsta_tiny",
+        "--preset",
+        "smoke",
+        "--dry-run",
+        "--cluster",
+        "nodes=1,cpus=4,gpus=2,gpu=B300",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["evaluations"][0]["device"] == "A100 bf16" and data["assumptions"]["gpu"]["name"] == "A100"
@@ -161,19 +196,43 @@ def test_unknown_gpu_is_estimated_as_the_default_and_said(capsys):
 
 def test_cluster_options_are_one_line_errors(capsys):
     assert_one_line_error(run_main(capsys, "run", "--dataset", "samm", "--cluster", ONE_GPU), "--cluster", "--dry-run")
-    assert_one_line_error(run_main(capsys, "tune", "--model", "ststnet", "--dataset", "samm", "--cluster", ONE_GPU),
-                          "--cluster", "--dry-run")
-    assert_one_line_error(run_main(capsys, "run", "--dataset", "samm", "--dry-run", "--cluster", "nodes=two"),
-                          "--cluster nodes=two", "numbers")
-    assert_one_line_error(run_main(capsys, "run", "--dataset", "samm", "--dry-run", "--cluster", "gpus=4,gpu_type=H200"),
-                          "--cluster", "gpu_type=H200")
-    assert_one_line_error(run_main(capsys, "run", "--dry-run", "--resume", "20260101-000000-abcd"), "--dry-run",
-                          "--resume")
+    assert_one_line_error(
+        run_main(capsys, "tune", "--model", "ststnet", "--dataset", "samm", "--cluster", ONE_GPU),
+        "--cluster",
+        "--dry-run",
+    )
+    assert_one_line_error(
+        run_main(capsys, "run", "--dataset", "samm", "--dry-run", "--cluster", "nodes=two"),
+        "--cluster nodes=two",
+        "numbers",
+    )
+    assert_one_line_error(
+        run_main(capsys, "run", "--dataset", "samm", "--dry-run", "--cluster", "gpus=4,gpu_type=H200"),
+        "--cluster",
+        "gpu_type=H200",
+    )
+    assert_one_line_error(
+        run_main(capsys, "run", "--dry-run", "--resume", "20260101-000000-abcd"), "--dry-run", "--resume"
+    )
 
 
 def test_tune_dry_run_prints_studies_and_an_upper_bound(capsys, tmp_path):
-    proc = run_main(capsys, "tune", "--model", "ststnet", "--dataset", "samm", "--trials", "3", "--dry-run",
-                    "--cluster", ONE_GPU, "--output", str(tmp_path / "out"), "--json")
+    proc = run_main(
+        capsys,
+        "tune",
+        "--model",
+        "ststnet",
+        "--dataset",
+        "samm",
+        "--trials",
+        "3",
+        "--dry-run",
+        "--cluster",
+        ONE_GPU,
+        "--output",
+        str(tmp_path / "out"),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     studies = data["studies"]
@@ -189,8 +248,21 @@ def test_tune_dry_run_prints_studies_and_an_upper_bound(capsys, tmp_path):
     assert data["total"]["pflops_upper_bound"] == pytest.approx(data["tune"]["pflops_upper_bound"] + outer["pflops"])
     assert not (tmp_path / "out").exists()
 
-    text = run_main(capsys, "tune", "--model", "ststnet", "--dataset", "samm", "--trials", "3", "--dry-run",
-                    "--cluster", ONE_GPU, "--output", str(tmp_path / "out"))
+    text = run_main(
+        capsys,
+        "tune",
+        "--model",
+        "ststnet",
+        "--dataset",
+        "samm",
+        "--trials",
+        "3",
+        "--dry-run",
+        "--cluster",
+        ONE_GPU,
+        "--output",
+        str(tmp_path / "out"),
+    )
     assert text.returncode == 0, text.stderr
     assert "tune dry run" in text.stdout and "PFLOP <=" in text.stdout and "at most" in text.stdout
     assert "outer run" in text.stdout and "g4" in text.stdout

@@ -20,7 +20,12 @@ FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
 
 def test_recipes_come_from_configs_and_presets_override_them(cfg):
     paper = ev.recipe("ststnet", cfg, "paper")
-    assert (paper.train.optimizer, paper.train.lr, paper.train.batch_size, paper.train.epochs) == ("adam", 5e-5, 256, 800)
+    assert (paper.train.optimizer, paper.train.lr, paper.train.batch_size, paper.train.epochs) == (
+        "adam",
+        5e-5,
+        256,
+        800,
+    )
     assert paper.train.selection == "last" and paper.source == "configs/models/ststnet.yaml"
     smoke = ev.recipe("ststnet", cfg, "smoke")
     assert smoke.train.epochs == 2 and smoke.train.lr == 5e-5  # the preset changes the budget, not the recipe
@@ -30,7 +35,10 @@ def test_recipes_come_from_configs_and_presets_override_them(cfg):
     c3d = ev.recipe("c3d", cfg, None)  # a recipe that keeps configs/train.yaml's defaults
     assert c3d.source == "configs/models/c3d.yaml" and c3d.train == ev.recipe("c3d", {**cfg, "models": {}}, None).train
     tuned = config.load(sets=["models.ststnet.train.epochs=3", "presets.paper.train.seed=7"])
-    assert (ev.recipe("ststnet", tuned, "paper").train.epochs, ev.recipe("ststnet", tuned, "paper").train.seed) == (3, 7)
+    assert (ev.recipe("ststnet", tuned, "paper").train.epochs, ev.recipe("ststnet", tuned, "paper").train.seed) == (
+        3,
+        7,
+    )
 
 
 def test_a_bad_training_setting_names_itself():
@@ -57,7 +65,9 @@ def test_layer_decay_scales_hsta_layers_and_spares_norms_from_weight_decay():
     scales = sorted({g["lr_scale"] for g in groups})
     assert scales == [0.125, 0.25, 0.5, 1.0]  # embeddings, 2 HSTA layers, head (tiny has 2 layers)
     by_param = {id(p): g for g in groups for p in g["params"]}
-    assert by_param[id(model.head.weight)]["lr_scale"] == 1.0 and by_param[id(model.head.weight)]["weight_decay"] == 0.05
+    assert (
+        by_param[id(model.head.weight)]["lr_scale"] == 1.0 and by_param[id(model.head.weight)]["weight_decay"] == 0.05
+    )
     assert by_param[id(model.branches["0"].cls_token)]["lr_scale"] == 0.125
     assert by_param[id(model.norms["0"].weight)]["weight_decay"] == 0.0
 
@@ -75,7 +85,9 @@ def test_flip_mirrors_frames_and_negates_flow_u():
     x = torch.rand(2, 3, 4, 4)
     out = train.flip({"flow": x, "apex": x}, torch.tensor([True, False]))
     assert torch.equal(out["apex"][0], x[0].flip(-1)) and torch.equal(out["apex"][1], x[1])
-    assert torch.allclose(out["flow"][0, 0], 1 - x[0, 0].flip(-1)) and torch.equal(out["flow"][0, 1:], x[0, 1:].flip(-1))
+    assert torch.allclose(out["flow"][0, 0], 1 - x[0, 0].flip(-1)) and torch.equal(
+        out["flow"][0, 1:], x[0, 1:].flip(-1)
+    )
 
 
 def fold_problem(n=60, seed=0):
@@ -122,14 +134,14 @@ def test_scrambled_test_labels_change_nothing(cfg):
     for fold in plan.folds[:2]:
         scrambled.y[fold.test] = (scrambled.y[fold.test] + 1) % len(plan.classes)
     second = ev.run_folds(scrambled, [0])
-    assert (first["pred"][: len(plan.folds[0].test)] == second["pred"]).all()
+    assert (first.pred[: len(plan.folds[0].test)] == second.pred).all()
 
 
 def test_same_seed_same_predictions_on_cpu(cfg):
     """Two folds trained twice (dropout and stochastic depth draw from each fold's own seeded stream)."""
     p = ev.plan("hsta_flow", "megc2019-flow", cfg, "smoke")
     a, b = ev.run_folds(p, [0, 1]), ev.run_folds(p, [0, 1])
-    assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["rows"], b["rows"])
+    assert np.array_equal(a.pred, b.pred) and np.array_equal(a.rows, b.rows)
     assert ev.predictions_frame(p, [a]).equals(ev.predictions_frame(p, [b]))
 
 
@@ -147,8 +159,16 @@ def test_fold_batched_training_equals_one_fold_at_a_time(name):
         test = np.arange(60 + 10 * k, 70 + 10 * k)
         train_rows = np.arange(size)
         folds.append(FoldData(inputs, train_rows, y[train_rows], np.zeros(0, int), np.zeros(0, int), test))
-    cfg = TrainConfig(optimizer="sgd", lr=3e-2, weight_decay=0.01, batch_size=16, epochs=3, warmup_epochs=1,
-                      balanced=True, augment=True)
+    cfg = TrainConfig(
+        optimizer="sgd",
+        lr=3e-2,
+        weight_decay=0.01,
+        batch_size=16,
+        epochs=3,
+        warmup_epochs=1,
+        balanced=True,
+        augment=True,
+    )
     build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
     plain = [train.fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
     batched = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])
@@ -193,11 +213,12 @@ def test_ststnet_is_fold_batched():
 
 
 def test_validation_subjects_select_the_epoch_without_the_test_subject():
-    cfg = config.load(sets=["evaluation.val_subjects=1", "models.ststnet.train.selection=best_val",
-                            "presets.smoke.train.epochs=4"])
+    cfg = config.load(
+        sets=["evaluation.val_subjects=1", "models.ststnet.train.selection=best_val", "presets.smoke.train.epochs=4"]
+    )
     result = ev.evaluate("ststnet", "megc2019-flow", cfg, "smoke")
     roles = result.splits
-    for fold, group in roles.group_by("fold"):
+    for _fold, group in roles.group_by("fold"):
         val = set(group.filter(group["role"] == "val")["subject"])
         test = set(group.filter(group["role"] == "test")["subject"])
         assert len(val) == 1 and not val & test

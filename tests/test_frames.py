@@ -10,8 +10,17 @@ from hsta_bench.data.frames import frame_number, image_problem, list_frames, nam
 from hsta_bench.data.sheets import parse_frame
 
 
-@pytest.mark.parametrize("name,number", [("img46.jpg", 46), ("reg_img46.jpg", 46), ("006_05562.jpg", 5562),
-                                         ("reg_image012345.bmp", 12345), ("175.jpg", 175), ("readme.txt", None)])
+@pytest.mark.parametrize(
+    "name,number",
+    [
+        ("img46.jpg", 46),
+        ("reg_img46.jpg", 46),
+        ("006_05562.jpg", 5562),
+        ("reg_image012345.bmp", 12345),
+        ("175.jpg", 175),
+        ("readme.txt", None),
+    ],
+)
 def test_frame_number_is_the_trailing_number(name, number):
     assert frame_number(name) == number
 
@@ -44,7 +53,16 @@ def test_intact_and_truncated_images(tmp_path, suffix):
     assert "bad header" in image_problem(path)
 
 
-@pytest.mark.parametrize("text,expected", [("46", (46, True)), ("46.0", (46, True)), ("/", (None, True)),
-                                           (None, (None, True)), ("", (None, True)), ("4x", (None, False))])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("46", (46, True)),
+        ("46.0", (46, True)),
+        ("/", (None, True)),
+        (None, (None, True)),
+        ("", (None, True)),
+        ("4x", (None, False)),
+    ],
+)
 def test_parse_frame(text, expected):
     assert parse_frame(text) == expected

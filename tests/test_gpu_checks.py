@@ -33,8 +33,10 @@ def checks():
 
 def run_checks(checks, out: Path, device: str) -> dict:
     extra = {"small-steps": SMALL}
-    return {name: checks.main([name, "--device", device, "--quick", "--out", str(out), *extra.get(name, [])])
-            for name in ("env", "fold-batch", "hsta-step", "small-steps")}
+    return {
+        name: checks.main([name, "--device", device, "--quick", "--out", str(out), *extra.get(name, [])])
+        for name in ("env", "fold-batch", "hsta-step", "small-steps")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,9 @@ def test_hsta_step_times_fp32_and_bf16_on_both_staging_paths(on_cpu):
     out, codes = on_cpu
     doc = read(out, "hsta-step")
     assert codes["hsta-step"] == 0 and doc["ok"]
-    assert {(r["precision"], r["staging"]) for r in doc["rows"]} == {(p, s) for p in ("fp32", "bf16")
-                                                                   for s in ("device", "host")}
+    assert {(r["precision"], r["staging"]) for r in doc["rows"]} == {
+        (p, s) for p in ("fp32", "bf16") for s in ("device", "host")
+    }
     for row in doc["rows"]:
         assert row["status"] == "ok" and row["step_ms"] > 0 and row["samples_per_s"] > 0 and row["finite"]
         assert row["staging_used"] == "host"  # a CPU has nothing to stage onto (the CUDA test checks both)
@@ -88,8 +91,9 @@ def test_small_models_step_in_bf16_and_fp32(on_cpu):
     out, codes = on_cpu
     doc = read(out, "small-steps")
     assert codes["small-steps"] == 0 and doc["ok"]
-    assert {(r["model"], r["precision"]) for r in doc["rows"]} == {(m, p) for m in ("ststnet", "c3d")
-                                                                   for p in ("bf16", "fp32")}
+    assert {(r["model"], r["precision"]) for r in doc["rows"]} == {
+        (m, p) for m in ("ststnet", "c3d") for p in ("bf16", "fp32")
+    }
     assert all(r["step_ms"] > 0 and r["samples_per_s"] > 0 for r in doc["rows"])
 
 
@@ -121,14 +125,19 @@ def test_checks_on_cuda(checks, tmp_path):
 
 
 def gpu_check(out: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env},
+    )
 
 
 def summary_rows(out: Path) -> dict[str, list[str]]:
     """The summary's step table: step -> [status, exit, seconds, note]."""
     text = (out / "summary.md").read_text()
-    table = text[text.index("| step |"):].split("\n\n")[0].splitlines()[2:]
+    table = text[text.index("| step |") :].split("\n\n")[0].splitlines()[2:]
     return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)}
 
 

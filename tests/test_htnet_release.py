@@ -17,19 +17,26 @@ from hsta_bench.models.inputs import encoding_of
 from hsta_bench.preprocess import regions
 
 
-def _released_parameter_count(image=28, patch=7, dim=256, heads=3, hierarchies=3, repeats=(2, 2, 10), classes=3,
-                              mlp=4, channels=3) -> int:
+def _released_parameter_count(
+    image=28, patch=7, dim=256, heads=3, hierarchies=3, repeats=(2, 2, 10), classes=3, mlp=4, channels=3
+) -> int:
     """Model.py's HTNet, counted from the shapes of its layers."""
     seq_len = (image // patch // 2 ** (hierarchies - 1)) ** 2  # Model.py:126-129
     widths = [dim * 2**i for i in range(hierarchies)]  # Model.py:131-134
     total = channels * patch * patch * widths[0] + widths[0]  # Model.py:139-142: 1x1 conv of the patches
     for level, (d, repeat) in enumerate(zip(widths, repeats)):
         inner = (d // (heads * 2**level)) * (heads * 2**level)  # Model.py:48-49: dim_head = dim // heads
-        block = (2 * d  # PreNorm's LayerNorm g, b (Model.py:15-16, 26)
-                 + d * 3 * inner  # to_qkv, no bias (Model.py:55)
-                 + inner * d + d  # to_out (Model.py:57-58)
-                 + 2 * d  # PreNorm's LayerNorm
-                 + d * mlp * d + mlp * d + mlp * d * d + d)  # FeedForward's two 1x1 convs (Model.py:36, 39)
+        block = (
+            2 * d  # PreNorm's LayerNorm g, b (Model.py:15-16, 26)
+            + d * 3 * inner  # to_qkv, no bias (Model.py:55)
+            + inner * d
+            + d  # to_out (Model.py:57-58)
+            + 2 * d  # PreNorm's LayerNorm
+            + d * mlp * d
+            + mlp * d
+            + mlp * d * d
+            + d
+        )  # FeedForward's two 1x1 convs (Model.py:36, 39)
         total += seq_len + repeat * block  # pos_emb (Model.py:88)
         if level < hierarchies - 1:  # Aggregate: 3x3 conv, LayerNorm (Model.py:77-82); the last level: Identity
             total += d * widths[level + 1] * 9 + widths[level + 1] + 2 * widths[level + 1]
@@ -73,7 +80,7 @@ def test_tile_regions_cuts_and_tiles_as_released():
     # main_HTNet.py:202-204: hconcat(crop 0, crop 1) over hconcat(crop 3, crop 4); crop 2 (nose) unused
     layout = {(0, 0): 0, (0, 1): 1, (1, 0): 3, (1, 1): 4}
     for (tile_row, tile_col), k in layout.items():
-        tile = tiled[14 * tile_row:14 * tile_row + 14, 14 * tile_col:14 * tile_col + 14]
+        tile = tiled[14 * tile_row : 14 * tile_row + 14, 14 * tile_col : 14 * tile_col + 14]
         rows, cols = np.mgrid[0:14, 0:14]
         assert (tile[..., 0] == points[k][0] - 7 + rows).all(), (tile_row, tile_col)
         assert (tile[..., 1] == points[k][1] - 7 + cols).all(), (tile_row, tile_col)
@@ -89,8 +96,9 @@ def test_landmarks_are_clamped_truncated_and_fall_back_as_released(monkeypatch):
     assert regions.fallback().tolist() == [[9, 11], [21, 10], [15, 17], [10, 21], [20, 21]]
 
     seen = []
-    found = SimpleNamespace(boxes=np.zeros((2, 4)), probs=np.ones(2),
-                            landmarks=np.array([np.full((5, 2), 10.6), np.full((5, 2), 18.0)]))
+    found = SimpleNamespace(
+        boxes=np.zeros((2, 4)), probs=np.ones(2), landmarks=np.array([np.full((5, 2), 10.6), np.full((5, 2), 18.0)])
+    )
     monkeypatch.setattr(regions, "_detect", lambda face: seen.append(face) or found)
     apex = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
     points, used = regions.find_landmarks(apex)

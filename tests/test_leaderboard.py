@@ -84,8 +84,9 @@ def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board, capsys):
             assert row["uf1_vs_first"] == pytest.approx(row["uf1"] - first["uf1"])
         else:  # the same test, computed here from the samples themselves
             assert subjects == first_counts[2] and y == first_counts[0]
-            test = metrics.paired_test(np.array(y), np.array(pred), np.array(first_counts[1]), np.array(subjects), 3,
-                                       iterations=5000, seed=0)
+            test = metrics.paired_test(
+                np.array(y), np.array(pred), np.array(first_counts[1]), np.array(subjects), 3, iterations=5000, seed=0
+            )
             assert row["p_value"] == pytest.approx(test["p_value"]) and row["significant"] == (test["p_value"] < 0.05)
     by_model = {r["model"]: r for r in rows}
     assert by_model["ststnet"]["significant"] is False and by_model["htnet"]["significant"] is True
@@ -100,16 +101,21 @@ def test_published_rows_are_never_ranked(board, capsys):
     published = [r for r in rows if r["kind"] == "published"]
     assert [r["model"] for r in published] == ["Paper A"] and published[0]["rank"] == ""
     # Paper A's 0.8 would rank second among the measured rows: the ranks stay 1..4 without it
-    assert [r["rank"] for r in rows if r["kind"] == "measured" and not r["table"].endswith("synthetic")] == \
-        ["1", "2", "3", "4"]
+    assert [r["rank"] for r in rows if r["kind"] == "measured" and not r["table"].endswith("synthetic")] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
 
 
 def test_adding_a_run_to_the_store_replaces_its_own_entries_only(board, tmp_path):
     from hsta_bench.leaderboard import store
 
     before = store.read(board / "store")
-    again = store.Store([e for e in before.entries if e["run_id"] == "r2"],
-                        [c for c in before.counts if c["entry"].startswith("r2/")])
+    again = store.Store(
+        [e for e in before.entries if e["run_id"] == "r2"], [c for c in before.counts if c["entry"].startswith("r2/")]
+    )
     merged = before.merge(again)
     assert len(merged.entries) == len(before.entries) and len(merged.counts) == len(before.counts)
     store.write(merged, tmp_path / "copy")
@@ -126,8 +132,10 @@ def test_the_published_leaderboard_is_what_its_store_renders(tmp_path):
     assert (tmp_path / "leaderboard" / "README.md").read_text() == (REPO / "leaderboard" / "README.md").read_text()
     page = (REPO / "leaderboard" / "README.md").read_text()
     for model in ("ststnet", "off_apexnet", "htnet", "hsta_flow"):  # real rows of the four models, with intervals
-        assert any(line.startswith("| ") and f"| {model} | " in line and "(0." in line
-                   for line in page.split("## megc2019-flow · megc2019-composite · LOSO\n")[1].split("\n## ")[0].splitlines())
+        assert any(
+            line.startswith("| ") and f"| {model} | " in line and "(0." in line
+            for line in page.split("## megc2019-flow · megc2019-composite · LOSO\n")[1].split("\n## ")[0].splitlines()
+        )
     for dataset in ("casme2", "samm", "smic", "casme3"):
         assert f"## {dataset} · " in page and "synthetic stand-in (not a result)" in page
 
@@ -136,31 +144,47 @@ def _damage(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new, 1))
 
 
-@pytest.mark.parametrize("damage,fragments", [
-    (lambda b: _damage(b / "store" / "counts.csv", ",negative,negative,", ",negative,happy,"),
-     ["counts.csv, line", "'happy'", "not one of"]),
-    (lambda b: _damage(b / "store" / "counts.csv", "r1/ststnet/", "r9/ststnet/"), ["counts.csv, line 2", "r9/ststnet"]),
-    (lambda b: _damage(b / "store" / "runs.csv", ",800,", ",many,"), ["runs.csv, line 3, epochs", "'many'"]),
-    (lambda b: (b / "store" / "runs.csv").write_text("entry,model\nx,y\n"), ["runs.csv: missing column(s)", "run_id"]),
-    (lambda b: _damage(b / "published.csv", ",0.8,", ",80%,"), ["published.csv, line 2, uf1", "'80%'"]),
-    (lambda b: _damage(b / "published.csv", "Paper B,casme2,", "Paper B,casme5,"), ["published.csv, line 3",
-                                                                                   "unknown dataset 'casme5'"]),
-])
+@pytest.mark.parametrize(
+    "damage,fragments",
+    [
+        (
+            lambda b: _damage(b / "store" / "counts.csv", ",negative,negative,", ",negative,happy,"),
+            ["counts.csv, line", "'happy'", "not one of"],
+        ),
+        (
+            lambda b: _damage(b / "store" / "counts.csv", "r1/ststnet/", "r9/ststnet/"),
+            ["counts.csv, line 2", "r9/ststnet"],
+        ),
+        (lambda b: _damage(b / "store" / "runs.csv", ",800,", ",many,"), ["runs.csv, line 3, epochs", "'many'"]),
+        (
+            lambda b: (b / "store" / "runs.csv").write_text("entry,model\nx,y\n"),
+            ["runs.csv: missing column(s)", "run_id"],
+        ),
+        (lambda b: _damage(b / "published.csv", ",0.8,", ",80%,"), ["published.csv, line 2, uf1", "'80%'"]),
+        (
+            lambda b: _damage(b / "published.csv", "Paper B,casme2,", "Paper B,casme5,"),
+            ["published.csv, line 3", "unknown dataset 'casme5'"],
+        ),
+    ],
+)
 def test_a_damaged_store_or_reference_file_is_one_line(board, damage, fragments, capsys):
     damage(board)
     assert_one_line_error(run_main(capsys, *COMMAND, cwd=board), *fragments)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    ([], ["give run folders", "--store DIR"]),
-    (["--store", "nowhere"], ["--store nowhere: no runs.csv there"]),
-    (["nowhere"], ["nowhere: no such run folder"]),
-    (["store"], ["store: neither a run folder", "nor a folder of runs"]),
-    (["--store", "store", "--format", "xml"], ["--format xml: expected one of md, csv, json"]),
-    (["--store", "store", "--format", "csv", "--json"], ["--json and --format csv"]),
-    (["--store", "store", "--references", "absent.csv"], ["--references absent.csv: no such file"]),
-    (["--store", "store", "--set", "leaderboard.alpha=2"], ["leaderboard: alpha must lie in (0, 1)"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        ([], ["give run folders", "--store DIR"]),
+        (["--store", "nowhere"], ["--store nowhere: no runs.csv there"]),
+        (["nowhere"], ["nowhere: no such run folder"]),
+        (["store"], ["store: neither a run folder", "nor a folder of runs"]),
+        (["--store", "store", "--format", "xml"], ["--format xml: expected one of md, csv, json"]),
+        (["--store", "store", "--format", "csv", "--json"], ["--json and --format csv"]),
+        (["--store", "store", "--references", "absent.csv"], ["--references absent.csv: no such file"]),
+        (["--store", "store", "--set", "leaderboard.alpha=2"], ["leaderboard: alpha must lie in (0, 1)"]),
+    ],
+)
 def test_user_errors_are_one_line(board, args, fragments, capsys):
     assert_one_line_error(run_main(capsys, "leaderboard", *args, cwd=board), *fragments)
 
@@ -175,11 +199,24 @@ def test_a_tunes_outer_run_says_it_is_one():
     not as a plain run of the recipe with a few tune.* settings."""
     from hsta_bench.leaderboard import render, store
 
-    command = ["hsta-bench", "tune", "--model", "m", "--trials", "10", "--space", "train.lr=loguniform(1e-4,1e-2)",
-               "--set", "tune.inner_k=2", "--set", "evaluation.audit=true"]
+    command = [
+        "hsta-bench",
+        "tune",
+        "--model",
+        "m",
+        "--trials",
+        "10",
+        "--space",
+        "train.lr=loguniform(1e-4,1e-2)",
+        "--set",
+        "tune.inner_k=2",
+        "--set",
+        "evaluation.audit=true",
+    ]
     settings = store._settings(store._options(command), "m", "m", tune=True)
     assert settings == ["--tune 10", "--space train.lr=loguniform(1e-4,1e-2)", "--set tune.inner_k=2"]
     label = render.recipe({"settings": " ".join(settings), "preset": "paper"})
     assert label == "paper + nested tune (10 trials a study), space train.lr=loguniform(1e-4,1e-2), inner_k=2"
-    assert store._settings(store._options(["hsta-bench", "run", "--set", "tune.inner_k=2"]), "m", "m") == \
-        ["--set tune.inner_k=2"]
+    assert store._settings(store._options(["hsta-bench", "run", "--set", "tune.inner_k=2"]), "m", "m") == [
+        "--set tune.inner_k=2"
+    ]

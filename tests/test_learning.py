@@ -37,8 +37,9 @@ def subject_folds(subjects: np.ndarray) -> list[np.ndarray]:
     return [first, ~first]
 
 
-def train_and_predict(name: str, tensors: dict, y: np.ndarray, train: np.ndarray, epochs: int, lr: float,
-                      precision: str = "fp32") -> np.ndarray:
+def train_and_predict(
+    name: str, tensors: dict, y: np.ndarray, train: np.ndarray, epochs: int, lr: float, precision: str = "fp32"
+) -> np.ndarray:
     """Train on `train`, predict the rest; precision bf16 autocasts the forward pass as the engine does
     (engine/device.py, `train.precision: bf16`)."""
     torch.manual_seed(0)
@@ -80,8 +81,9 @@ def test_hsta_tiny_fits_its_training_set():
     y = data["label_megc2019_composite"].replace_strict(["negative", "positive", "surprise"], [0, 1, 2]).to_numpy()
     inputs = Inputs({kind: prepared.inputs(kind) for kind in model.inputs})
     train = np.flatnonzero(subject_folds(data["subject"].to_numpy())[0])
-    cfg = TrainConfig(optimizer="adamw", lr=3e-4, weight_decay=0.01, batch_size=16, epochs=100, warmup_epochs=10,
-                      schedule="cosine")
+    cfg = TrainConfig(
+        optimizer="adamw", lr=3e-4, weight_decay=0.01, batch_size=16, epochs=100, warmup_epochs=10, schedule="cosine"
+    )
     fold = FoldData(inputs, train, y[train], np.zeros(0, int), np.zeros(0, int), train)
     out = fit_predict(lambda: create_model(name, 3, **overrides), fold, cfg, 3, seed=0)
     fit = balanced_accuracy(y[train], out.logits.argmax(1))
@@ -89,12 +91,19 @@ def test_hsta_tiny_fits_its_training_set():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,epochs,lr,precision", [
-    ("ststnet", 150, 5e-3, "fp32"), ("off_apexnet", 60, 1e-3, "fp32"), ("htnet_small", 30, 5e-4, "fp32"),
-    ("c3d", 40, 1e-3, "fp32"),  # hsta_flow: at its own recipe, through the engine (below)
-    # bf16 (train.precision=bf16): a convolutional model and one with attention (htnet_small's local blocks) learn
-    # too (htnet_small, not the released htnet: 139.6 M parameters would not fit the suite's time)
-    ("ststnet", 150, 5e-3, "bf16"), ("htnet_small", 30, 5e-4, "bf16")])
+@pytest.mark.parametrize(
+    "name,epochs,lr,precision",
+    [
+        ("ststnet", 150, 5e-3, "fp32"),
+        ("off_apexnet", 60, 1e-3, "fp32"),
+        ("htnet_small", 30, 5e-4, "fp32"),
+        ("c3d", 40, 1e-3, "fp32"),  # hsta_flow: at its own recipe, through the engine (below)
+        # bf16 (train.precision=bf16): a convolutional model and one with attention (htnet_small's local blocks) learn
+        # too (htnet_small, not the released htnet: 139.6 M parameters would not fit the suite's time)
+        ("ststnet", 150, 5e-3, "bf16"),
+        ("htnet_small", 30, 5e-4, "bf16"),
+    ],
+)
 def test_model_learns_the_synthetic_signal(name, epochs, lr, precision):
     model = create_model(name, 3, **small_overrides(name))
     sets = preprocess_settings(model.inputs)

@@ -22,7 +22,9 @@ def test_uf1_uar_acc_match_scikit_learn_on_random_cases(seed):
     present = np.unique(y)
     labels = list(range(n_classes))
     assert s["uf1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, labels=labels, average="macro", zero_division=0))
-    assert s["uar"] == pytest.approx(sklearn_metrics.recall_score(y, pred, labels=list(present), average="macro", zero_division=0))
+    assert s["uar"] == pytest.approx(
+        sklearn_metrics.recall_score(y, pred, labels=list(present), average="macro", zero_division=0)
+    )
     assert s["acc"] == pytest.approx(sklearn_metrics.accuracy_score(y, pred))
     assert s["f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, labels=labels, average=None, zero_division=0))
     assert (metrics.confusion(y, pred, n_classes) == sklearn_metrics.confusion_matrix(y, pred, labels=labels)).all()
@@ -53,7 +55,9 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_subjects():
     y2, pred2, groups2 = subject_data(200)
     low2, high2 = metrics.bootstrap_ci(y2, pred2, groups2, 3, "uf1", 1000)
     assert high2 - low2 < (high - low) * 0.6
-    assert metrics.bootstrap_ci(y, pred, groups, 3, "uar", 500, seed=1) == metrics.bootstrap_ci(y, pred, groups, 3, "uar", 500, seed=1)
+    assert metrics.bootstrap_ci(y, pred, groups, 3, "uar", 500, seed=1) == metrics.bootstrap_ci(
+        y, pred, groups, 3, "uar", 500, seed=1
+    )
 
 
 def test_bootstrap_resamples_subjects_not_samples():

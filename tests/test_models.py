@@ -94,8 +94,10 @@ def test_ststnet_is_the_published_size_and_layout():
 
 
 def test_ablations_change_what_they_say():
-    base = {n: count_parameters(create_model(n, 7)) for n in ("hsta_base_224", "hsta_base_224_no_csta",
-                                                             "hsta_base_224_usta_only", "hsta_base_224_frames8")}
+    base = {
+        n: count_parameters(create_model(n, 7))
+        for n in ("hsta_base_224", "hsta_base_224_no_csta", "hsta_base_224_usta_only", "hsta_base_224_frames8")
+    }
     assert base["hsta_base_224_no_csta"] < base["hsta_base_224"]  # no crossmodal attention
     assert base["hsta_base_224_usta_only"] < base["hsta_base_224_no_csta"]  # no special-frame branch either
     assert base["hsta_base_224_frames8"] == base["hsta_base_224"]  # more frames, same weights

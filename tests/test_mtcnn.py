@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import SHARED_FLOW, realdata
 from hsta_bench import config
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import mtcnn, worker
@@ -20,8 +21,6 @@ from hsta_bench.preprocess.kinds import KINDS
 from hsta_bench.preprocess.pipeline import _face_crops
 from hsta_bench.preprocess.settings import from_config
 from hsta_bench.preprocess.worker import fit
-
-from helpers import SHARED_FLOW, realdata
 
 APEX_CROPS = SHARED_FLOW / "datasets" / "combined_datasets_whole"
 # read by eye off the 512 x 600 portrait: left eye, right eye, nose tip, left and right mouth corners
@@ -129,7 +128,10 @@ def test_face_crop_chooses_mtcnn_and_says_so(monkeypatch):
     s = from_config(config.load(sets=["preprocess.face_crop=auto"]))
     assert choose_detector("auto", None) == Detector("mtcnn") and choose_detector("none", None) is None
     detector, words = _face_crops(s, "frames", [{"face_crop": False}, {"face_crop": True}])
-    assert detector == Detector("mtcnn") and words == "faces detected with MTCNN on 1 of 2 samples (the others are face crops already)"
+    assert (
+        detector == Detector("mtcnn")
+        and words == "faces detected with MTCNN on 1 of 2 samples (the others are face crops already)"
+    )
     forced = from_config(config.load(sets=["preprocess.face_crop=mtcnn"]))
     assert _face_crops(forced, "frames", [{"face_crop": True}])[1] == "faces detected with MTCNN on every sample"
     assert _face_crops(forced, "flow", [{"face_crop": True}]) == (None, "precomputed flow and apex crops, as released")
@@ -150,17 +152,27 @@ def test_auto_crops_a_video_sample_around_the_face(hopper, tmp_path):
     face_x, face_y = 180 + 265 / 2, 40 + 235 / 2  # the portrait's face centre, halved and moved
     for n in (1, 2, 3):
         cv2.imwrite(str(tmp_path / f"img{n}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    sample = {"sample_id": "hopper", "frame_dir": str(tmp_path), "frame_files": [f"img{n}.png" for n in (1, 2, 3)],
-              "frame_numbers": [1, 2, 3], "onset": 1, "apex": 2, "offset": 3, "face_crop": False}
+    sample = {
+        "sample_id": "hopper",
+        "frame_dir": str(tmp_path),
+        "frame_files": [f"img{n}.png" for n in (1, 2, 3)],
+        "frame_numbers": [1, 2, 3],
+        "onset": 1,
+        "apex": 2,
+        "offset": 3,
+        "face_crop": False,
+    }
     s = from_config(config.load(sets=["preprocess.size=32", "preprocess.workers=1", "preprocess.face_crop=auto"]))
     detector = choose_detector(s.face_crop, s.cascade).build()
-    x0, y0, x1, y1 = box = detector.box(frame, s.crop_margin)
+    x0, y0, x1, y1 = detector.box(frame, s.crop_margin)
     assert x1 - x0 == y1 - y0 and 0 <= x0 and x1 <= 480 and 0 <= y0 and y1 <= 360  # square, inside the frame
     assert x0 < face_x < x1 and y0 < face_y < y1 and 60 < x1 - x0 < 200  # around the face, not the whole frame
     # what a preprocessing worker does with it: the detector travels in the job, is built there, crops every frame
     path = tmp_path / "special.npy"
     np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(1, 2, 32, 32, 3)).flush()
-    [outcome] = worker.run(worker.Job([(0, sample)], {"special": str(path)}, s, choose_detector(s.face_crop, s.cascade)))
+    [outcome] = worker.run(
+        worker.Job([(0, sample)], {"special": str(path)}, s, choose_detector(s.face_crop, s.cascade))
+    )
     assert outcome.note is None and outcome.reason is None
     special = np.load(path)[0]
     assert np.array_equal(special[0], fit(frame[y0:y1, x0:x1], 32)) and np.array_equal(special[1], special[0])

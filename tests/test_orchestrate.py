@@ -75,7 +75,10 @@ def test_gpu_shares_come_from_the_recipes_where_the_cluster_has_gpus(cfg):
     on_cpu = config.load(sets=["models.ststnet.train.device=cpu"])
     assert resources(ev.plan("ststnet", "casme2", on_cpu, "smoke"), d, gpu) == (1.0, 0.0)
     fixed = dispatch_config(config.load(sets=["dispatch.gpus_per_trial=0.25"]))
-    assert resources(plans["hsta_tiny"], fixed, gpu)[1] == 0.25 and resources(plans["hsta_tiny"], fixed, cpus(4))[1] == 0.25
+    assert (
+        resources(plans["hsta_tiny"], fixed, gpu)[1] == 0.25
+        and resources(plans["hsta_tiny"], fixed, cpus(4))[1] == 0.25
+    )
     # on a GPU cluster STSTNet's folds are one fold-batched trial (CUDA), on a CPU one many
     assert len(make_trials({"s": plans["ststnet"]}, d, gpu)) == 1
     assert len(make_trials({"s": plans["ststnet"]}, d, cpus(4))) == 4
@@ -89,10 +92,22 @@ def test_gpu_shares_come_from_the_recipes_where_the_cluster_has_gpus(cfg):
 def test_a_node_that_cannot_run_trials_is_named_in_one_line(tmp_path):
     from hsta_bench.orchestrate.ray_tune import node_problems
 
-    ok = {"node_id": "a" * 40, "host": "gpu-1", "missing": {}, "wrote": str(tmp_path / "probe"), "cuda": 1, "ray_gpus": 1}
+    ok = {
+        "node_id": "a" * 40,
+        "host": "gpu-1",
+        "missing": {},
+        "wrote": str(tmp_path / "probe"),
+        "cuda": 1,
+        "ray_gpus": 1,
+    }
     (tmp_path / "probe").write_text("gpu-1")
     assert node_problems([ok], tmp_path) == ([], [])
-    no_torch = {**ok, "host": "gpu-2", "node_id": "b" * 40, "missing": {"torch": "ModuleNotFoundError: No module named 'torch'"}}
+    no_torch = {
+        **ok,
+        "host": "gpu-2",
+        "node_id": "b" * 40,
+        "missing": {"torch": "ModuleNotFoundError: No module named 'torch'"},
+    }
     (problem,), _ = node_problems([ok, no_torch], tmp_path)
     assert problem.startswith("node gpu-2 (bbbbbbbb): cannot import torch") and "Python environment" in problem
     elsewhere = {**ok, "host": "gpu-3", "wrote": str(tmp_path / "not-shared")}
@@ -139,8 +154,19 @@ def _predictions(path):
 
 
 def test_in_process_run_retries_a_failed_trial(tmp_path):
-    proc = run_cli("run", "--dataset", "casme2", "--model", "ststnet", *SMOKE, "--in-process", "--output",
-                   str(tmp_path), "--json", env={"HSTA_BENCH_FAULTS": "ststnet/*=1"})
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "casme2",
+        "--model",
+        "ststnet",
+        *SMOKE,
+        "--in-process",
+        "--output",
+        str(tmp_path),
+        "--json",
+        env={"HSTA_BENCH_FAULTS": "ststnet/*=1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "retry  ststnet on casme2" in proc.stderr and "(attempt 2)" in proc.stderr
     path = tmp_path / json.loads(proc.stdout)["run_id"]
@@ -150,8 +176,16 @@ def test_in_process_run_retries_a_failed_trial(tmp_path):
 
 def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path):
     args = ["--dataset", "casme2", "--model", "ststnet", "--model", "off_apexnet", *SMOKE, "--in-process"]
-    proc = run_cli("run", *args, "--output", str(tmp_path), "--json", "--set", "dispatch.max_failures=1",
-                   env={"HSTA_BENCH_FAULTS": "ststnet/*=5"})
+    proc = run_cli(
+        "run",
+        *args,
+        "--output",
+        str(tmp_path),
+        "--json",
+        "--set",
+        "dispatch.max_failures=1",
+        env={"HSTA_BENCH_FAULTS": "ststnet/*=5"},
+    )
     assert proc.returncode == 1
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "Traceback" not in proc.stderr
@@ -184,25 +218,39 @@ def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path)
     assert predictions.equals(_predictions(fresh_path))  # resumed == uninterrupted, and Ray == in-process
 
 
-@pytest.mark.parametrize("args,fragments_", [
-    (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run.json at"]),
-    (["--resume", "x", "--model", "ststnet"], ["keeps its own settings; drop --model"]),
-    (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups=0"]),
-    (["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"], ["dispatch: cpus_per_trial must be > 0"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments_",
+    [
+        (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run.json at"]),
+        (["--resume", "x", "--model", "ststnet"], ["keeps its own settings; drop --model"]),
+        (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups=0"]),
+        (["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"], ["dispatch: cpus_per_trial must be > 0"]),
+    ],
+)
 def test_run_option_errors_are_one_line(args, fragments_, tmp_path):
     assert_one_line_error(run_cli("run", *args, "--output", str(tmp_path)), *fragments_)
 
 
 def test_a_resumed_run_whose_recipe_changed_is_refused(tmp_path):
-    proc = run_cli("run", "--dataset", "casme2", "--model", "off_apexnet", *SMOKE, "--in-process", "--output",
-                   str(tmp_path), "--json")
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "casme2",
+        "--model",
+        "off_apexnet",
+        *SMOKE,
+        "--in-process",
+        "--output",
+        str(tmp_path),
+        "--json",
+    )
     path = tmp_path / json.loads(proc.stdout)["run_id"]
     run = json.loads((path / "run.json").read_text())
     run["config"]["presets"]["smoke"]["train"]["epochs"] = 3
     (path / "run.json").write_text(json.dumps(run))
-    assert_one_line_error(run_cli("run", "--resume", path.name, "--output", str(tmp_path), "--in-process"),
-                          "no longer plans as it did")
+    assert_one_line_error(
+        run_cli("run", "--resume", path.name, "--output", str(tmp_path), "--in-process"), "no longer plans as it did"
+    )
 
 
 def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans):

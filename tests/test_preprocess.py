@@ -9,18 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 from hsta_bench import config
 from hsta_bench.data import get_source, list_sources, load_manifest
 from hsta_bench.data.flowimage import encode, optical_strain
 from hsta_bench.errors import UserError
-from hsta_bench.preprocess import load_prepared, prepare
 from hsta_bench.preprocess import flow as flow_mod
+from hsta_bench.preprocess import load_prepared, prepare
 from hsta_bench.preprocess.crop import square_box
 from hsta_bench.preprocess.kinds import DEFAULTS, KINDS
 from hsta_bench.preprocess.sampling import blend_plan, pick, span
 from hsta_bench.preprocess.worker import compute
-
-from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 
 SMALL = ["preprocess.size=32", "preprocess.frames=4", "preprocess.flow.compute_size=48", "preprocess.workers=1"]
 
@@ -194,8 +193,10 @@ def test_haar_without_a_cascade_is_one_line_error(tmp_path):
         pytest.skip("this OpenCV ships a Haar cascade")
     proc = run_cli("datasets", "prepare", "samm", "--set", "preprocess.face_crop=haar")
     assert_one_line_error(proc, "preprocess.face_crop=haar", "preprocess.cascade")
-    assert_one_line_error(run_cli("datasets", "prepare", "samm", "--set", f"preprocess.cascade={tmp_path / 'no.xml'}"),
-                          "preprocess.cascade")
+    assert_one_line_error(
+        run_cli("datasets", "prepare", "samm", "--set", f"preprocess.cascade={tmp_path / 'no.xml'}"),
+        "preprocess.cascade",
+    )
 
 
 def test_bad_settings_are_one_line_errors():

@@ -20,9 +20,27 @@ QUICK = ("--set", "profile.min_seconds=0", "--set", "profile.warmup=1")
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile")
-    proc = run_cli("profile", "--preset", "smoke", "--model", "hsta_tiny", "--model", "ststnet", "--backend", "naive",
-                   "--backend", "sdpa", "--backend", "sdpa-efficient", "--repeats", "2", *QUICK, "--output", str(out),
-                   "--json")
+    proc = run_cli(
+        "profile",
+        "--preset",
+        "smoke",
+        "--model",
+        "hsta_tiny",
+        "--model",
+        "ststnet",
+        "--backend",
+        "naive",
+        "--backend",
+        "sdpa",
+        "--backend",
+        "sdpa-efficient",
+        "--repeats",
+        "2",
+        *QUICK,
+        "--output",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -33,12 +51,20 @@ def test_the_profile_writes_every_file_named_with_its_environment(profiled):
     folder = Path(profiled["folder"])
     env = profiled["environment"]
     # the threads of a fresh process (tests that run trials in this one lower its own count)
-    threads = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                                 capture_output=True, text=True, check=True).stdout)
+    threads = int(
+        subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     tag = f"pt{torch.__version__.split('+')[0]}-cpu-{threads}threads-fp32"
     assert env["torch"] == torch.__version__ and env["threads"] == threads
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{k}-{tag}.{e}" for k, e in (
-        ("report", "md"), ("profile", "json"), ("attention", "csv"), ("models", "csv"), ("plot", "png")))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{k}-{tag}.{e}"
+        for k, e in (("report", "md"), ("profile", "json"), ("attention", "csv"), ("models", "csv"), ("plot", "png"))
+    )
     assert (folder / f"plot-{tag}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (folder / f"report-{tag}.md").read_text()
     assert f"torch {torch.__version__}" in report and f"{threads} threads" in report
@@ -88,21 +114,36 @@ def test_models_are_timed_in_both_modes_with_attentions_share(profiled):
 
 
 def test_the_terminal_shows_tables_findings_and_the_report(tmp_path):
-    proc = run_cli("profile", "--preset", "smoke", "--model", "ststnet", "--backend", "sdpa", "--repeats", "1", *QUICK,
-                   "--output", str(tmp_path))
+    proc = run_cli(
+        "profile",
+        "--preset",
+        "smoke",
+        "--model",
+        "ststnet",
+        "--backend",
+        "sdpa",
+        "--repeats",
+        "1",
+        *QUICK,
+        "--output",
+        str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Models" in proc.stdout and "Findings" in proc.stdout and "report-pt" in proc.stdout
     assert "ststnet" in proc.stdout
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--backend", "fast"], ["--backend fast", "naive"]),
-    (["--dtype", "fp64"], ["--dtype fp64", "fp32"]),
-    (["--model", "resnet"], ["--model resnet", "unknown model"]),
-    (["--batch", "0"], ["--batch 0"]),
-    (["--preset", "tiny"], ["--preset tiny"]),
-    (["--set", "profile.repeat=3"], ["profile.repeat"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--backend", "fast"], ["--backend fast", "naive"]),
+        (["--dtype", "fp64"], ["--dtype fp64", "fp32"]),
+        (["--model", "resnet"], ["--model resnet", "unknown model"]),
+        (["--batch", "0"], ["--batch 0"]),
+        (["--preset", "tiny"], ["--preset tiny"]),
+        (["--set", "profile.repeat=3"], ["profile.repeat"]),
+    ],
+)
 def test_bad_options_are_one_line(args, fragments, tmp_path):
     assert_one_line_error(run_cli("profile", *args, "--output", str(tmp_path)), *fragments)
     assert not list(tmp_path.iterdir())

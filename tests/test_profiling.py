@@ -20,7 +20,7 @@ def _cases(name: str) -> list[AttentionCase]:
 
 
 def _expected_kinds(name: str) -> set[str]:
-    if name in ("ststnet", "off_apexnet", "c3d"):
+    if name in ("ststnet", "off_apexnet", "c3d", "tiny_flow_net"):  # tiny_flow_net: examples/my_mer_model
         return set()  # convolutional: no attention
     if name == "timesformer":
         return {"temporal", "spatial"}
@@ -157,15 +157,27 @@ def _verdicts(seconds: dict, ceilings=100.0, bandwidth=10.0, floor=1e-6):
     from hsta_bench.profiling.report import findings
     from hsta_bench.profiling.session import Profile, Settings
 
-    s = Settings("paper", ["m"], ["naive", "sdpa"], ["fp32"], "cpu", 2, 1, 0, ["forward"], False, False, 0.0, 0.5,
-                 2048, False)
+    s = Settings(
+        "paper", ["m"], ["naive", "sdpa"], ["fp32"], "cpu", 2, 1, 0, ["forward"], False, False, 0.0, 0.5, 2048, False
+    )
     profile = Profile(s, {}, ceilings={"fp32": ceilings}, bandwidth=bandwidth, floors={"forward": floor})
-    profile.cases = [AttentionCase("m", "joint", 2, 8, 512, 512, 64), AttentionCase("m", "cross", 2, 8, 1, 512, 64),
-                     AttentionCase("m", "joint", 1, 1, 8, 8, 8)]
+    profile.cases = [
+        AttentionCase("m", "joint", 2, 8, 512, 512, 64),
+        AttentionCase("m", "cross", 2, 8, 1, 512, 64),
+        AttentionCase("m", "joint", 1, 1, 8, 8, 8),
+    ]
     for case in profile.cases:
         for kernel in ("naive", "sdpa"):
-            t = Timing(case.name, case.kind, kernel, "float32", "forward", "ok", seconds=seconds[kernel] * case.flops() / 1e11,
-                       flops=case.flops())
+            t = Timing(
+                case.name,
+                case.kind,
+                kernel,
+                "float32",
+                "forward",
+                "ok",
+                seconds=seconds[kernel] * case.flops() / 1e11,
+                flops=case.flops(),
+            )
             t.gflops_per_s = t.flops / t.seconds / 1e9
             t.ceiling_fraction = t.gflops_per_s / ceilings
             profile.attention.append(t)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sheet_tools import header_index, read_rows, write_rows
 
 from hsta_bench import config
 from hsta_bench.data import load_manifest
 from hsta_bench.data.check import passed, summarize
 from hsta_bench.data.manifest import label_column
-
-from sheet_tools import header_index, read_rows, write_rows
 
 
 def by_id(manifest):

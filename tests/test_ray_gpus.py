@@ -15,8 +15,17 @@ from helpers import ray_cluster, run_cli
 
 pytestmark = pytest.mark.slow
 
-BASE = ["--dataset", "casme2", "--preset", "smoke", "--set", "presets.smoke.train.epochs=1", "--set",
-        "evaluation.bootstrap=50", "--json"]
+BASE = [
+    "--dataset",
+    "casme2",
+    "--preset",
+    "smoke",
+    "--set",
+    "presets.smoke.train.epochs=1",
+    "--set",
+    "evaluation.bootstrap=50",
+    "--json",
+]
 NVIDIA = Path("/dev/nvidia0").exists()  # a real GPU: a trial granted one would train on it (CUDA is hidden only here)
 
 
@@ -45,14 +54,27 @@ def test_trials_share_fake_gpus_as_configured_and_never_beyond_their_capacity(tm
     """Two fake GPUs, four CPUs, half a GPU per trial: four trials at once, each holding one GPU id, two per
     GPU at most at any moment, both GPUs used. (The model trains on the CPU, asked for explicitly: this
     machine has no CUDA behind the fake GPUs.)"""
-    run, folds, _ = _run(tmp_path, "--model", "ststnet", "--set", "dispatch.num_gpus=2", "--set", "dispatch.num_cpus=4",
-                         "--set", "dispatch.gpus_per_trial=0.5", "--set", "models.ststnet.train.device=cpu", gpus=2)
+    run, folds, _ = _run(
+        tmp_path,
+        "--model",
+        "ststnet",
+        "--set",
+        "dispatch.num_gpus=2",
+        "--set",
+        "dispatch.num_cpus=4",
+        "--set",
+        "dispatch.gpus_per_trial=0.5",
+        "--set",
+        "models.ststnet.train.device=cpu",
+        gpus=2,
+    )
     assert run["status"] == "finished" and run["dispatch"]["gpus"] == 2
     assert len(run["trials"]) == 4 and {t["gpus"] for t in run["trials"]} == {0.5}
     assert folds.height and set(folds["gpu_ids"]) == {"0", "1"}  # every fold on one granted GPU; both used
     assert set(folds["gpu_share"]) == {0.5} and set(folds["device"]) == {"cpu"}
-    per_fold = folds.group_by("fold").agg(pl.col("gpu_ids").first(), pl.col("started_at").first(),
-                                          pl.col("seconds").first())
+    per_fold = folds.group_by("fold").agg(
+        pl.col("gpu_ids").first(), pl.col("started_at").first(), pl.col("seconds").first()
+    )
     for gpu, group in per_fold.group_by("gpu_ids"):
         spans = [(r["started_at"], r["started_at"] + r["seconds"]) for r in group.iter_rows(named=True)]
         assert _most_at_once(spans) <= 2, f"GPU {gpu[0]}: more than two trials of 0.5 at once"
@@ -66,15 +88,34 @@ def test_a_trial_granted_no_gpu_trains_on_the_cpu_and_one_granted_a_gpu_torch_ca
     2.60 no longer hides the GPUs from such a trial; it must not take cuda:0), so not fold-batched. Off-ApexNet's
     are granted the GPU, which torch here cannot see: they fail with one line, and the run says so; STSTNet's
     evaluation still ends."""
-    run, folds, stderr = _run(tmp_path, "--model", "ststnet", "--model", "off_apexnet", "--set", "dispatch.num_gpus=1",
-                              "--set", "models.ststnet.resources.gpu_share=0", "--set", "dispatch.max_failures=0",
-                              code=1, gpus=1)
+    run, folds, stderr = _run(
+        tmp_path,
+        "--model",
+        "ststnet",
+        "--model",
+        "off_apexnet",
+        "--set",
+        "dispatch.num_gpus=1",
+        "--set",
+        "models.ststnet.resources.gpu_share=0",
+        "--set",
+        "dispatch.max_failures=0",
+        code=1,
+        gpus=1,
+    )
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "granted GPU 0" in errors[0] and "sees no CUDA device" in errors[0], stderr[-2000:]
     assert "Traceback" not in stderr
     assert {t["model"]: t["gpus"] for t in run["trials"]} == {"ststnet": 0, "off_apexnet": 0.125}
-    assert len([t for t in run["trials"] if t["model"] == "ststnet"]) > 1  # on the CPU: fold groups, not one stacked trial
-    assert set(folds["model"]) == {"ststnet"} and not folds["fold_batched"].any() and set(folds["device"]) == {"cpu"} and set(folds["gpu_ids"]) == {""}
+    assert (
+        len([t for t in run["trials"] if t["model"] == "ststnet"]) > 1
+    )  # on the CPU: fold groups, not one stacked trial
+    assert (
+        set(folds["model"]) == {"ststnet"}
+        and not folds["fold_batched"].any()
+        and set(folds["device"]) == {"cpu"}
+        and set(folds["gpu_ids"]) == {""}
+    )
     assert [e["model"] for e in run["evaluations"] if e.get("complete")] == ["ststnet"]
 
 
@@ -89,9 +130,21 @@ def two_nodes(tmp_path):
 
 def test_trials_run_on_both_nodes_and_every_fold_lands_once_on_shared_storage(two_nodes, tmp_path):
     shared = tmp_path / "shared"
-    run, folds, _ = _run(tmp_path, "--model", "ststnet", "--model", "off_apexnet", "--address", two_nodes,
-                         "--set", f"dispatch.storage={shared}", "--set", "models.ststnet.train.device=cpu",
-                         "--set", "models.off_apexnet.train.device=cpu")
+    run, folds, _ = _run(
+        tmp_path,
+        "--model",
+        "ststnet",
+        "--model",
+        "off_apexnet",
+        "--address",
+        two_nodes,
+        "--set",
+        f"dispatch.storage={shared}",
+        "--set",
+        "models.ststnet.train.device=cpu",
+        "--set",
+        "models.off_apexnet.train.device=cpu",
+    )
     assert run["status"] == "finished" and run["dispatch"]["nodes"] == 2
     checks = run["dispatch"]["node_checks"]  # every node checked before any work was sent
     assert len({c["node_id"] for c in checks}) == 2 and all(not c["missing"] for c in checks)

@@ -18,8 +18,22 @@ from helpers import kill_group, ray_cluster, run_cli
 
 pytestmark = pytest.mark.slow
 
-WORKLOAD = ["--dataset", "casme2", "--dataset", "samm", "--model", "ststnet", "--model", "off_apexnet",
-            "--preset", "smoke", "--set", "presets.smoke.train.epochs=6", "--set", "evaluation.bootstrap=50"]
+WORKLOAD = [
+    "--dataset",
+    "casme2",
+    "--dataset",
+    "samm",
+    "--model",
+    "ststnet",
+    "--model",
+    "off_apexnet",
+    "--preset",
+    "smoke",
+    "--set",
+    "presets.smoke.train.epochs=6",
+    "--set",
+    "evaluation.bootstrap=50",
+]
 
 
 def _still_running(pgid: int, wait: float) -> list[str]:
@@ -43,8 +57,13 @@ def _started_run(output: Path) -> subprocess.Popen:
     what is done to it next lands mid-run). Its stderr goes to `<output>.stderr` (a pipe nobody reads could
     fill up and stop it)."""
     with open(f"{output}.stderr", "w") as sink:
-        driver = subprocess.Popen([sys.executable, "-m", "hsta_bench", "run", *WORKLOAD, "--output", str(output)],
-                                  stdout=subprocess.DEVNULL, stderr=sink, text=True, start_new_session=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "hsta_bench", "run", *WORKLOAD, "--output", str(output)],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 300
     while len(_fragments(output)) < 2 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -119,23 +138,67 @@ def second_ray_instance(tmp_path):
 
 
 def test_a_run_joins_a_separately_started_ray_instance_with_address(second_ray_instance, tmp_path):
-    proc = run_cli("run", "--dataset", "casme2", "--model", "off_apexnet", "--preset", "smoke", "--set",
-                   "evaluation.bootstrap=50", "--address", second_ray_instance, "--output", str(tmp_path), "--json",
-                   timeout=600)
+    """...with a model of the user's own (--import, from the folder the command runs in): the instance's
+    workers, started before the run and not from it, get its code and its name through the run's runtime env."""
+    from test_plugins import USER_MODULE
+
+    here = tmp_path / "user"
+    here.mkdir()
+    (here / "user_module.py").write_text(USER_MODULE)
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "casme2",
+        "--model",
+        "off_apexnet",
+        "--import",
+        "user_module",
+        "--model",
+        "user_net",
+        "--preset",
+        "smoke",
+        "--set",
+        "evaluation.bootstrap=50",
+        "--address",
+        second_ray_instance,
+        "--output",
+        str(tmp_path),
+        "--json",
+        timeout=600,
+        cwd=here,
+    )
     assert proc.returncode == 0, proc.stderr
     run = json.loads((tmp_path / json.loads(proc.stdout)["run_id"] / "run.json").read_text())
     dispatch = run["dispatch"]
     assert dispatch["executor"] == "ray" and dispatch["joined"] is True
     assert dispatch["address"].endswith(second_ray_instance.rsplit(":", 1)[1])  # that instance's port
     assert dispatch["cpus"] == 1  # the second instance's CPUs, not this machine's
-    assert len(run["trials"]) == 1  # one slot there: one trial per evaluation
-    assert run["status"] == "finished"
+    assert len(run["trials"]) == 2  # one slot there: one trial per evaluation
+    assert run["status"] == "finished" and run["imports"] == ["user_module"]
+    assert [e["model"] for e in run["evaluations"]] == ["off_apexnet", "user_net"]
 
 
 def test_ray_retries_a_failed_trial_then_reports_it_with_its_traceback(tmp_path):
-    proc = run_cli("run", "--dataset", "casme2", "--model", "ststnet", "--model", "off_apexnet", "--preset", "smoke",
-                   "--set", "evaluation.bootstrap=50", "--set", "dispatch.max_failures=1", "--output", str(tmp_path),
-                   "--json", env={"HSTA_BENCH_FAULTS": "ststnet/*/g1=3"}, timeout=600)
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "casme2",
+        "--model",
+        "ststnet",
+        "--model",
+        "off_apexnet",
+        "--preset",
+        "smoke",
+        "--set",
+        "evaluation.bootstrap=50",
+        "--set",
+        "dispatch.max_failures=1",
+        "--output",
+        str(tmp_path),
+        "--json",
+        env={"HSTA_BENCH_FAULTS": "ststnet/*/g1=3"},
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "retry  ststnet on casme2" in proc.stderr and "(attempt 2)" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -144,4 +207,6 @@ def test_ray_retries_a_failed_trial_then_reports_it_with_its_traceback(tmp_path)
     (log,) = (run_dir / "logs").glob("failed-ststnet_casme2_*_g1.txt")
     assert "injected fault 2 of 3" in log.read_text()  # Ray Tune's error.txt of the last attempt
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["status"] == "failed" and [e["model"] for e in run["evaluations"] if e.get("complete")] == ["off_apexnet"]
+    assert run["status"] == "failed" and [e["model"] for e in run["evaluations"] if e.get("complete")] == [
+        "off_apexnet"
+    ]

@@ -16,7 +16,7 @@ import torch
 from helpers import REPO, assert_one_line_error, run_main
 from hsta_bench import config
 from hsta_bench.errors import UserError
-from hsta_bench.models import create_model, list_models, small_overrides
+from hsta_bench.models import create_model, list_models
 from hsta_bench.models.inputs import encoding_of, mirror, preprocess_settings, to_tensor
 
 RELEASED_SIZE = 28  # the composite's flow images are 28 x 28: a model reading them at that size reads them unresized
@@ -86,9 +86,24 @@ def test_an_unknown_encoding_is_one_line():
 
 # ------------------------------------------------------------------------------------ weights and audit
 
+
 def _run(capsys, out: Path, *extra: str):
-    proc = run_main(capsys, "run", "--dataset", "megc2019-flow", "--model", "ststnet", "--preset", "smoke",
-                    "--in-process", "--output", str(out), "--set", "presets.smoke.train.epochs=3", *extra)
+    proc = run_main(
+        capsys,
+        "run",
+        "--dataset",
+        "megc2019-flow",
+        "--model",
+        "ststnet",
+        "--preset",
+        "smoke",
+        "--in-process",
+        "--output",
+        str(out),
+        "--set",
+        "presets.smoke.train.epochs=3",
+        *extra,
+    )
     runs = sorted(p for p in out.iterdir() if (p / "run.json").is_file())
     return proc, runs[-1] if runs else None
 
@@ -148,8 +163,10 @@ def test_audited_training_is_the_same_training():
     rng = np.random.default_rng(0)
     inputs = Inputs({"flow": rng.integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)}, encoding={"flow": "bgr255"})
     labels = rng.integers(0, 3, 40)
-    folds = [FoldData(inputs, np.arange(0, 30), labels[:30], np.zeros(0, int), np.zeros(0, int), np.arange(30, 40)),
-             FoldData(inputs, np.arange(10, 40), labels[10:], np.zeros(0, int), np.zeros(0, int), np.arange(0, 10))]
+    folds = [
+        FoldData(inputs, np.arange(0, 30), labels[:30], np.zeros(0, int), np.zeros(0, int), np.arange(30, 40)),
+        FoldData(inputs, np.arange(10, 40), labels[10:], np.zeros(0, int), np.zeros(0, int), np.arange(0, 10)),
+    ]
     cfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=3, schedule="constant", augment=True)
 
     def build():
@@ -189,8 +206,12 @@ def test_best_epoch_on_test_follows_the_release_rule():
     assert selected_scores(frame, ["a", "b"])["uf1"] == pytest.approx(1.0)
 
 
-TRAINING_MODULES = ["hsta_bench/engine/train.py", "hsta_bench/engine/batched.py", "hsta_bench/engine/evaluate.py",
-                    *sorted(str(p.relative_to(REPO)) for p in (REPO / "hsta_bench" / "tuning").glob("*.py"))]
+TRAINING_MODULES = [
+    "hsta_bench/engine/train.py",
+    "hsta_bench/engine/batched.py",
+    "hsta_bench/engine/evaluate.py",
+    *sorted(str(p.relative_to(REPO)) for p in (REPO / "hsta_bench" / "tuning").glob("*.py")),
+]
 
 
 @pytest.mark.parametrize("module", TRAINING_MODULES)

@@ -14,8 +14,22 @@ from helpers import SHARED_FLOW, assert_one_line_error, realdata, run_cli
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     here = tmp_path_factory.mktemp("cwd")  # a relative --output, as `make demo` gives (trials run elsewhere)
-    proc = run_cli("run", "--dataset", "megc2019-flow", "--model", "ststnet", "--model", "off_apexnet",
-                   "--preset", "smoke", "--output", "results", "--json", timeout=600, cwd=here)
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "megc2019-flow",
+        "--model",
+        "ststnet",
+        "--model",
+        "off_apexnet",
+        "--preset",
+        "smoke",
+        "--output",
+        "results",
+        "--json",
+        timeout=600,
+        cwd=here,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     return here / "results" / summary["run_id"], summary
@@ -23,12 +37,31 @@ def smoke_run(tmp_path_factory):
 
 def test_store_has_every_table_with_the_contract_columns(smoke_run):
     path, summary = smoke_run
-    assert sorted(p.name for p in path.iterdir()) == ["confusion.parquet", "fragments", "leaderboard.md", "logs",
-                                                        "metrics.parquet", "per_class.parquet", "predictions.parquet",
-                                                        "run.json", "splits.parquet", "tune"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "confusion.parquet",
+        "fragments",
+        "leaderboard.md",
+        "logs",
+        "metrics.parquet",
+        "per_class.parquet",
+        "predictions.parquet",
+        "run.json",
+        "splits.parquet",
+        "tune",
+    ]
     predictions = pl.read_parquet(path / "predictions.parquet")
-    assert predictions.columns == ["dataset", "protocol", "model", "fold", "subject", "sample_id", "source", "label",
-                                   "pred", "synthetic"]
+    assert predictions.columns == [
+        "dataset",
+        "protocol",
+        "model",
+        "fold",
+        "subject",
+        "sample_id",
+        "source",
+        "label",
+        "pred",
+        "synthetic",
+    ]
     splits = pl.read_parquet(path / "splits.parquet")
     assert splits.columns == ["dataset", "protocol", "fold", "subject", "sample_id", "role"]
     metrics = pl.read_parquet(path / "metrics.parquet")
@@ -41,7 +74,7 @@ def test_every_sample_is_predicted_once_per_model_by_a_fold_that_did_not_train_o
     path, _ = smoke_run
     predictions = pl.read_parquet(path / "predictions.parquet")
     splits = pl.read_parquet(path / "splits.parquet")
-    for model, group in predictions.group_by("model"):
+    for _model, group in predictions.group_by("model"):
         assert group["sample_id"].n_unique() == group.height == 48
         assert (group["fold"] == group["subject"]).all()  # LOSO: the fold is named by its test subject
     trained = splits.filter(pl.col("role") != "test").select("fold", "subject").unique()
@@ -127,8 +160,13 @@ def test_the_leaderboard_refuses_a_run_whose_splits_leak(smoke_run, tmp_path):
     # one more sample of the test subject, on the training side of its own fold
     leak = pl.DataFrame([{**tested, "sample_id": "extra", "role": "train"}], schema=splits.schema)
     pl.concat([splits, leak]).write_parquet(copy / "splits.parquet")
-    assert_one_line_error(run_cli("leaderboard", str(copy)), "splits.parquet", f"subject {tested['subject']}",
-                          f"fold {tested['fold']}", "not admitted")
+    assert_one_line_error(
+        run_cli("leaderboard", str(copy)),
+        "splits.parquet",
+        f"subject {tested['subject']}",
+        f"fold {tested['fold']}",
+        "not admitted",
+    )
 
 
 def test_a_folder_of_runs_passes_over_a_run_still_going(smoke_run, tmp_path):
@@ -150,12 +188,15 @@ def _drop_a_prediction(folder):
     predictions.slice(1).write_parquet(folder / "predictions.parquet")
 
 
-@pytest.mark.parametrize("damage,fragments", [
-    (lambda f: (f / "predictions.parquet").unlink(), ["no predictions.parquet", "hsta-bench run --resume"]),
-    (lambda f: (f / "run.json").write_text("{not json"), ["run.json: cannot read it"]),
-    (lambda f: (f / "splits.parquet").unlink(), ["no splits.parquet"]),
-    (_drop_a_prediction, ["predictions.parquet", "has predictions for 47 of its 48 samples"]),
-])
+@pytest.mark.parametrize(
+    "damage,fragments",
+    [
+        (lambda f: (f / "predictions.parquet").unlink(), ["no predictions.parquet", "hsta-bench run --resume"]),
+        (lambda f: (f / "run.json").write_text("{not json"), ["run.json: cannot read it"]),
+        (lambda f: (f / "splits.parquet").unlink(), ["no splits.parquet"]),
+        (_drop_a_prediction, ["predictions.parquet", "has predictions for 47 of its 48 samples"]),
+    ],
+)
 def test_the_leaderboard_refuses_a_damaged_run_folder_in_one_line(smoke_run, tmp_path, damage, fragments):
     import shutil
 
@@ -166,21 +207,36 @@ def test_the_leaderboard_refuses_a_damaged_run_folder_in_one_line(smoke_run, tmp
     assert_one_line_error(run_cli("leaderboard", str(copy)), *fragments)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["run"], ["--dataset NAME", "--all-datasets"]),
-    (["run", "--dataset", "casme9"], ["unknown dataset", "casme9"]),
-    (["run", "--dataset", "casme2", "--model", "resnet"], ["--model resnet: unknown model"]),
-    (["run", "--dataset", "casme2", "--preset", "huge"], ["--preset huge: unknown preset"]),
-    (["run", "--dataset", "megc2019-flow", "--model", "c3d"], ["no model can run", "c3d on megc2019-flow"]),
-    (["run", "--dataset", "casme2", "--set", "evaluation.scheme=random", "--model", "ststnet", "--preset", "smoke"],
-     ["evaluation.scheme='random'"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["run"], ["--dataset NAME", "--all-datasets"]),
+        (["run", "--dataset", "casme9"], ["unknown dataset", "casme9"]),
+        (["run", "--dataset", "casme2", "--model", "resnet"], ["--model resnet: unknown model"]),
+        (["run", "--dataset", "casme2", "--preset", "huge"], ["--preset huge: unknown preset"]),
+        (["run", "--dataset", "megc2019-flow", "--model", "c3d"], ["no model can run", "c3d on megc2019-flow"]),
+        (
+            [
+                "run",
+                "--dataset",
+                "casme2",
+                "--set",
+                "evaluation.scheme=random",
+                "--model",
+                "ststnet",
+                "--preset",
+                "smoke",
+            ],
+            ["evaluation.scheme='random'"],
+        ),
+    ],
+)
 def test_user_errors_are_one_line(args, fragments, tmp_path):
     assert_one_line_error(run_cli(*args, "--output", str(tmp_path)), *fragments)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     target = tmp_path / "metrics.parquet"
     target.write_text("old")
@@ -197,16 +253,36 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
 @realdata
 def test_a_run_on_the_real_composite_is_not_marked_synthetic(tmp_path):
-    proc = run_cli("run", "--dataset", "megc2019-flow", "--data-root", f"megc2019-flow={SHARED_FLOW}",
-                   "--model", "ststnet", "--preset", "smoke", "--set", "evaluation.scheme=kfold",
-                   "--set", "evaluation.k=2", "--set", "evaluation.bootstrap=100", "--output", str(tmp_path), "--json",
-                   timeout=600)
+    proc = run_cli(
+        "run",
+        "--dataset",
+        "megc2019-flow",
+        "--data-root",
+        f"megc2019-flow={SHARED_FLOW}",
+        "--model",
+        "ststnet",
+        "--preset",
+        "smoke",
+        "--set",
+        "evaluation.scheme=kfold",
+        "--set",
+        "evaluation.k=2",
+        "--set",
+        "evaluation.bootstrap=100",
+        "--output",
+        str(tmp_path),
+        "--json",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / json.loads(proc.stdout)["run_id"]
     predictions = pl.read_parquet(path / "predictions.parquet")
     assert predictions.height == 442 and not predictions["synthetic"].any()
     splits = pl.read_parquet(path / "splits.parquet")
     tested = splits.filter(pl.col("role") == "test")
-    assert tested["sample_id"].n_unique() == 442 and tested.group_by("subject").agg(pl.col("fold").n_unique())["fold"].max() == 1
+    assert (
+        tested["sample_id"].n_unique() == 442
+        and tested.group_by("subject").agg(pl.col("fold").n_unique())["fold"].max() == 1
+    )
     metrics = pl.read_parquet(path / "metrics.parquet").filter(pl.col("scope") == "all")
     assert metrics["n"].to_list() == [442] and not metrics["synthetic"].any()

@@ -23,7 +23,11 @@ def test_folds_are_subject_independent_and_cover_every_sample_once(scheme, k, va
     assert sorted(tested) == list(range(len(subjects)))
     for fold in folds:
         sides = {role: set(subjects[rows]) for role, rows in fold.roles().items()}
-        assert not sides["train"] & sides["test"] and not sides["val"] & sides["test"] and not sides["train"] & sides["val"]
+        assert (
+            not sides["train"] & sides["test"]
+            and not sides["val"] & sides["test"]
+            and not sides["train"] & sides["val"]
+        )
         assert len(sides["val"]) == val
         assert len(fold.train) + len(fold.val) + len(fold.test) == len(subjects)  # nothing dropped
     if scheme == "loso":
@@ -43,8 +47,10 @@ def test_folds_are_deterministic_for_a_seed():
 def test_a_planted_overlap_is_refused():
     subjects = np.array(["a", "a", "b", "b", "c"])
     # sample 1 (subject a) trains while sample 0 (subject a) is tested: a subject on both sides
-    leaky = [Fold(0, "a", np.array([1, 2, 3]), np.array([], int), np.array([0])),
-             Fold(1, "rest", np.array([0]), np.array([], int), np.array([1, 2, 3, 4]))]
+    leaky = [
+        Fold(0, "a", np.array([1, 2, 3]), np.array([], int), np.array([0])),
+        Fold(1, "rest", np.array([0]), np.array([], int), np.array([1, 2, 3, 4])),
+    ]
     with pytest.raises(LeakageError, match="fold a: subject\\(s\\) a on both the train and test side"):
         splits.check(leaky, subjects)
     val_leak = [Fold(0, "a", np.array([2]), np.array([1, 4]), np.array([0, 1, 2, 3, 4])[:2])]
@@ -54,8 +60,10 @@ def test_a_planted_overlap_is_refused():
 
 def test_every_sample_must_be_tested_once():
     subjects = np.array(["a", "b", "c"])
-    twice = [Fold(0, "a", np.array([1, 2]), np.array([], int), np.array([0])),
-             Fold(1, "a2", np.array([1, 2]), np.array([], int), np.array([0]))]
+    twice = [
+        Fold(0, "a", np.array([1, 2]), np.array([], int), np.array([0])),
+        Fold(1, "a2", np.array([1, 2]), np.array([], int), np.array([0])),
+    ]
     with pytest.raises(LeakageError, match="tested 2 times"):
         splits.check(twice, subjects)
 

@@ -18,8 +18,20 @@ import pytest
 from helpers import assert_one_line_error, run_cli
 
 # ststnet on the CASME II stand-in (5 subjects): two groups of outer folds and the final study
-TUNE = ["--model", "ststnet", "--dataset", "casme2", "--preset", "smoke", "--set", "tune.outer_groups=2",
-        "--set", "tune.inner_k=2", "--set", "evaluation.bootstrap=50"]
+TUNE = [
+    "--model",
+    "ststnet",
+    "--dataset",
+    "casme2",
+    "--preset",
+    "smoke",
+    "--set",
+    "tune.outer_groups=2",
+    "--set",
+    "tune.inner_k=2",
+    "--set",
+    "evaluation.bootstrap=50",
+]
 
 
 def _studies(tune_dir: Path):
@@ -27,8 +39,10 @@ def _studies(tune_dir: Path):
 
     info = json.loads((tune_dir / "tune.json").read_text())
     storage = optuna.storages.RDBStorage(f"sqlite:///{tune_dir / 'study.db'}")
-    return info, {s["name"]: (s, optuna.load_study(study_name=f"{info['tune_id']}/{s['name']}", storage=storage))
-                  for s in info["studies"]}
+    return info, {
+        s["name"]: (s, optuna.load_study(study_name=f"{info['tune_id']}/{s['name']}", storage=storage))
+        for s in info["studies"]
+    }
 
 
 def _finished(study) -> list:
@@ -46,7 +60,7 @@ def test_tune_is_nested_and_its_best_configuration_runs(tmp_path):
     assert info["status"] == "finished" and [s for s in studies] == ["g0", "g1", "all"]
 
     # every trial of every study saw only its study's subjects, never the held-out ones
-    for name, (s, study) in studies.items():
+    for _name, (s, study) in studies.items():
         assert len(_finished(study)) == 3
         for t in _finished(study):
             seen = set(t.user_attrs["subjects_seen"])
@@ -62,13 +76,15 @@ def test_tune_is_nested_and_its_best_configuration_runs(tmp_path):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["tune"]["tune_id"] == info["tune_id"]
     folds = run["config"]["tuned"]["ststnet"]["folds"]["casme2"]
-    for name, (s, study) in studies.items():
+    for _name, (s, study) in studies.items():
         best = max((t for t in study.get_trials() if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
         for fold in s["outer_folds"]:
             assert fold in s["held_out"]  # LOSO: the fold is its test subject
             tuned_on = folds[fold].pop("tuned_on")
-            assert folds[fold] == {"train": {"lr": best.params["train/lr"]},
-                                   "model": {"dropout": best.params["model/dropout"]}}
+            assert folds[fold] == {
+                "train": {"lr": best.params["train/lr"]},
+                "model": {"dropout": best.params["model/dropout"]},
+            }
             assert tuned_on["subjects"] == sorted(f"casme2/{x}" for x in s["subjects"]) and tuned_on["synthetic"]
     assert sorted(folds) == sorted(studies["all"][0]["subjects"])
     recorded = run["evaluations"][0]["fold_recipes"]
@@ -85,17 +101,45 @@ def test_tune_is_nested_and_its_best_configuration_runs(tmp_path):
     assert "## Test score: the outer run" in report and "![history](history.png)" in report
     assert set(summary["importances"]) == {"g0", "g1", "all"}
     best = summary["best"]
-    ran = run_cli("run", "--config", str(tune_dir / "best.yaml"), "--model", "ststnet", "--dataset", "samm",
-                  "--preset", "smoke", "--in-process", "--output", str(tmp_path / "runs"), "--json", timeout=300)
+    ran = run_cli(
+        "run",
+        "--config",
+        str(tune_dir / "best.yaml"),
+        "--model",
+        "ststnet",
+        "--dataset",
+        "samm",
+        "--preset",
+        "smoke",
+        "--in-process",
+        "--output",
+        str(tmp_path / "runs"),
+        "--json",
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     evaluation = json.loads((Path(json.loads(ran.stdout)["path"]) / "run.json").read_text())["evaluations"][0]
     assert evaluation["recipe"].endswith("+ tuned.ststnet")
     assert evaluation["train"]["lr"] == best["params"]["train"]["lr"]
     assert evaluation["overrides"]["dropout"] == best["params"]["model"]["dropout"]
     # on the subjects that chose it, it is refused: that score would not be a test score
-    refused = run_cli("run", "--config", str(tune_dir / "best.yaml"), "--model", "ststnet", "--dataset", "casme2",
-                      "--preset", "smoke", "--in-process", "--output", str(tmp_path / "runs"))
-    assert_one_line_error(refused, "tuned.ststnet was chosen with the labels of subject(s) this run tests", "casme2/sub01")
+    refused = run_cli(
+        "run",
+        "--config",
+        str(tune_dir / "best.yaml"),
+        "--model",
+        "ststnet",
+        "--dataset",
+        "casme2",
+        "--preset",
+        "smoke",
+        "--in-process",
+        "--output",
+        str(tmp_path / "runs"),
+    )
+    assert_one_line_error(
+        refused, "tuned.ststnet was chosen with the labels of subject(s) this run tests", "casme2/sub01"
+    )
 
 
 def _finished_in(db: Path) -> int:
@@ -112,9 +156,13 @@ def _finished_in(db: Path) -> int:
 def test_an_interrupted_tune_resumes_to_the_requested_trials(tmp_path):
     out = tmp_path / "tunes"
     with open(tmp_path / "stderr", "w") as sink:
-        driver = subprocess.Popen([sys.executable, "-m", "hsta_bench", "tune", *TUNE, "--trials", "3", "--output",
-                                   str(out)], stdout=subprocess.DEVNULL, stderr=sink, text=True,
-                                  start_new_session=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "hsta_bench", "tune", *TUNE, "--trials", "3", "--output", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            text=True,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
         while driver.poll() is None and time.monotonic() < deadline:
@@ -154,16 +202,19 @@ def test_an_interrupted_tune_resumes_to_the_requested_trials(tmp_path):
     assert json.loads((Path(info["outer"]["path"]) / "run.json").read_text())["status"] == "finished"
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--dataset", "casme2"], ["--model"]),
-    (["--model", "ststnet"], ["--dataset"]),
-    (["--model", "nope", "--dataset", "casme2"], ["--model nope", "unknown model"]),
-    (["--model", "ststnet", "--dataset", "casme2", "--space", "train.epochs=int(1,3)"], ["train.epochs", "ASHA"]),
-    (["--model", "ststnet", "--dataset", "casme2", "--space", "train.lr=bogus(1)"], ["--space train.lr=bogus(1)"]),
-    (["--model", "ststnet", "--dataset", "casme2", "--trials", "0"], ["--trials 0"]),
-    (["--model", "ststnet", "--dataset", "casme2", "--set", "tune.outer_groups=1"], ["tune.outer_groups"]),
-    (["--resume", "x", "--model", "ststnet"], ["drop --model"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--dataset", "casme2"], ["--model"]),
+        (["--model", "ststnet"], ["--dataset"]),
+        (["--model", "nope", "--dataset", "casme2"], ["--model nope", "unknown model"]),
+        (["--model", "ststnet", "--dataset", "casme2", "--space", "train.epochs=int(1,3)"], ["train.epochs", "ASHA"]),
+        (["--model", "ststnet", "--dataset", "casme2", "--space", "train.lr=bogus(1)"], ["--space train.lr=bogus(1)"]),
+        (["--model", "ststnet", "--dataset", "casme2", "--trials", "0"], ["--trials 0"]),
+        (["--model", "ststnet", "--dataset", "casme2", "--set", "tune.outer_groups=1"], ["tune.outer_groups"]),
+        (["--resume", "x", "--model", "ststnet"], ["drop --model"]),
+    ],
+)
 def test_tune_mistakes_are_one_line(args, fragments, tmp_path):
     assert_one_line_error(run_cli("tune", *args, "--output", str(tmp_path)), *fragments)
 

@@ -17,15 +17,19 @@ from hsta_bench.engine.splits import Fold, make_folds
 from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, TrainConfig, fit_predict
 from hsta_bench.errors import UserError
 from hsta_bench.models import create_model, list_models, small_overrides
+from hsta_bench.models.registry import is_builtin
 from hsta_bench.tuning import nested, objective, space
 
 
-@pytest.mark.parametrize("spec,kind,low,high,log", [
-    ("loguniform(1e-5, 1e-3)", "FloatDistribution", 1e-5, 1e-3, True),
-    ("uniform(0, 0.3)", "FloatDistribution", 0.0, 0.3, False),
-    ("int(1, 4)", "IntDistribution", 1, 4, False),
-    ("logint(16, 256)", "IntDistribution", 16, 256, True),
-])
+@pytest.mark.parametrize(
+    "spec,kind,low,high,log",
+    [
+        ("loguniform(1e-5, 1e-3)", "FloatDistribution", 1e-5, 1e-3, True),
+        ("uniform(0, 0.3)", "FloatDistribution", 0.0, 0.3, False),
+        ("int(1, 4)", "IntDistribution", 1, 4, False),
+        ("logint(16, 256)", "IntDistribution", 16, 256, True),
+    ],
+)
 def test_range_specs_become_optuna_distributions(spec, kind, low, high, log):
     d = space.parse("train.lr", spec, "here").distribution()
     assert (type(d).__name__, d.low, d.high, d.log) == (kind, low, high, log)
@@ -38,25 +42,29 @@ def test_choices_and_off():
     assert space.parse("train.lr", "off", "here") is None and space.parse("train.lr", False, "here") is None
 
 
-@pytest.mark.parametrize("name,spec,message", [
-    ("train.lr", "gaussian(0, 1)", "expected one of uniform"),
-    ("train.lr", "loguniform(0, 1)", "log scale needs low > 0"),
-    ("train.lr", "uniform(1, 0)", "low < high"),
-    ("train.batch_size", "int(8, 32.5)", "whole numbers"),
-    ("train.optimizer", "choice(adam)", "at least two"),
-    ("train.lr_typo", "uniform(0, 1)", "not a training setting"),
-    ("train.epochs", "int(1, 9)", "ASHA"),
-    ("lr", "uniform(0, 1)", "expected train.KEY or model.KEY"),
-])
+@pytest.mark.parametrize(
+    "name,spec,message",
+    [
+        ("train.lr", "gaussian(0, 1)", "expected one of uniform"),
+        ("train.lr", "loguniform(0, 1)", "log scale needs low > 0"),
+        ("train.lr", "uniform(1, 0)", "low < high"),
+        ("train.batch_size", "int(8, 32.5)", "whole numbers"),
+        ("train.optimizer", "choice(adam)", "at least two"),
+        ("train.lr_typo", "uniform(0, 1)", "not a training setting"),
+        ("train.epochs", "int(1, 9)", "ASHA"),
+        ("lr", "uniform(0, 1)", "expected train.KEY or model.KEY"),
+    ],
+)
 def test_bad_specs_name_themselves(name, spec, message):
     with pytest.raises(UserError, match=message):
         space.parse(name, spec, "--space")
 
 
-@pytest.mark.parametrize("model", list_models())
+@pytest.mark.parametrize("model", [m for m in list_models() if is_builtin(m)])
 def test_every_model_has_a_search_space_it_can_be_built_with(model, cfg):
-    """Every registered model has a recipe with a space, and every model.* range builds a model that reads
-    the same inputs (what a tune checks before its first trial)."""
+    """Every built-in model has a recipe with a space, and every model.* range builds a model that reads
+    the same inputs (what a tune checks before its first trial). A model from outside brings its recipe
+    (the example's: tests/test_plugins.py)."""
     dims = space.dimensions(model, cfg)
     assert dims and {d.section for d in dims} <= {"train", "model"}
     space.check_model_settings(model, 3, dims, small_overrides(model))
@@ -85,9 +93,14 @@ def test_a_sampled_point_is_applied_over_the_recipe_and_checked(cfg):
 
 
 def test_tuned_settings_take_precedence_over_recipe_and_preset_and_fold_recipes_apply(cfg):
-    tuned = config.load(sets=["tuned.ststnet.train.epochs=5", "tuned.ststnet.train.lr=0.01",
-                              "tuned.ststnet.folds.casme2.sub02.train.lr=0.002",
-                              "tuned.ststnet.folds.casme2.sub02.model.dropout=0.1"])
+    tuned = config.load(
+        sets=[
+            "tuned.ststnet.train.epochs=5",
+            "tuned.ststnet.train.lr=0.01",
+            "tuned.ststnet.folds.casme2.sub02.train.lr=0.002",
+            "tuned.ststnet.folds.casme2.sub02.model.dropout=0.1",
+        ]
+    )
     r = ev.recipe("ststnet", tuned, "smoke")  # smoke sets epochs 2; tuned wins
     assert (r.train.epochs, r.train.lr) == (5, 0.01) and r.source.endswith("+ tuned.ststnet")
     p = ev.plan("ststnet", "casme2", tuned, "smoke")
@@ -95,10 +108,21 @@ def test_tuned_settings_take_precedence_over_recipe_and_preset_and_fold_recipes_
     assert p.folds[index].name == "sub02"
     assert (p.recipe_of(index).train.lr, p.recipe_of(index).train.epochs) == (0.002, 5)
     assert p.recipe_of(index).overrides["dropout"] == 0.1 and p.recipe_of(0).train.lr == 0.01
-    assert p.key() != ev.plan("ststnet", "casme2", config.load(sets=["tuned.ststnet.train.epochs=5",
-                                                                     "tuned.ststnet.train.lr=0.01"]), "smoke").key()
-    assert not ev.use_fold_batch(dataclasses.replace(p, recipe=dataclasses.replace(
-        p.recipe, train=dataclasses.replace(p.recipe.train, fold_batch="always"))), "cpu")
+    assert (
+        p.key()
+        != ev.plan(
+            "ststnet",
+            "casme2",
+            config.load(sets=["tuned.ststnet.train.epochs=5", "tuned.ststnet.train.lr=0.01"]),
+            "smoke",
+        ).key()
+    )
+    assert not ev.use_fold_batch(
+        dataclasses.replace(
+            p, recipe=dataclasses.replace(p.recipe, train=dataclasses.replace(p.recipe.train, fold_batch="always"))
+        ),
+        "cpu",
+    )
     with pytest.raises(UserError, match="casme2 has no fold sub99"):
         ev.plan("ststnet", "casme2", config.load(sets=["tuned.ststnet.folds.casme2.sub99.train.lr=1"]), "smoke")
     with pytest.raises(UserError, match="tuned.ststnet: expected a mapping of train, model, folds and tuned_on"):
@@ -108,16 +132,24 @@ def test_tuned_settings_take_precedence_over_recipe_and_preset_and_fold_recipes_
 def test_settings_are_refused_on_the_subjects_that_chose_them(cfg):
     from hsta_bench.engine.splits import LeakageError
 
-    chosen = ["tuned.ststnet.train.lr=0.01", "tuned.ststnet.tuned_on.tune=t1",
-              "tuned.ststnet.tuned_on.synthetic=true", "tuned.ststnet.tuned_on.subjects=[casme2/sub02, samm/006]"]
+    chosen = [
+        "tuned.ststnet.train.lr=0.01",
+        "tuned.ststnet.tuned_on.tune=t1",
+        "tuned.ststnet.tuned_on.synthetic=true",
+        "tuned.ststnet.tuned_on.subjects=[casme2/sub02, samm/006]",
+    ]
     with pytest.raises(LeakageError, match=r"tuned.ststnet was chosen .* \(casme2/sub02; tune t1\)"):
         ev.plan("ststnet", "casme2", config.load(sets=chosen), "smoke")
     with pytest.raises(LeakageError, match="casme2/sub02"):  # a composite holds CASME II's subjects
         ev.plan("ststnet", "megc2019-flow", config.load(sets=chosen), "smoke")
     ev.plan("ststnet", "smic", config.load(sets=chosen), "smoke")  # other subjects: fine
     # stand-ins and real data share subject names, not subjects
-    ev.plan("ststnet", "casme2", config.load(sets=chosen[:-2] + ["tuned.ststnet.tuned_on.synthetic=false",
-                                                                 chosen[-1]]), "smoke")
+    ev.plan(
+        "ststnet",
+        "casme2",
+        config.load(sets=chosen[:-2] + ["tuned.ststnet.tuned_on.synthetic=false", chosen[-1]]),
+        "smoke",
+    )
     fold = "tuned.ststnet.folds.casme2.sub03"
     ok = [f"{fold}.train.lr=0.01", f"{fold}.tuned_on.synthetic=true", f"{fold}.tuned_on.subjects=[casme2/sub01]"]
     assert ev.plan("ststnet", "casme2", config.load(sets=ok), "smoke").fold_recipes
@@ -151,7 +183,9 @@ def test_no_study_sees_the_subjects_of_the_outer_folds_it_serves(dataset, cfg):
         for s in studies:
             mine = table.filter(table["study"] == s.name)
             seen = set(mine.filter(mine["role"] != "held_out")["subject"].to_list())
-            assert seen == set(s.subjects) and set(mine.filter(mine["role"] == "held_out")["subject"]) == set(s.held_out)
+            assert seen == set(s.subjects) and set(mine.filter(mine["role"] == "held_out")["subject"]) == set(
+                s.held_out
+            )
 
 
 def test_study_settings_that_cannot_work_are_one_line(cfg):
@@ -163,8 +197,14 @@ def test_study_settings_that_cannot_work_are_one_line(cfg):
     # auto waits out the warm-up: a trial is first judged one epoch after its lr peaks (never past the budget)
     assert (tc.grace(30, warmup=3), tc.grace(800, warmup=5), tc.grace(4, warmup=5)) == (4, 100, 4)
     assert (tc.startup(6), tc.startup(60), _tc(startup_trials=4).startup(6)) == (2, 10, 4)
-    for key, value in (("outer_groups", 1), ("inner_k", "all"), ("metric", "f2"), ("startup_trials", 0),
-                       ("asha.grace_period", 0), ("asha.patience", 3)):
+    for key, value in (
+        ("outer_groups", 1),
+        ("inner_k", "all"),
+        ("metric", "f2"),
+        ("startup_trials", 0),
+        ("asha.grace_period", 0),
+        ("asha.patience", 3),
+    ):
         with pytest.raises(UserError, match=f"tune.{key.split('.')[0]}"):
             nested.tune_config(config.load(sets=[f"tune.{key}={value}"]))
 
@@ -185,8 +225,10 @@ def test_lockstep_trainers_give_the_models_of_one_by_one_training():
     inputs, y, _ = signal_problem()
     rows = np.arange(len(y))
     cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=3, batch_size=16, augment=True, weight_decay=0.0)
-    folds = [FoldData(inputs, rows[:60], y[:60], rows[:0], y[:0], rows[60:]),
-             FoldData(inputs, rows[30:], y[30:], rows[:0], y[:0], rows[:30])]
+    folds = [
+        FoldData(inputs, rows[:60], y[:60], rows[:0], y[:0], rows[60:]),
+        FoldData(inputs, rows[30:], y[30:], rows[:0], y[:0], rows[:30]),
+    ]
     build = lambda: create_model("ststnet", 3)  # noqa: E731 (dropout 0.5: the random stream matters)
     alone = [fit_predict(build, f, cfg, 3, seed=i).logits for i, f in enumerate(folds)]
     trainers = [FoldTrainer(build, f, cfg, 3, seed=i) for i, f in enumerate(folds)]
@@ -208,11 +250,43 @@ def test_the_objective_learns_a_known_signal_on_validation_subjects(cfg):
     tc = _tc(inner_k=3)
     inner = make_folds(subjects, "kfold", 3, 0, 0)
     folds = [Fold(f.index, f.name, f.train, f.test, np.zeros(0, int)) for f in inner]
-    recipe = ev.recipe("ststnet", config.load(sets=["tuned.ststnet.train.epochs=12", "tuned.ststnet.train.batch_size=16"]),
-                       "smoke")
-    data = nested.StudyData(study, "ststnet", "synthetic", "p", ("a", "b", "c"), recipe, inputs, y, subjects,
-                            np.array([str(i) for i in range(len(y))]), folds, tc.metric, 1)
+    recipe = ev.recipe(
+        "ststnet", config.load(sets=["tuned.ststnet.train.epochs=12", "tuned.ststnet.train.batch_size=16"]), "smoke"
+    )
+    data = nested.StudyData(
+        study,
+        "ststnet",
+        "synthetic",
+        "p",
+        ("a", "b", "c"),
+        recipe,
+        inputs,
+        y,
+        subjects,
+        np.array([str(i) for i in range(len(y))]),
+        folds,
+        tc.metric,
+        1,
+    )
     reports = list(objective.epochs(data, {"train": {"lr": 3e-3}, "model": {"dropout": 0.2}}))
     assert [r["epoch"] for r in reports] == list(range(1, 13))
     assert reports[-1]["val_n"] == len(y) and reports[-1]["subjects_seen"] == sorted(set(subjects))
     assert reports[-1]["val_uf1"] >= 0.7, reports[-1]
+
+
+def test_the_study_searcher_finds_the_optuna_search_internals_it_reads():
+    """StudySearch (tuning/studies.py) records pruned trials through OptunaSearch's private `_ot_trials`,
+    `_completed_trials` and `_ot_study`: Ray's public searcher API has no way to tell Optuna a trial was
+    pruned. This pins the Ray it was written against; on another Ray, check those three, then move the pin."""
+    import optuna
+    import ray
+
+    from hsta_bench.tuning import studies
+
+    search = studies._classes()[0](
+        space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric="val_uf1", mode="max", budget=3
+    )
+    search.suggest("t0")
+    assert isinstance(search._ot_study, optuna.Study)
+    assert isinstance(search._ot_trials.get("t0"), optuna.Trial) and isinstance(search._completed_trials, set)
+    assert ray.__version__ == "2.60.0", f"written for Ray 2.60.0, running {ray.__version__}: see the docstring"

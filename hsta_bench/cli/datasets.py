@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ from hsta_bench.errors import UserError
 
 app = typer.Typer(help="List, check and synthesize the MER datasets.", no_args_is_help=True)
 
-Names = Annotated[Optional[list[str]], typer.Argument(metavar="NAME", help="Dataset names (see `datasets list`).")]
+Names = Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Dataset names (see `datasets list`).")]
 AllDatasets = Annotated[bool, typer.Option("--all", "--all-datasets", help="Every registered dataset.")]
 
 SEVERITY_STYLE = {"error": "bold red", "repaired": "yellow", "warning": "cyan"}
@@ -32,10 +32,16 @@ def list_(config: ConfigFile = None, sets: Sets = None, data_roots: DataRoots = 
     for name in list_sources():
         source = get_source(name)
         root = cfg["datasets"][name].get("root")
-        rows.append({
-            "name": name, "title": source.title, "inputs": source.inputs, "protocols": list(source.protocols),
-            "built_from": list(source.parts), "root": str(root) if root else None,
-        })
+        rows.append(
+            {
+                "name": name,
+                "title": source.title,
+                "inputs": source.inputs,
+                "protocols": list(source.protocols),
+                "built_from": list(source.parts),
+                "root": str(root) if root else None,
+            }
+        )
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -57,11 +63,13 @@ def check(
     sets: Sets = None,
     config: ConfigFile = None,
     as_json: Json = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail on any problem, repaired ones and warnings too.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on any problem, repaired ones and warnings too.")
+    ] = False,
 ) -> None:
     """Read datasets as distributed; print counts per class and subject, and every problem found.
 
-    Exit 0 when every sample is usable (after the documented repairs, which are listed), 1 when some sample is not (--strict: when there is any problem), 2 when a tree cannot be read at all.
+    Exit 0: every sample usable (after the listed repairs); 1: some is not (--strict: any problem); 2: unreadable.
     """
     from hsta_bench.data import get_source, load_manifest
     from hsta_bench.data.check import passed, summarize
@@ -108,7 +116,10 @@ def _render(s: dict, strict: bool) -> None:
         table.add_row(f"  {proto}", " · ".join(f"{k} {v}" for k, v in counts.items()), str(sum(counts.values())))
     out.print(table)
     if len(s["per_source"]) > 1:
-        out.print("  per source: " + " · ".join(f"{k} {v['samples']} ({v['subjects']} subjects)" for k, v in s["per_source"].items()))
+        out.print(
+            "  per source: "
+            + " · ".join(f"{k} {v['samples']} ({v['subjects']} subjects)" for k, v in s["per_source"].items())
+        )
     out.print(Text("  per subject: " + " · ".join(f"{k} {v}" for k, v in s["per_subject"].items())))
     if s["repairs"]:
         out.print("  repairs applied: " + ", ".join(f"{k} {v}" for k, v in s["repairs"].items()))
@@ -119,7 +130,12 @@ def _render(s: dict, strict: bool) -> None:
         out.print(line, soft_wrap=True)
     counts = s["problem_counts"]
     if s["passed"]:
-        out.print(Text(f"  OK: every sample usable ({counts['repaired']} repaired, {counts['warning']} warnings)", style="green"))
+        out.print(
+            Text(
+                f"  OK: every sample usable ({counts['repaired']} repaired, {counts['warning']} warnings)",
+                style="green",
+            )
+        )
     elif counts["error"]:
         out.print(Text(f"  FAILED: {counts['error']} error(s), {s['unusable']} unusable sample(s)", style="bold red"))
     else:
@@ -131,7 +147,9 @@ def _render(s: dict, strict: bool) -> None:
 def synth(
     names: Names = None,
     size: Annotated[str, typer.Option("--size", help="small (a few subjects) or full (the real numbers).")] = "small",
-    output: Annotated[Optional[Path], typer.Option("--output", help="Write NAME/ trees here instead of the stand-in cache.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write NAME/ trees here instead of the stand-in cache.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Rewrite stand-ins that are already there.")] = False,
     sets: Sets = None,
     config: ConfigFile = None,
@@ -172,12 +190,12 @@ def prepare(
     data_roots: DataRoots = None,
     sets: Sets = None,
     config: ConfigFile = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes (default: preprocess.workers).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: preprocess.workers).")] = None,
     as_json: Json = False,
 ) -> None:
     """Turn datasets into the cached arrays models read (frames, special frames, flow, apex), once.
 
-    Settings are preprocess.* (configs/preprocess.yaml), e.g. --set preprocess.flow.method=dis. A second run with the same settings and files computes nothing and says so.
+    Settings: preprocess.* (configs/preprocess.yaml), e.g. --set preprocess.flow.method=dis. Nothing changed: no work.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -187,11 +205,22 @@ def prepare(
     cfg = load_config(config, (sets or []) + extra, data_roots)
     reports = []
     for name in chosen_datasets(names, all_):
-        with Progress(TextColumn(f"preparing {name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, transient=True, disable=not err.is_terminal) as bar:
+        with Progress(
+            TextColumn(f"preparing {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as bar:
             task = bar.add_task(name, total=None)
-            report = run_prepare(name, cfg, progress=lambda done, total, t=task: bar.update(t, completed=done, total=total),
-                                 announce=lambda msg: err.print(msg, markup=False))
+            report = run_prepare(
+                name,
+                cfg,
+                progress=lambda done, total, t=task: bar.update(t, completed=done, total=total),
+                announce=lambda msg: err.print(msg, markup=False),
+            )
         reports.append(report.as_dict())
         if not as_json:
             _render_prepared(report)
@@ -205,18 +234,28 @@ def _render_prepared(report) -> None:
         head.append("  [synthetic stand-in]", style="magenta")
     out.print(head)
     if not report.computed:
-        out.print(Text(f"  cache hit: every input already prepared, nothing computed ({report.seconds:.2f} s)", style="green"))
+        out.print(
+            Text(f"  cache hit: every input already prepared, nothing computed ({report.seconds:.2f} s)", style="green")
+        )
     else:
-        out.print(f"  computed {', '.join(report.computed)} with {report.workers} worker(s) in {report.seconds:.1f} s; {report.face_crop}",
-                  soft_wrap=True)
+        out.print(
+            f"  computed {', '.join(report.computed)} with {report.workers} worker(s) in {report.seconds:.1f} s; "
+            f"{report.face_crop}",
+            soft_wrap=True,
+        )
     for k in report.kinds:
         state = "cached" if k.cached else "new"
         out.print(Text(f"  {k.kind:8s} {k.samples} x {tuple(k.shape)} uint8  {state}  {k.path}"), soft_wrap=True)
     if report.landmarks:  # the regions kind: how many samples had no face, so the release's fixed points
         lm = report.landmarks
-        out.print(Text(f"  regions: landmarks by {lm['detector']} at {lm['at']} px; no face, the release's fallback "
-                       f"landmarks used, in {lm['fallback']} of {lm['samples']} samples",
-                       style="yellow" if lm["fallback"] else ""), soft_wrap=True)
+        out.print(
+            Text(
+                f"  regions: landmarks by {lm['detector']} at {lm['at']} px; no face, the release's fallback "
+                f"landmarks used, in {lm['fallback']} of {lm['samples']} samples",
+                style="yellow" if lm["fallback"] else "",
+            ),
+            soft_wrap=True,
+        )
     for e in report.excluded:
         out.print(Text(f"  excluded: {e['where']}: {e['sample_id']}: {e['reason']}", style="yellow"), soft_wrap=True)
     for n in report.notes:

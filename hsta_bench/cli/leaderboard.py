@@ -8,7 +8,7 @@ The published page is regenerated from the committed store with `make leaderboar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,11 +17,40 @@ from hsta_bench.errors import UserError
 
 FORMATS = ("md", "csv", "json")
 
-RunDirs = Annotated[Optional[list[Path]], typer.Argument(metavar="RUN_DIR", show_default=False, help="Run folders (results/<run_id>) or folders of runs to merge.")]
-StoreDir = Annotated[Optional[Path], typer.Option("--store", metavar="DIR", help="A results store (runs.csv + counts.csv, and notes.md shown on the page): rendered, and with RUN_DIRs given, updated with them first.")]
-References = Annotated[Optional[Path], typer.Option("--references", metavar="FILE", help="Published rows to show beside ours (default: the repository's leaderboard/published.csv).")]
+RunDirs = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="RUN_DIR", show_default=False, help="Run folders (results/<run_id>) or folders of runs to merge."
+    ),
+]
+StoreDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        metavar="DIR",
+        help=(
+            "A results store (runs.csv + counts.csv, and notes.md shown on the page): rendered, and with RUN_DIRs "
+            "given, updated with them first."
+        ),
+    ),
+]
+References = Annotated[
+    Path | None,
+    typer.Option(
+        "--references",
+        metavar="FILE",
+        help="Published rows to show beside ours (default: the repository's leaderboard/published.csv).",
+    ),
+]
 Format = Annotated[str, typer.Option("--format", metavar="md|csv|json", help="Markdown (default), CSV or JSON.")]
-OutputPath = Annotated[Optional[Path], typer.Option("--output", metavar="PATH", help="Write here (markdown: with the confusion plots in plots/ beside it); default: standard output.")]
+OutputPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        metavar="PATH",
+        help="Write here (markdown: with the confusion plots in plots/ beside it); default: standard output.",
+    ),
+]
 
 
 def leaderboard(
@@ -37,8 +66,9 @@ def leaderboard(
     """Rank models per dataset and protocol by UF1 with UAR, accuracy, 95% intervals and paired tests."""
     import sys
 
-    from hsta_bench.engine.results import atomic_write
-    from hsta_bench.leaderboard import plots, published, render, settings, store as store_mod, tables
+    from hsta_bench.io import atomic_write
+    from hsta_bench.leaderboard import plots, published, render, settings, tables
+    from hsta_bench.leaderboard import store as store_mod
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -66,16 +96,26 @@ def leaderboard(
         err.print(note, markup=False)
     built = tables.build(merged, refs, s)
 
-    command = ["hsta-bench leaderboard", *([f"--store {store}"] if store is not None else [str(r) for r in runs]),
-               *([f"--references {references}"] if references else []), *([f"--format {fmt}"] if fmt != "md" else []),
-               *([f"--output {output}"] if output else [])]
+    command = [
+        "hsta-bench leaderboard",
+        # without --store, RUN_DIRs were given (refused above otherwise)
+        *([f"--store {store}"] if store is not None else [str(r) for r in runs or []]),
+        *([f"--references {references}"] if references else []),
+        *([f"--format {fmt}"] if fmt != "md" else []),
+        *([f"--output {output}"] if output else []),
+    ]
     if fmt == "md":
         drawn = {}
         if output is not None and s.plots:
             drawn = plots.write(built, output.parent / "plots", s.plots, output.parent)
         written = store / "notes.md" if store is not None else None  # the store's own words for its page
-        text = render.markdown(built, s, " ".join(command), drawn,
-                               notes=written.read_text(encoding="utf-8") if written and written.is_file() else None)
+        text = render.markdown(
+            built,
+            s,
+            " ".join(command),
+            drawn,
+            notes=written.read_text(encoding="utf-8") if written and written.is_file() else None,
+        )
     elif fmt == "csv":
         text = render.csv_text(built)
     else:

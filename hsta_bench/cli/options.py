@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -11,17 +11,31 @@ from rich.console import Console
 from hsta_bench.errors import UserError
 
 DataRoots = Annotated[
-    Optional[list[str]],
-    typer.Option("--data-root", metavar="NAME=PATH", help="Where your copy of dataset NAME is (repeatable). "
-                 "Datasets without one use their synthetic stand-in."),
+    list[str] | None,
+    typer.Option(
+        "--data-root",
+        metavar="NAME=PATH",
+        help="Where your copy of dataset NAME is (repeatable). Datasets without one use their synthetic stand-in.",
+    ),
 ]
 Sets = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. datasets.casme2.frames=raw (repeatable)."),
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a config value, e.g. datasets.casme2.frames=raw (repeatable)."
+    ),
 ]
 ConfigFile = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", metavar="FILE", help="A YAML file of config overrides (same shape as configs/)."),
+]
+Imports = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        metavar="MODULE",
+        help="Import MODULE first, to register your own models in it "
+        "(repeatable; a module on the Python path or in this directory; README: Your own model).",
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -43,8 +57,20 @@ def load_config(config: Path | None, sets: list[str] | None, data_roots: list[st
     return config_mod.load(config, sets or (), data_roots or ())
 
 
-def chosen_datasets(names: list[str] | None, all_: bool, named: str = "NAME", every: str = "--all",
-                    default_all: bool = False) -> list[str]:
+def import_models(modules: list[str] | None, resume: str | None = None) -> None:
+    """--import: register the models in `modules` in this process and in every worker it starts. A resumed run
+    or tune imports what it ran with (its record), so --import with --resume is refused."""
+    if resume is not None and modules:
+        raise UserError(f"--resume {resume}: it imports the modules it ran with; drop --import")
+    if modules:
+        from hsta_bench.models import plugins
+
+        plugins.add_imports(modules)
+
+
+def chosen_datasets(
+    names: list[str] | None, all_: bool, named: str = "NAME", every: str = "--all", default_all: bool = False
+) -> list[str]:
     """The datasets a command works on: `names` (checked, duplicates dropped) or every registered one.
     `named` / `every` are how the command spells the two choices, for its error lines."""
     from hsta_bench.data import get_source, list_sources

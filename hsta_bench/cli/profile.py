@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from hsta_bench.cli.options import ConfigFile, Json, Sets, err, load_config, out, print_table
+from hsta_bench.cli.options import ConfigFile, Imports, Json, Sets, err, import_models, load_config, out, print_table
 from hsta_bench.cli.run import ModelNames, Output, Preset, check_names
 
-Backends = Annotated[Optional[list[str]], typer.Option("--backend", metavar="KERNEL", help="naive, sdpa, flex, or sdpa pinned to one implementation: sdpa-flash, sdpa-efficient, sdpa-cudnn, sdpa-math (repeatable; default: configs/profile.yaml for the device).")]
-Dtypes = Annotated[Optional[list[str]], typer.Option("--dtype", metavar="DTYPE", help="fp32, bf16 or fp16 (repeatable; default fp32).")]
-Device = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="cpu (default) or cuda.")]
-Batch = Annotated[Optional[int], typer.Option("--batch", metavar="N", help="Samples per call (default 2).")]
-Repeats = Annotated[Optional[int], typer.Option("--repeats", metavar="N", help="Calls timed per measurement; the median is reported (default 5).")]
+Backends = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--backend",
+        metavar="KERNEL",
+        help=(
+            "naive, sdpa, flex, or sdpa pinned to one implementation: sdpa-flash, sdpa-efficient, sdpa-cudnn, "
+            "sdpa-math (repeatable; default: configs/profile.yaml for the device)."
+        ),
+    ),
+]
+Dtypes = Annotated[
+    list[str] | None, typer.Option("--dtype", metavar="DTYPE", help="fp32, bf16 or fp16 (repeatable; default fp32).")
+]
+Device = Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="cpu (default) or cuda.")]
+Batch = Annotated[int | None, typer.Option("--batch", metavar="N", help="Samples per call (default 2).")]
+Repeats = Annotated[
+    int | None,
+    typer.Option("--repeats", metavar="N", help="Calls timed per measurement; the median is reported (default 5)."),
+]
 
 
 def profile(
@@ -33,26 +48,35 @@ def profile(
     sets: Sets = None,
     config: ConfigFile = None,
     output: Output = Path("results"),
+    imports: Imports = None,
     as_json: Json = False,
 ) -> None:
     """Profile attention kernels and models on this machine into OUTPUT/profile-ID/ (a report with a plot)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hsta_bench.engine.results import new_run_id
+    from hsta_bench.io import new_run_id
     from hsta_bench.profiling import report, session
 
+    import_models(imports)
     cfg = load_config(config, sets, None)
     check_names(cfg, preset or "paper", model or [])
     settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("reading each model's attention", total=None)
-        first = [True]
+        first = True
 
         def step(description: str) -> None:
-            if not first[0]:
+            nonlocal first
+            if not first:
                 progress.advance(task)
-            first[0] = False
+            first = False
             progress.update(task, description=description[:70])
 
         result = session.run(settings, step, lambda n: progress.update(task, total=n))

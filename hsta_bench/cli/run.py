@@ -7,41 +7,125 @@ this process with --in-process. A run is resumable: --resume RUN_ID trains only 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from hsta_bench.cli.options import (ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out,
-                                    print_table, refuse_with_resume)
+from hsta_bench.cli.options import (
+    ConfigFile,
+    DataRoots,
+    Imports,
+    Json,
+    Sets,
+    chosen_datasets,
+    err,
+    import_models,
+    load_config,
+    out,
+    print_table,
+    refuse_with_resume,
+)
 from hsta_bench.errors import UserError
 
-DatasetNames = Annotated[Optional[list[str]], typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`.")]
+DatasetNames = Annotated[
+    list[str] | None,
+    typer.Option("--dataset", metavar="NAME", help="A dataset (repeatable); see `hsta-bench datasets list`."),
+]
 AllDatasets = Annotated[bool, typer.Option("--all-datasets", help="Every registered dataset.")]
-ModelNames = Annotated[Optional[list[str]], typer.Option("--model", metavar="NAME", help="A model (repeatable); default: the preset's list.")]
-Preset = Annotated[Optional[str], typer.Option("--preset", metavar="NAME", help="smoke (minutes, small inputs) or paper (the published recipes; the default).")]
+ModelNames = Annotated[
+    list[str] | None,
+    typer.Option("--model", metavar="NAME", help="A model (repeatable); default: the preset's list."),
+]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset", metavar="NAME", help="smoke (minutes, small inputs) or paper (the published recipes; the default)."
+    ),
+]
 Output = Annotated[Path, typer.Option("--output", metavar="DIR", help="Where run folders go.")]
-Address = Annotated[Optional[str], typer.Option("--address", metavar="ADDR", help="Join this Ray cluster (also RAY_ADDRESS); default: a local Ray instance for the run.")]
-Resume = Annotated[Optional[str], typer.Option("--resume", metavar="RUN_ID", help="Finish an interrupted or failed run in OUTPUT (its own settings; nothing finished is redone).")]
-InProcess = Annotated[bool, typer.Option("--in-process", help="Run the trials one after another in this process, without Ray.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Plan only: the trials, their resources, how many run at once, the compute (FLOPs) and the wall time they would take on the cluster. Nothing is trained or written.")]
-SaveWeights = Annotated[bool, typer.Option("--save-weights", help="Keep each fold's final weights in the run folder (weights/MODEL/DATASET/PROTOCOL/FOLD.pth).")]
-GivenWeights = Annotated[Optional[Path], typer.Option("--weights", metavar="DIR", help="Score these weights instead of training: a file per fold named by its test subject (FOLD.pth, as --save-weights writes and STSTNet's release ships), through the same folds, metrics and store.")]
-Audit = Annotated[bool, typer.Option("--audit", help="Record test predictions every evaluation.audit_every epochs, in a file of their own, to measure what choosing each test subject's best epoch would have reported (never a result, never seen by training).")]
-ClusterSpec = Annotated[Optional[str], typer.Option("--cluster", metavar="SPEC", help="With --dry-run: the cluster to plan for, per node, e.g. nodes=2,cpus=16,gpus=4,gpu=H200 (default: the cluster at --address, else this machine).")]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        metavar="ADDR",
+        help="Join this Ray cluster (also RAY_ADDRESS); default: a local Ray instance for the run.",
+    ),
+]
+Resume = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="RUN_ID",
+        help="Finish an interrupted or failed run in OUTPUT (its own settings; nothing finished is redone).",
+    ),
+]
+InProcess = Annotated[
+    bool, typer.Option("--in-process", help="Run the trials one after another in this process, without Ray.")
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help=(
+            "Plan only: the trials, their resources, how many run at once, the compute (FLOPs) and the wall time they "
+            "would take on the cluster. Nothing is trained or written."
+        ),
+    ),
+]
+SaveWeights = Annotated[
+    bool,
+    typer.Option(
+        "--save-weights",
+        help="Keep each fold's final weights in the run folder (weights/MODEL/DATASET/PROTOCOL/FOLD.pth).",
+    ),
+]
+GivenWeights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        metavar="DIR",
+        help=(
+            "Score these weights instead of training: a file per fold named by its test subject (FOLD.pth, as "
+            "--save-weights writes and STSTNet's release ships), through the same folds, metrics and store."
+        ),
+    ),
+]
+Audit = Annotated[
+    bool,
+    typer.Option(
+        "--audit",
+        help=(
+            "Record test predictions every evaluation.audit_every epochs, in a file of their own, to measure what "
+            "choosing each test subject's best epoch would have reported (never a result, never seen by training)."
+        ),
+    ),
+]
+ClusterSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="SPEC",
+        help=(
+            "With --dry-run: the cluster to plan for, per node, e.g. nodes=2,cpus=16,gpus=4,gpu=H200 (default: the "
+            "cluster at --address, else this machine)."
+        ),
+    ),
+]
 
 
 def pairs(models: list[str], datasets: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     """(model, dataset) pairs to evaluate, and notes on pairs left out because the dataset cannot give
     the model's inputs."""
     from hsta_bench.engine.evaluate import compatible
-    from hsta_bench.models import create_model
+    from hsta_bench.models import model_inputs
 
     todo, skipped = [], []
     for model in models:
-        inputs = create_model(model, 3).inputs
+        inputs = model_inputs(model, 3)  # on the meta device: nothing is allocated or initialised
         for dataset in datasets:
             if compatible(inputs, dataset):
                 todo.append((model, dataset))
@@ -69,11 +153,13 @@ def run(
     save_weights: SaveWeights = False,
     weights: GivenWeights = None,
     audit: Audit = False,
+    imports: Imports = None,
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
     from hsta_bench.orchestrate import runner
 
+    import_models(imports, resume)
     sets = list(sets or []) + evaluation_sets(save_weights, weights, audit, resume)
 
     check_dry_run(dry_run, cluster, resume, address, {"--in-process": in_process})
@@ -81,27 +167,39 @@ def run(
         from hsta_bench.orchestrate import estimate
 
         with estimate.weightless():  # the models are built only to read their inputs
-            todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets,
-                                                  config)
+            todo, skipped, cfg, preset = _prepare(
+                dataset, all_datasets, model, preset or "paper", data_roots, sets, config
+            )
         _dry_run(todo, skipped, cfg, preset, address, cluster, as_json)
         return
     if resume is not None:
-        refuse_with_resume(resume, {"--dataset": dataset, "--all-datasets": all_datasets, "--model": model,
-                                    "--preset": preset, "--data-root": data_roots, "--set": sets, "--config": config})
-        path, summary, problem = runner.resume(resume, output, address, in_process, err)
+        refuse_with_resume(
+            resume,
+            {
+                "--dataset": dataset,
+                "--all-datasets": all_datasets,
+                "--model": model,
+                "--preset": preset,
+                "--data-root": data_roots,
+                "--set": sets,
+                "--config": config,
+            },
+        )
+        outcome = runner.resume(resume, output, address, in_process, err)
     else:
         todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets, config)
-        path, summary, problem = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
-    report(path, summary, as_json)
-    if problem is not None:
-        raise problem
+        outcome = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
+    report(outcome.path, outcome.metrics, as_json)
+    if outcome.problem is not None:
+        raise outcome.problem
 
 
 def evaluation_sets(save_weights: bool, weights: Path | None, audit: bool, resume: str | None) -> list[str]:
     """The evaluation settings that --save-weights, --weights and --audit stand for."""
     if resume is not None and (save_weights or weights or audit):
-        raise UserError("--resume: finishes a run with its own settings; --save-weights, --weights and --audit "
-                        "belong to a new run")
+        raise UserError(
+            "--resume: finishes a run with its own settings; --save-weights, --weights and --audit belong to a new run"
+        )
     if weights is not None and (save_weights or audit):
         raise UserError("--weights: scores given weights without training; it cannot go with --save-weights or --audit")
     sets = ["evaluation.save_weights=true"] if save_weights else []
@@ -112,13 +210,14 @@ def evaluation_sets(save_weights: bool, weights: Path | None, audit: bool, resum
     return sets
 
 
-def check_dry_run(dry_run: bool, cluster: str | None, resume: str | None, address: str | None,
-                  refused: dict) -> None:
+def check_dry_run(dry_run: bool, cluster: str | None, resume: str | None, address: str | None, refused: dict) -> None:
     """--cluster only describes what a dry run plans for; a dry run plans a new, dispatched run or tune
     (`refused`: options, spelling -> value, that make no sense in one)."""
     if cluster is not None and not dry_run:
-        raise UserError(f"--cluster {cluster}: describes the cluster a --dry-run plans for; a run or tune uses the "
-                        "nodes it is given (--address)")
+        raise UserError(
+            f"--cluster {cluster}: describes the cluster a --dry-run plans for; a run or tune uses the "
+            "nodes it is given (--address)"
+        )
     if not dry_run:
         return
     given = [name for name, value in {"--resume": resume, **refused}.items() if value]
@@ -149,8 +248,11 @@ def _dry_run(todo, skipped, cfg, preset, address, spec, as_json: bool) -> None:
     plans = estimate.plans(todo, cfg, preset, announce=announce)
     result = estimate.estimate_run(plans, cfg, cluster, source)
     if as_json:
-        print(json.dumps({"dry_run": True, "command": "run", "preset": preset, **result.as_dict(), "skipped": skipped},
-                         indent=2))
+        print(
+            json.dumps(
+                {"dry_run": True, "command": "run", "preset": preset, **result.as_dict(), "skipped": skipped}, indent=2
+            )
+        )
         return
     show_estimate(result, f"dry run ({preset})", skipped)
 
@@ -160,25 +262,44 @@ def show_estimate(result, title: str, skipped=(), total: bool = True, captioned:
     from hsta_bench.orchestrate.estimate import duration, si
 
     c = result.cluster
-    table = Table(title=f"{title}: {len(result.evaluations)} evaluation(s), {len(result.trials)} trial(s) on "
-                        f"{c.describe()} ({result.source})", title_justify="left",
-                  caption=caption(result.assumptions, result.notes) if captioned else None, caption_justify="left")
+    table = Table(
+        title=f"{title}: {len(result.evaluations)} evaluation(s), {len(result.trials)} trial(s) on "
+        f"{c.describe()} ({result.source})",
+        title_justify="left",
+        caption=caption(result.assumptions, result.notes) if captioned else None,
+        caption_justify="left",
+    )
     numbers = ("samples", "folds", "epochs", "trials", "CPUs", "GPUs", "at once", "FLOPs/sample", "PFLOP", "wall")
     for column in ("model", "dataset", *numbers[:7], "device", *numbers[7:]):
         table.add_column(column, justify="right" if column in numbers else "left", no_wrap=True)
     for ev in result.evaluations:
         synthetic = " *" if ev.synthetic else ""
         trials = f"{len(ev.trials)}" + (" (fold-batched)" if ev.fold_batched else "")
-        table.add_row(ev.model, ev.dataset + synthetic, str(ev.samples), str(ev.folds), str(ev.epochs), trials,
-                      f"{ev.cpus:g}", f"{ev.gpus:g}", str(ev.at_once), ev.device.describe(), si(ev.flops.train),
-                      f"{ev.compute / 1e15:.3g}", duration(ev.seconds(c)))
+        table.add_row(
+            ev.model,
+            ev.dataset + synthetic,
+            str(ev.samples),
+            str(ev.folds),
+            str(ev.epochs),
+            trials,
+            f"{ev.cpus:g}",
+            f"{ev.gpus:g}",
+            str(ev.at_once),
+            ev.device.describe(),
+            si(ev.flops.train),
+            f"{ev.compute / 1e15:.3g}",
+            duration(ev.seconds(c)),
+        )
     print_table(table)
     for note in skipped:
         out.print(f"[dim]skipped: {note}[/dim]")
     if total:
-        out.print(f"total: {result.compute / 1e15:.3g} PFLOP, {result.gpu_hours:.3g} GPU-hours, wall time "
-                  f"{duration(result.seconds)} on {c.describe()} (trials packed longest first); nothing trained, "
-                  "nothing written", soft_wrap=True)
+        out.print(
+            f"total: {result.compute / 1e15:.3g} PFLOP, {result.gpu_hours:.3g} GPU-hours, wall time "
+            f"{duration(result.seconds)} on {c.describe()} (trials packed longest first); nothing trained, "
+            "nothing written",
+            soft_wrap=True,
+        )
 
 
 def caption(assumed: dict, notes) -> str:
@@ -188,11 +309,15 @@ def caption(assumed: dict, notes) -> str:
     if "gpu" in assumed:
         g = assumed["gpu"]
         peaks = ", ".join(f"{k} {v:g}" for k, v in g["peak_tflops_per_s"].items())
-        lines.append(f"{g['name']}: dense peak TFLOP/s {peaks}, at {u['gpu']:.0%} utilisation, a step >= "
-                     f"{step['gpu'] * 1e3:g} ms; a trial with a share of a GPU gets that share of it")
-    lines.append(f"CPU: {assumed['cpu_gflops_per_core']:g} GFLOP/s per core at {u['cpu']:.0%}, a step >= "
-                 f"{step['cpu'] * 1e3:g} ms; FLOPs/sample: one training step (torch's counter); at once: trials of "
-                 "that shape the cluster runs together (configs/estimate.yaml)")
+        lines.append(
+            f"{g['name']}: dense peak TFLOP/s {peaks}, at {u['gpu']:.0%} utilisation, a step >= "
+            f"{step['gpu'] * 1e3:g} ms; a trial with a share of a GPU gets that share of it"
+        )
+    lines.append(
+        f"CPU: {assumed['cpu_gflops_per_core']:g} GFLOP/s per core at {u['cpu']:.0%}, a step >= "
+        f"{step['cpu'] * 1e3:g} ms; FLOPs/sample: one training step (torch's counter); at once: trials of "
+        "that shape the cluster runs together (configs/estimate.yaml)"
+    )
     lines += [("* " if "synthetic" in n else "") + n for n in notes]
     return "\n".join(lines)
 
@@ -207,6 +332,13 @@ def check_names(cfg: dict, preset: str, models: list[str]) -> None:
     for name in models:
         if name not in known:
             raise UserError(f"--model {name}: unknown model (known: {', '.join(known)})")
+    for name, spec in cfg["models"].items():  # a recipe (a user's --config may add one) names a model there is
+        patterns = spec.get("applies_to", [name]) if isinstance(spec, dict) else None
+        if not isinstance(patterns, list) or not any(fnmatch.filter(known, str(p)) for p in patterns):
+            raise UserError(
+                f"models.{name}: a recipe for no registered model (applies_to {patterns}; known models: "
+                f"{', '.join(known)})"
+            )
 
 
 def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
@@ -237,12 +369,17 @@ def report(path: Path, summary, as_json: bool) -> None:
 
 
 def show(summary, run_id: str) -> None:
-    table = Table(title=f"run {run_id}: pooled over folds, (95% CI) by subject bootstrap", title_justify="left",
-                  caption="* synthetic stand-in" if summary["synthetic"].any() else None, caption_justify="left")
+    table = Table(
+        title=f"run {run_id}: pooled over folds, (95% CI) by subject bootstrap",
+        title_justify="left",
+        caption="* synthetic stand-in" if summary["synthetic"].any() else None,
+        caption_justify="left",
+    )
     for column in ("dataset", "protocol", "model", "UF1", "UAR", "acc", "n"):
         table.add_column(column, justify="right" if column in ("UF1", "UAR", "acc", "n") else "left", no_wrap=True)
     for r in summary.iter_rows(named=True):
-        def ci(stat):
+
+        def ci(stat, r=r):
             low, high = r[f"{stat}_ci_low"], r[f"{stat}_ci_high"]
             interval = f" ({low:.2f}-{high:.2f})" if low is not None else ""
             return f"{r[stat]:.3f}{interval}"

@@ -25,7 +25,10 @@ def summarize(manifest: Manifest, protocol_names: tuple[str, ...]) -> dict:
     per_subject = {s: int(n) for s, n in usable.group_by("subject").len().sort("subject").iter_rows()}
     per_source = {
         src: {"samples": int(n), "subjects": int(k)}
-        for src, n, k in usable.group_by("source").agg(pl.len(), pl.col("subject").n_unique()).sort("source").iter_rows()
+        for src, n, k in usable.group_by("source")
+        .agg(pl.len(), pl.col("subject").n_unique())
+        .sort("source")
+        .iter_rows()
     }
     severities = Counter(p.severity for p in manifest.problems)
     return {

@@ -44,9 +44,13 @@ def settle_clip(builder: ManifestBuilder, sample: Sample, apex_text: str | None 
         return
     if sample.offset is None:
         sample.offset = max(frames)
-        builder.problem(REPAIRED, "offset-unknown", at, f"offset unknown: last frame of the clip, {sample.offset}", sample)
+        builder.problem(
+            REPAIRED, "offset-unknown", at, f"offset unknown: last frame of the clip, {sample.offset}", sample
+        )
     if sample.offset < sample.onset:
-        builder.problem(ERROR, "offset-before-onset", at, f"offset {sample.offset} is before onset {sample.onset}", sample)
+        builder.problem(
+            ERROR, "offset-before-onset", at, f"offset {sample.offset} is before onset {sample.onset}", sample
+        )
         return
     middle = (sample.onset + sample.offset) // 2
     if sample.apex is None:
@@ -55,12 +59,17 @@ def settle_clip(builder: ManifestBuilder, sample: Sample, apex_text: str | None 
         sample.apex, sample.apex_source = middle, "middle"
     elif not sample.onset <= sample.apex <= sample.offset:
         builder.problem(
-            REPAIRED, "apex-outside", at,
-            f"apex {sample.apex} outside onset..offset {sample.onset}..{sample.offset}: middle frame {middle}", sample,
+            REPAIRED,
+            "apex-outside",
+            at,
+            f"apex {sample.apex} outside onset..offset {sample.onset}..{sample.offset}: middle frame {middle}",
+            sample,
         )
         sample.apex, sample.apex_source = middle, "middle"
     elif sample.apex == sample.onset:
-        builder.problem(WARNING, "apex-at-onset", at, f"apex equals onset ({sample.onset}): no onset->apex motion", sample)
+        builder.problem(
+            WARNING, "apex-at-onset", at, f"apex equals onset ({sample.onset}): no onset->apex motion", sample
+        )
 
     wanted = range(sample.onset, sample.offset + 1)
     missing = [n for n in wanted if n not in frames]
@@ -75,24 +84,39 @@ def settle_clip(builder: ManifestBuilder, sample: Sample, apex_text: str | None 
     severity = ERROR if fatal else REPAIRED
     if missing:
         names = [name_for(frames, n) for n in missing]
-        builder.problem(severity, "missing-frame", str(folder), f"{len(missing)} frame(s) missing: {_names(names)}", sample)
+        builder.problem(
+            severity, "missing-frame", str(folder), f"{len(missing)} frame(s) missing: {_names(names)}", sample
+        )
     for n, reason in broken.items():
         builder.problem(severity, "unreadable-image", str(folder / frames[n]), reason, sample)
     if fatal:
-        builder.problem(ERROR, "too-few-frames", at, f"{len(readable)} readable frame(s) in onset..offset {sample.onset}..{sample.offset}", sample)
+        builder.problem(
+            ERROR,
+            "too-few-frames",
+            at,
+            f"{len(readable)} readable frame(s) in onset..offset {sample.onset}..{sample.offset}",
+            sample,
+        )
         return
 
     def move(role: str, target: int) -> None:
         old = getattr(sample, role)
         setattr(sample, role, target)
-        builder.problem(REPAIRED, f"{role}-frame-missing", at, f"{role} frame {old} unreadable or missing: moved to {target}", sample)
+        builder.problem(
+            REPAIRED,
+            f"{role}-frame-missing",
+            at,
+            f"{role} frame {old} unreadable or missing: moved to {target}",
+            sample,
+        )
 
     if sample.onset not in readable:
         move("onset", readable[0])
     if sample.offset not in readable:
         move("offset", readable[-1])
     if sample.apex not in readable:
-        move("apex", min(readable, key=lambda n: (abs(n - sample.apex), n)))
+        apex = sample.apex  # known here: an unknown apex was set to the middle frame above
+        move("apex", min(readable, key=lambda n: (abs(n - apex), n)))
         sample.apex_source = "nearest"
     sample.frame_numbers = readable
     sample.frame_files = [frames[n] for n in readable]

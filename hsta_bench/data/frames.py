@@ -37,16 +37,23 @@ def list_frames(folder: Path) -> dict[int, str]:
     return frames
 
 
+def _numbered(stem: str) -> re.Match[str]:
+    match = _NUMBERED.match(stem)
+    assert match is not None  # a frame listing (list_frames) holds only names whose stem ends in a number
+    return match
+
+
 def name_for(frames: dict[int, str], number: int) -> str:
     """The file name frame `number` would have in a folder named like `frames` (to report a missing one)."""
     if number in frames:
         return frames[number]
     sample = next(iter(frames.values()))
     stem, suffix = os.path.splitext(sample)
-    match = _NUMBERED.match(stem)
-    assert match is not None
-    widths = {len(_NUMBERED.match(os.path.splitext(n)[0])["digits"]) for n in frames.values()}
-    padded = len(widths) == 1 and any(_NUMBERED.match(os.path.splitext(n)[0])["digits"].startswith("0") for n in frames.values())
+    match = _numbered(stem)
+    widths = {len(_numbered(os.path.splitext(n)[0])["digits"]) for n in frames.values()}
+    padded = len(widths) == 1 and any(
+        _numbered(os.path.splitext(n)[0])["digits"].startswith("0") for n in frames.values()
+    )
     digits = str(number).zfill(widths.pop()) if padded else str(number)
     return f"{match['prefix']}{digits}{suffix}"
 

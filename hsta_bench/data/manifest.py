@@ -11,10 +11,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hsta_bench.data import protocols
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 ERROR, REPAIRED, WARNING = "error", "repaired", "warning"
 
@@ -23,9 +27,9 @@ def label_column(protocol: str) -> str:
     return "label_" + protocol.replace("-", "_")
 
 
-def schema() -> dict[str, pl.DataType]:
+def schema() -> dict[str, PolarsDataType]:
     """Column -> dtype. Label columns come from the protocol registry, so every manifest has all of them."""
-    columns: dict[str, pl.DataType] = {
+    columns: dict[str, PolarsDataType] = {
         "dataset": pl.String,  # the benchmark this manifest was built for (e.g. megc2019-composite)
         "source": pl.String,  # the dataset the sample comes from (casme2, samm, smic, casme3)
         "subject": pl.String,  # normalised: sub01, 006, s01, spNO.1
@@ -71,7 +75,7 @@ class Sample:
     onset: int | None = None
     apex: int | None = None
     offset: int | None = None
-    apex_source: str = "sheet"
+    apex_source: str | None = "sheet"  # None: no apex frame read (precomputed flow, megc2019-flow)
     face_crop: bool = False
     flow_path: str | None = None
     apex_image: str | None = None
@@ -117,18 +121,6 @@ class Manifest:
     def usable(self) -> pl.DataFrame:
         return self.frame.filter(pl.col("usable"))
 
-    def labelled(self, protocol: str) -> pl.DataFrame:
-        """Usable samples with a label under `protocol`, as columns label (str) and y (int class index)."""
-        classes = protocols.get(protocol).classes
-        col = label_column(protocol)
-        return (
-            self.usable.filter(pl.col(col).is_not_null())
-            .with_columns(
-                pl.col(col).alias("label"),
-                pl.col(col).replace_strict(classes, list(range(len(classes))), return_dtype=pl.Int64).alias("y"),
-            )
-        )
-
 
 class ManifestBuilder:
     """Collects samples and problems for one dataset, then freezes them into a `Manifest`."""
@@ -154,7 +146,9 @@ class ManifestBuilder:
         self.samples.append(sample)
 
     def build(self) -> Manifest:
-        return Manifest(self.name, self.root, self.synthetic, to_frame(self.name, self.samples, self.synthetic), self.problems)
+        return Manifest(
+            self.name, self.root, self.synthetic, to_frame(self.name, self.samples, self.synthetic), self.problems
+        )
 
 
 def to_frame(dataset: str, samples: list[Sample], synthetic: bool) -> pl.DataFrame:

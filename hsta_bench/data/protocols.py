@@ -20,7 +20,7 @@ class Protocol:
     name: str
     description: str
     classes: tuple[str, ...]
-    map: dict[str, dict[str, str]]  # adapter -> folded emotion -> class
+    map: dict[str, dict[str | None, str]]  # adapter -> folded emotion -> class (a YAML null key folds to None)
     exclude: frozenset[str]
 
     @property
@@ -61,7 +61,3 @@ def get(name: str) -> Protocol:
     if name not in protocols:
         raise UserError(f"unknown protocol '{name}' (known: {', '.join(protocols)})")
     return protocols[name]
-
-
-def for_adapter(adapter: str) -> list[Protocol]:
-    return [p for p in _load().values() if adapter in p.map]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from hsta_bench.errors import UserError
 
@@ -58,8 +58,8 @@ def read_sheet(path: Path, sheet_name: str, columns: Mapping[str, str], optional
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     except Exception as exc:  # calamine reports corrupt workbooks with its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable .xlsx workbook ({first})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable .xlsx workbook ({reason})") from None
     names = reader.sheet_names
     if sheet_name in names:
         chosen = sheet_name
@@ -90,7 +90,9 @@ def read_sheet(path: Path, sheet_name: str, columns: Mapping[str, str], optional
             missing.append(title)
     if missing:
         found = ", ".join(repr(" ".join(c.split())) for c in rows[header_index] if c and c.strip())
-        raise UserError(f"{label}:row {header_index + 1}: missing column(s) {', '.join(map(repr, missing))} (found {found})")
+        raise UserError(
+            f"{label}:row {header_index + 1}: missing column(s) {', '.join(map(repr, missing))} (found {found})"
+        )
 
     out = []
     for i in range(header_index + 1, len(rows)):

@@ -18,8 +18,12 @@ the same run, marked as not a result, and the inflation.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import polars as pl
 
 AUDIT_COLUMNS = ("model", "dataset", "protocol", "fold", "subject", "sample_id", "epoch", "pred")
 
@@ -33,7 +37,7 @@ def write(root: Path, plan, index: int, per_epoch: dict[int, np.ndarray]) -> Pat
     """Fold `index`'s test predictions (class indices over its test rows) at each audited epoch."""
     import polars as pl
 
-    from hsta_bench.engine.results import write_parquet
+    from hsta_bench.io import write_parquet
 
     if not per_epoch:
         return None
@@ -42,10 +46,21 @@ def write(root: Path, plan, index: int, per_epoch: dict[int, np.ndarray]) -> Pat
     subjects = m["subject"].cast(pl.Utf8).to_numpy().astype(str)[fold.test]
     ids = m["sample_id"].cast(pl.Utf8).to_numpy().astype(str)[fold.test]
     classes = np.array(plan.classes)
-    frames = [pl.DataFrame({"model": plan.model, "dataset": plan.dataset, "protocol": plan.protocol,
-                            "fold": fold.name, "subject": subjects, "sample_id": ids,
-                            "epoch": np.full(len(ids), epoch, np.int64), "pred": classes[np.asarray(pred)]})
-              for epoch, pred in sorted(per_epoch.items())]
+    frames = [
+        pl.DataFrame(
+            {
+                "model": plan.model,
+                "dataset": plan.dataset,
+                "protocol": plan.protocol,
+                "fold": fold.name,
+                "subject": subjects,
+                "sample_id": ids,
+                "epoch": np.full(len(ids), epoch, np.int64),
+                "pred": classes[np.asarray(pred)],
+            }
+        )
+        for epoch, pred in sorted(per_epoch.items())
+    ]
     path = folder(root, plan.model, plan.dataset, plan.protocol) / f"fold-{index:04d}.parquet"
     write_parquet(pl.concat(frames).select(AUDIT_COLUMNS), path)
     return path
@@ -64,13 +79,16 @@ def merge(root: Path, plan, labels):
     return frame.with_columns(pl.col("sample_id").replace_strict(labels, return_dtype=pl.Utf8).alias("label"))
 
 
-def best_epoch_on_test(frame) -> "object":
+def best_epoch_on_test(frame: pl.DataFrame) -> pl.DataFrame:
     """Per fold, the predictions of the epoch with the best accuracy on that fold's own test samples (ties go
     to the later epoch, as HTNet's `<=` does): what the releases that select on the test subject report."""
     import polars as pl
 
-    acc = (frame.group_by("fold", "epoch").agg((pl.col("pred") == pl.col("label")).mean().alias("acc"))
-           .sort(["fold", "acc", "epoch"], descending=[False, True, True]))
+    acc = (
+        frame.group_by("fold", "epoch")
+        .agg((pl.col("pred") == pl.col("label")).mean().alias("acc"))
+        .sort(["fold", "acc", "epoch"], descending=[False, True, True])
+    )
     chosen = acc.group_by("fold", maintain_order=True).first().select("fold", "epoch")
     return frame.join(chosen, on=["fold", "epoch"], how="inner")
 

@@ -8,7 +8,8 @@ options of a recipe, off unless set (configs/train.yaml: randaugment, erase, rep
 can ask whether they help.
 
 The ops are written in unit space (RGB order, 0..1; models/inputs.to_unit and from_unit convert from and
-to the encoding the model reads). Everything works on a batch of tensors where the fold trains, drawing its random choices from the fold's
+to the encoding the model reads). Everything works on a batch of tensors where the fold trains, drawing its random
+choices from the fold's
 own generator (so a fold is reproducible, and folds stepped in turn stay independent). One sample gets one
 choice for all its inputs and frames, as the release transforms a sample's frames as one clip: the same
 ops and magnitudes, the same erased box (in relative coordinates, so a 28 px flow image and a 32 px apex
@@ -39,10 +40,35 @@ from hsta_bench.models.inputs import FLOW_KINDS, from_unit, to_unit
 
 # RandAugment's op set with `inc1`, the release's: timm's "increasing" transforms, whose every magnitude
 # strengthens the op (timm's other set, where some ops weaken as the magnitude grows, is not written)
-OPS = ("autocontrast", "equalize", "invert", "rotate", "posterize", "solarize", "solarize_add", "color",
-       "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y")
-COLOUR = {"autocontrast", "equalize", "invert", "posterize", "solarize", "solarize_add", "color", "contrast",
-          "brightness", "sharpness"}
+OPS = (
+    "autocontrast",
+    "equalize",
+    "invert",
+    "rotate",
+    "posterize",
+    "solarize",
+    "solarize_add",
+    "color",
+    "contrast",
+    "brightness",
+    "sharpness",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
+COLOUR = {
+    "autocontrast",
+    "equalize",
+    "invert",
+    "posterize",
+    "solarize",
+    "solarize_add",
+    "color",
+    "contrast",
+    "brightness",
+    "sharpness",
+}
 GEOMETRIC = tuple(op for op in OPS if op not in COLOUR)  # rotate, shear_x/y, translate_x/y
 MAX_MAGNITUDE = 10.0
 OP_PROB = 0.5  # each chosen op applies with this probability (timm's default for RandAugment)
@@ -93,6 +119,7 @@ def active(cfg) -> bool:
 
 # --- clips as images ------------------------------------------------------------------------------------------
 
+
 def _images(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(N, 3, S, S) as is; a clip (N, 3, T, S, S) as N*T images, sample-major; and T."""
     if x.ndim == 5:
@@ -109,6 +136,7 @@ def _clips(images: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
 
 
 # --- the ops, on unit-space images (M, 3, H, W) with one magnitude per image ---------------------------------
+
 
 def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """PIL's ImageEnhance: b + factor * (a - b), factor per image."""
@@ -204,16 +232,24 @@ def apply_op(op: str, x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) 
 
 # --- a batch -----------------------------------------------------------------------------------------------
 
-def randaugment(batch: dict[str, torch.Tensor], spec: RandAugmentSpec, generator: torch.Generator,
-                encoding: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+
+def randaugment(
+    batch: dict[str, torch.Tensor],
+    spec: RandAugmentSpec,
+    generator: torch.Generator,
+    encoding: dict[str, str] | None = None,
+) -> dict[str, torch.Tensor]:
     """RandAugment on a model-ready batch (kind -> (N, 3, ...) in the model's encoding): `spec.ops` draws per
     sample, each applied with probability 0.5, the same for every input and frame of the sample."""
     n = len(next(iter(batch.values())))
     device = next(iter(batch.values())).device
     ops = torch.randint(len(OPS), (spec.ops, n), generator=generator)
     applies = torch.rand(spec.ops, n, generator=generator) < OP_PROB
-    magnitude = spec.magnitude + spec.std * torch.randn(spec.ops, n, generator=generator) if spec.std > 0 \
+    magnitude = (
+        spec.magnitude + spec.std * torch.randn(spec.ops, n, generator=generator)
+        if spec.std > 0
         else torch.full((spec.ops, n), spec.magnitude)
+    )
     level = (magnitude.clamp(0, MAX_MAGNITUDE) / MAX_MAGNITUDE).to(device)
     sign = torch.where(torch.rand(spec.ops, n, generator=generator) < 0.5, -1.0, 1.0).to(device)
     out = {}
@@ -229,14 +265,19 @@ def randaugment(batch: dict[str, torch.Tensor], spec: RandAugmentSpec, generator
                 if len(chosen) == 0:
                     continue
                 rows = (chosen.view(-1, 1) * t + torch.arange(t)).flatten().to(device)  # every frame of a sample
-                images[rows] = apply_op(op, images[rows], level[slot, chosen.to(device)].repeat_interleave(t),
-                                        sign[slot, chosen.to(device)].repeat_interleave(t))
+                images[rows] = apply_op(
+                    op,
+                    images[rows],
+                    level[slot, chosen.to(device)].repeat_interleave(t),
+                    sign[slot, chosen.to(device)].repeat_interleave(t),
+                )
         out[kind] = from_unit(kind, _clips(images, t, x), enc)
     return out
 
 
-def erase(batch: dict[str, torch.Tensor], prob: float, generator: torch.Generator,
-          encoding: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+def erase(
+    batch: dict[str, torch.Tensor], prob: float, generator: torch.Generator, encoding: dict[str, str] | None = None
+) -> dict[str, torch.Tensor]:
     """Random erasing (timm's `pixel` mode, one box): with probability `prob` a sample loses one box of 2% to a
     third of its area, aspect 0.3..3.3, the same relative box in every input and frame, filled with noise."""
     n = len(next(iter(batch.values())))
@@ -246,7 +287,9 @@ def erase(batch: dict[str, torch.Tensor], prob: float, generator: torch.Generato
             continue
         for _ in range(10):  # as timm: a few tries for a box that fits
             area = 0.02 + (1 / 3 - 0.02) * torch.rand(1, generator=generator).item()
-            ratio = math.exp(math.log(0.3) + (math.log(1 / 0.3) - math.log(0.3)) * torch.rand(1, generator=generator).item())
+            ratio = math.exp(
+                math.log(0.3) + (math.log(1 / 0.3) - math.log(0.3)) * torch.rand(1, generator=generator).item()
+            )
             h, w = math.sqrt(area * ratio), math.sqrt(area / ratio)
             if h < 1 and w < 1:
                 top = (1 - h) * torch.rand(1, generator=generator).item()

@@ -30,19 +30,32 @@ import torch
 from torch import nn
 
 from hsta_bench.engine.device import Placement, precision, to_device
-from hsta_bench.engine.train import (FoldData, FoldOutcome, TrainConfig, audited, batches, epoch_order, flip,
-                                     lr_factor, placement_for)
+from hsta_bench.engine.train import (
+    FoldData,
+    FoldOutcome,
+    TrainConfig,
+    audited,
+    batches,
+    epoch_order,
+    flip,
+    lr_factor,
+    placement_for,
+)
 
 
 class MaskedBatchNorm(nn.Module):
     """Batch norm whose training statistics skip padded samples (mask from `self.holder`)."""
 
+    running_mean: torch.Tensor  # buffers (register_buffer): typed here, not Module.__getattr__'s Tensor | Module
+    running_var: torch.Tensor
+
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm, holder: dict):
         super().__init__()
         self.eps, self.momentum = bn.eps, bn.momentum
         self.weight, self.bias = bn.weight, bn.bias
-        self.register_buffer("running_mean", bn.running_mean.clone())
-        self.register_buffer("running_var", bn.running_var.clone())
+        # a batch norm without running statistics (track_running_stats=False) is not refused, and fails here
+        self.register_buffer("running_mean", bn.running_mean.clone())  # type: ignore[union-attr]
+        self.register_buffer("running_var", bn.running_var.clone())  # type: ignore[union-attr]
         self.holder = holder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,10 +70,21 @@ class MaskedBatchNorm(nn.Module):
             var = (((x - mean.view(shape)) ** 2) * mask).sum(dims) / count
             with torch.no_grad():
                 unbiased = var * count / (count - 1)
-                self.running_mean.copy_(torch.where(used, (1 - self.momentum) * self.running_mean + self.momentum * mean,
-                                                    self.running_mean))
-                self.running_var.copy_(torch.where(used, (1 - self.momentum) * self.running_var + self.momentum * unbiased,
-                                                   self.running_var))
+                # a batch norm with momentum=None (a cumulative average) is not refused, and fails here (TypeError)
+                self.running_mean.copy_(
+                    torch.where(
+                        used,
+                        (1 - self.momentum) * self.running_mean + self.momentum * mean,  # type: ignore[operator]
+                        self.running_mean,
+                    )
+                )
+                self.running_var.copy_(
+                    torch.where(
+                        used,
+                        (1 - self.momentum) * self.running_var + self.momentum * unbiased,  # type: ignore[operator]
+                        self.running_var,
+                    )
+                )
         else:
             mean, var = self.running_mean, self.running_var
         x = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
@@ -76,7 +100,12 @@ class MatmulConv2d(nn.Module):
         if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError("MatmulConv2d: only plain zero-padded convolutions")
         self.weight, self.bias = conv.weight, conv.bias
-        self.kernel_size, self.stride, self.padding, self.dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+        self.kernel_size, self.stride, self.padding, self.dilation = (
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -84,8 +113,10 @@ class MatmulConv2d(nn.Module):
         out = self.weight.flatten(1) @ cols  # (out, c*k*k) @ (n, c*k*k, L) -> (n, out, L)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1)
-        side = [(size + 2 * p - d * (k - 1) - 1) // s + 1 for size, p, d, k, s in
-                zip((h, w), self.padding, self.dilation, self.kernel_size, self.stride)]
+        side = [
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip((h, w), self.padding, self.dilation, self.kernel_size, self.stride)
+        ]
         return out.view(n, -1, *side)
 
 
@@ -139,8 +170,8 @@ class StackedOptimizer:
                 g = g + wd * p
             self.m[name] = torch.where(on, b1 * self.m[name] + (1 - b1) * g, self.m[name])
             self.v[name] = torch.where(on, b2 * self.v[name] + (1 - b2) * g * g, self.v[name])
-            c1 = (1 - b1 ** t).to(p.dtype).view(view)
-            c2 = (1 - b2 ** t).to(p.dtype).view(view)
+            c1 = (1 - b1**t).to(p.dtype).view(view)
+            c2 = (1 - b2**t).to(p.dtype).view(view)
             update = (lr_p / c1) * self.m[name] / (self.v[name].sqrt() / c2.sqrt() + 1e-8)
             p.sub_(torch.where(on, update, torch.zeros_like(p)))
 
@@ -151,8 +182,15 @@ class StackedTrainer:
     sends the host's choices (rows, labels, masks, flips, learning rates) as a few asynchronous copies: no
     step waits for the device."""
 
-    def __init__(self, build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, seeds: list[int],
-                 placement: Placement | None = None):
+    def __init__(
+        self,
+        build,
+        folds: list[FoldData],
+        cfg: TrainConfig,
+        n_classes: int,
+        seeds: list[int],
+        placement: Placement | None = None,
+    ):
         from torch.func import functional_call, stack_module_state, vmap
 
         if any(f.inputs is not folds[0].inputs for f in folds):
@@ -200,8 +238,10 @@ class StackedTrainer:
     def train_epoch(self) -> None:
         cfg, folds, device, F = self.cfg, self.folds, self.device, len(self.folds)
         self.base.train()
-        plans = [batches(epoch_order(f.train_labels, cfg.balanced, self.n_classes, g), cfg.batch_size)
-                 for f, g in zip(folds, self.generators)]
+        plans = [
+            batches(epoch_order(f.train_labels, cfg.balanced, self.n_classes, g), cfg.batch_size)
+            for f, g in zip(folds, self.generators)
+        ]
         with precision(self.placement):
             for i in range(max(len(p) for p in plans)):
                 parts = [p[i] if i < len(p) else None for p in plans]
@@ -222,12 +262,15 @@ class StackedTrainer:
                     flat = flip({k: v.flatten(0, 1) for k, v in x.items()}, flips.reshape(-1), folds[0].inputs.encoding)
                     x = {k: v.view(F, width, *v.shape[1:]) for k, v in flat.items()}
                 active = np.array([q is not None for q in parts])
-                lr = np.array([cfg.lr * lr_factor(self.steps[j], self.totals[j], self.warmups[j], cfg) for j in range(F)],
-                              dtype=np.float32)
+                lr = np.array(
+                    [cfg.lr * lr_factor(self.steps[j], self.totals[j], self.warmups[j], cfg) for j in range(F)],
+                    dtype=np.float32,
+                )
                 for p in self.params.values():
                     p.grad = None
-                self.batched_loss(self.params, self.buffers, x, to_device(labels, device),
-                                  to_device(mask, device).float()).sum().backward()
+                self.batched_loss(
+                    self.params, self.buffers, x, to_device(labels, device), to_device(mask, device).float()
+                ).sum().backward()
                 self.optimizer.step(to_device(active, device), to_device(lr, device))
                 for j in range(F):
                     self.steps[j] += int(active[j])
@@ -239,8 +282,14 @@ class StackedTrainer:
         out = []
         for j in range(len(self.folds)):
             # num_batches_tracked: a plain fold's batch norm counts its training steps
-            out.append({k: stacked[k][j].detach().to("cpu", copy=True) if k in stacked
-                        else torch.tensor(self.steps[j], dtype=torch.long) for k in self.plain_keys})
+            out.append(
+                {
+                    k: stacked[k][j].detach().to("cpu", copy=True)
+                    if k in stacked
+                    else torch.tensor(self.steps[j], dtype=torch.long)
+                    for k in self.plain_keys
+                }
+            )
         return out
 
     def predict(self, rows_per_fold: list[np.ndarray]) -> list[np.ndarray]:
@@ -253,9 +302,17 @@ class StackedTrainer:
         return [logits[j, : len(r)] for j, r in enumerate(rows_per_fold)]
 
 
-def fit_predict_folds(build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, seeds: list[int],
-                      progress=None, placement: Placement | None = None, audit_every: int = 0,
-                      keep_state: bool = False) -> list[FoldOutcome]:
+def fit_predict_folds(
+    build,
+    folds: list[FoldData],
+    cfg: TrainConfig,
+    n_classes: int,
+    seeds: list[int],
+    progress=None,
+    placement: Placement | None = None,
+    audit_every: int = 0,
+    keep_state: bool = False,
+) -> list[FoldOutcome]:
     """Train one model per fold, all together; the same contract as train.fit_predict per fold.
     Model selection is the fixed epoch budget (selection=last)."""
     trainer = StackedTrainer(build, folds, cfg, n_classes, seeds, placement)
@@ -269,5 +326,7 @@ def fit_predict_folds(build, folds: list[FoldData], cfg: TrainConfig, n_classes:
             progress(epoch + 1, cfg.epochs)
     logits = trainer.predict([f.test for f in folds])
     states = trainer.states() if keep_state else [None] * len(folds)
-    return [FoldOutcome(out, cfg.epochs, cfg.epochs, audit[j] if audit_every > 0 else None, states[j])
-            for j, out in enumerate(logits)]
+    return [
+        FoldOutcome(out, cfg.epochs, cfg.epochs, audit[j] if audit_every > 0 else None, states[j])
+        for j, out in enumerate(logits)
+    ]

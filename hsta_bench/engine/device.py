@@ -77,22 +77,30 @@ def cuda_index(granted: tuple[str, ...], visible: str | None) -> int:
     return listed.index(granted[0]) if granted[0] in listed else int(granted[0])
 
 
-def resolve_device(requested: str, granted: tuple[str, ...] | None = None, cuda_available: bool | None = None,
-                   visible: str | None = None) -> str:
+def resolve_device(
+    requested: str,
+    granted: tuple[str, ...] | None = None,
+    cuda_available: bool | None = None,
+    visible: str | None = None,
+) -> str:
     """The device a fold trains on (see the module's docstring); `granted` is None outside Ray."""
     if requested in ("cpu", "meta"):  # meta: shapes without data, how the tests prove device placement
         return requested
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
     if granted is not None and not granted:
         if requested == "cuda":
-            raise DeviceError("train.device=cuda, but this trial was granted no GPU: give trials GPUs "
-                              "(dispatch.gpus_per_trial, or the recipe's resources.gpu_share)")
+            raise DeviceError(
+                "train.device=cuda, but this trial was granted no GPU: give trials GPUs "
+                "(dispatch.gpus_per_trial, or the recipe's resources.gpu_share)"
+            )
         return "cpu"
     if granted:
         if not cuda:
-            raise DeviceError(f"this trial was granted GPU {','.join(granted)} on {socket.gethostname()}, but torch "
-                              f"{torch.__version__} there sees no CUDA device: install a CUDA build of torch on every GPU "
-                              "node, or set train.device=cpu")
+            raise DeviceError(
+                f"this trial was granted GPU {','.join(granted)} on {socket.gethostname()}, but torch "
+                f"{torch.__version__} there sees no CUDA device: install a CUDA build of torch on every GPU "
+                "node, or set train.device=cpu"
+            )
         return f"cuda:{cuda_index(granted, os.environ.get('CUDA_VISIBLE_DEVICES') if visible is None else visible)}"
     if requested == "cuda" and not cuda:
         raise DeviceError(f"train.device=cuda: torch {torch.__version__} sees no CUDA device here")
@@ -117,8 +125,12 @@ def resolve_precision(requested: str, device: str) -> str:
     d = torch.device(device)
     if d.type != "cuda" or requested != "auto":
         return choose_precision(requested, d.type)
-    return choose_precision(requested, "cuda", torch.cuda.is_bf16_supported(including_emulation=False),
-                            torch.cuda.get_device_capability(d.index or 0)[0] >= 8)
+    return choose_precision(
+        requested,
+        "cuda",
+        torch.cuda.is_bf16_supported(including_emulation=False),
+        torch.cuda.get_device_capability(d.index or 0)[0] >= 8,
+    )
 
 
 def device_name(device: str) -> str:
@@ -130,8 +142,9 @@ def device_name(device: str) -> str:
     return d.type
 
 
-def place(requested_device: str, requested_precision: str, granted: tuple[str, ...] | None = None,
-          share: float = 0.0) -> Placement:
+def place(
+    requested_device: str, requested_precision: str, granted: tuple[str, ...] | None = None, share: float = 0.0
+) -> Placement:
     """Where a fold of a trial with these settings trains; `granted`: the trial's GPUs from Ray (None
     outside Ray), `share`: the trial's share of a GPU."""
     device = resolve_device(requested_device, granted)
@@ -140,8 +153,15 @@ def place(requested_device: str, requested_precision: str, granted: tuple[str, .
         import ray
 
         ray_node = ray.get_runtime_context().get_node_id()
-    return Placement(device, device_name(device), resolve_precision(requested_precision, device),
-                     socket.gethostname(), tuple(granted or ()), float(share) if granted else 0.0, ray_node)
+    return Placement(
+        device,
+        device_name(device),
+        resolve_precision(requested_precision, device),
+        socket.gethostname(),
+        tuple(granted or ()),
+        float(share) if granted else 0.0,
+        ray_node,
+    )
 
 
 @contextlib.contextmanager

@@ -10,19 +10,35 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hsta_bench.engine.recipes import Recipe, check_tuned_on, fold_recipes, recipe, tuned_entry
 from hsta_bench.errors import UserError
 
-PREDICTION_COLUMNS = ("dataset", "protocol", "model", "fold", "subject", "sample_id", "source", "label", "pred",
-                      "synthetic")
+if TYPE_CHECKING:
+    import polars as pl
+
+    from hsta_bench.engine.train import Inputs
+
+PREDICTION_COLUMNS = (
+    "dataset",
+    "protocol",
+    "model",
+    "fold",
+    "subject",
+    "sample_id",
+    "source",
+    "label",
+    "pred",
+    "synthetic",
+)
 
 
 @dataclass(frozen=True)
@@ -61,62 +77,6 @@ def evaluation_config(cfg: dict) -> EvaluationConfig:
     return e
 
 
-@dataclass
-class Recipe:
-    """How a model is trained and built in a run: TrainConfig plus create_model overrides, and the
-    resources one of its trials asks for (empty: configs/dispatch.yaml's)."""
-
-    train: object  # TrainConfig
-    overrides: dict
-    source: str  # which recipe file (or "defaults")
-    resources: dict = field(default_factory=dict)
-
-
-def recipe_name(model: str, cfg: dict) -> str | None:
-    """The recipe (configs/models/NAME.yaml) that applies to `model`: the first whose `applies_to` matches."""
-    for name, spec in cfg.get("models", {}).items():
-        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
-            return name
-    return None
-
-
-def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.train import TrainConfig
-    from hsta_bench.models import small_overrides
-
-    name = recipe_name(model, cfg)
-    found = cfg["models"][name] if name else {}
-    source = f"configs/models/{name}.yaml" if name else "defaults"
-    values = {**cfg["train"], **(found.get("train") or {})}
-    overrides = dict(found.get("model") or {})
-    if preset is not None:
-        spec = cfg.get("presets", {}).get(preset)
-        if spec is None:
-            raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg.get('presets', {}))})")
-        values.update(spec.get("train") or {})
-        if spec.get("small_inputs"):
-            overrides = {**small_overrides(model), **overrides}
-    tuned = _tuned(cfg, model)
-    if tuned.get("train") or tuned.get("model"):
-        values.update(tuned.get("train") or {})
-        overrides.update(tuned.get("model") or {})
-        source += f" + tuned.{model}"
-    train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
-    return Recipe(train, overrides, source, dict(found.get("resources") or {}))
-
-
-def _tuned(cfg: dict, model: str) -> dict:
-    """configs/tuned.yaml's entry for `model` (settings over its recipe and the preset), checked for shape."""
-    entry = (cfg.get("tuned") or {}).get(model) or {}
-    if not isinstance(entry, dict) or set(entry) - {"train", "model", "folds", "tuned_on"}:
-        raise UserError(f"tuned.{model}: expected a mapping of train, model, folds and tuned_on")
-    for key in ("train", "model", "folds", "tuned_on"):
-        if not isinstance(entry.get(key) or {}, dict):
-            raise UserError(f"tuned.{model}.{key}: expected a mapping")
-    return entry
-
-
 def subject_names(manifest) -> np.ndarray:
     """The subject of every row, as text (the names folds and splits use)."""
     import polars as pl
@@ -128,47 +88,12 @@ def subject_keys(manifest) -> np.ndarray:
     """source/subject of every row: a subject's name across datasets (a composite keeps its sources')."""
     import polars as pl
 
-    return manifest.select(pl.concat_str([pl.col("source"), pl.col("subject").cast(pl.Utf8)], separator="/")
-                           ).to_series().to_numpy().astype(str)
-
-
-def check_tuned_on(tuned_on: dict | None, tested: np.ndarray, synthetic: bool, where: str) -> None:
-    """Refuse settings chosen with the labels of a subject they would now be tested on. `tuned_on` is what
-    `hsta-bench tune` records with them: {tune, synthetic, subjects: [source/subject, ...]}."""
-    from hsta_bench.engine.splits import LeakageError
-
-    if not tuned_on or bool(tuned_on.get("synthetic")) != synthetic:  # stand-ins and real data share names only
-        return
-    shared = sorted(set(tuned_on.get("subjects") or ()) & set(tested.tolist()))
-    if shared:
-        more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
-        raise LeakageError(f"{where} was chosen with the labels of subject(s) this run tests ({', '.join(shared[:3])}{more}; "
-                           f"tune {tuned_on.get('tune', '?')}): their scores would not be test scores. The tune's outer "
-                           "run is the tuned model's test score; use these settings on other subjects")
-
-
-def fold_recipes(model: str, dataset: str, folds: list, base: Recipe, cfg: dict, keys: np.ndarray,
-                 synthetic: bool) -> dict[int, Recipe]:
-    """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index;
-    `keys` are the rows' source/subject names, to check each fold's `tuned_on` against its test subjects."""
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.train import TrainConfig
-
-    entries = (_tuned(cfg, model).get("folds") or {}).get(dataset) or {}
-    index = {f.name: f.index for f in folds}
-    out = {}
-    for name, spec in entries.items():
-        where = f"tuned.{model}.folds.{dataset}.{name}"
-        if str(name) not in index:
-            raise UserError(f"{where}: {dataset} has no fold {name!s} (folds: {', '.join(index)})")
-        if not isinstance(spec, dict) or set(spec) - {"train", "model", "tuned_on"}:
-            raise UserError(f"{where}: expected a mapping of train, model and tuned_on")
-        check_tuned_on(spec.get("tuned_on"), keys[folds[index[str(name)]].test], synthetic, where)
-        values = {**asdict(base.train), **(spec.get("train") or {})}
-        train = config_mod.typed(TrainConfig, values, where).check(where)
-        out[index[str(name)]] = Recipe(train, {**base.overrides, **(spec.get("model") or {})},
-                                       f"{base.source} + {where}", base.resources)
-    return out
+    return (
+        manifest.select(pl.concat_str([pl.col("source"), pl.col("subject").cast(pl.Utf8)], separator="/"))
+        .to_series()
+        .to_numpy()
+        .astype(str)
+    )
 
 
 def compatible(model_inputs, dataset: str) -> bool:
@@ -187,13 +112,13 @@ class Plan:
     protocol: str
     classes: tuple[str, ...]
     recipe: Recipe
-    manifest: object  # polars DataFrame of the labelled, prepared samples (row order = everything below)
+    manifest: pl.DataFrame  # the labelled, prepared samples (row order = everything below)
     y: np.ndarray
     folds: list
-    inputs: object  # train.Inputs
+    inputs: Inputs | None  # None in a plan made with prepare=False (a dry run's: never trained)
     synthetic: bool
     evaluation: dict = field(default_factory=dict)
-    fold_recipes: dict = field(default_factory=dict)  # fold index -> Recipe, where a fold has its own
+    fold_recipes: dict[int, Recipe] = field(default_factory=dict)  # fold index -> Recipe, where a fold has its own
     encoding: dict = field(default_factory=dict)  # input kind -> how the model reads it (models/inputs.py)
     weights: str | None = None  # a folder of fold weights scored instead of training (engine/weights.py)
     save_weights: bool = False  # keep each fold's final weights
@@ -207,15 +132,26 @@ class Plan:
 
     def key(self) -> str:
         """A short hash of what determines this evaluation's numbers (for provenance)."""
-        own = {self.folds[i].name: {"train": asdict(r.train), "overrides": r.overrides}
-               for i, r in sorted(self.fold_recipes.items())}
-        blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
-                           "train": asdict(self.recipe.train), "overrides": self.recipe.overrides,
-                           "evaluation": self.evaluation, **({"folds": own} if own else {}),
-                           # only when a model reads an input other than the default way: older keys stand
-                           **({"encoding": self.encoding} if set(self.encoding.values()) - {"default"} else {}),
-                           **({"weights": self.weights} if self.weights else {})},
-                          sort_keys=True, default=str)
+        own = {
+            self.folds[i].name: {"train": asdict(r.train), "overrides": r.overrides}
+            for i, r in sorted(self.fold_recipes.items())
+        }
+        blob = json.dumps(
+            {
+                "model": self.model,
+                "dataset": self.dataset,
+                "protocol": self.protocol,
+                "train": asdict(self.recipe.train),
+                "overrides": self.recipe.overrides,
+                "evaluation": self.evaluation,
+                **({"folds": own} if own else {}),
+                # only when a model reads an input other than the default way: older keys stand
+                **({"encoding": self.encoding} if set(self.encoding.values()) - {"default"} else {}),
+                **({"weights": self.weights} if self.weights else {}),
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -231,8 +167,9 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     from hsta_bench.engine import splits
     from hsta_bench.engine import weights as weights_mod
     from hsta_bench.engine.train import Inputs
-    from hsta_bench.models import create_model
+    from hsta_bench.models import meta_model, model_inputs
     from hsta_bench.models.inputs import encoding_of, preprocess_settings
+    from hsta_bench.models.registry import check_forward, is_builtin
     from hsta_bench.preprocess import load_prepared
 
     ev = evaluation_config(cfg)
@@ -242,7 +179,9 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     if not set(protocol.adapters) & set(source.parts or (dataset,)):
         raise UserError(f"evaluation.protocol={protocol_name}: does not apply to {dataset}")
     rec = recipe(model, cfg, preset)
-    probe = create_model(model, len(protocol.classes), **rec.overrides)
+    probe = meta_model(model, len(protocol.classes), rec.overrides)  # shapes and declarations, no memory
+    if not is_builtin(model):  # a model from outside: its forward and loss checked before any fold trains
+        check_forward(model, len(protocol.classes), rec.overrides)
     if not compatible(probe.inputs, dataset):
         raise UserError(f"model {model} needs {', '.join(probe.inputs)}, which {dataset} cannot give")
     settings = _with_sets(cfg, preprocess_settings(probe.inputs))
@@ -256,30 +195,51 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     if manifest.height == 0:
         raise UserError(f"{dataset}: no sample has a label under protocol {protocol_name}")
     rows = manifest["_row"].to_numpy()
-    y = manifest[label].replace_strict(list(protocol.classes), list(range(len(protocol.classes))),
-                                       return_dtype=pl.Int64).to_numpy()
+    y = (
+        manifest[label]
+        .replace_strict(list(protocol.classes), list(range(len(protocol.classes))), return_dtype=pl.Int64)
+        .to_numpy()
+    )
     folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
     encoding = encoding_of(probe)
-    inputs = Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}, encoding=encoding) if prepare \
-        else None
+    inputs = (
+        Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}, encoding=encoding) if prepare else None
+    )
     synthetic = bool(manifest["synthetic"].any())
     keys = subject_keys(manifest)
-    check_tuned_on(_tuned(cfg, model).get("tuned_on"), keys, synthetic, f"tuned.{model}")
+    check_tuned_on(tuned_entry(cfg, model).get("tuned_on"), keys, synthetic, f"tuned.{model}")
     own = fold_recipes(model, dataset, folds, rec, cfg, keys, synthetic)
     seen = []
     for r in own.values():  # a fold's own model settings must not change what the model reads
         if r.overrides != rec.overrides and r.overrides not in seen:
             seen.append(r.overrides)
-            if create_model(model, len(protocol.classes), **r.overrides).inputs != probe.inputs:
-                raise UserError(f"{r.source}: changes the inputs {model} reads; only settings that keep them can "
-                                "differ between folds")
+            if model_inputs(model, len(protocol.classes), **r.overrides) != probe.inputs:
+                raise UserError(
+                    f"{r.source}: changes the inputs {model} reads; only settings that keep them can "
+                    "differ between folds"
+                )
     given = None
     if ev.weights:  # every fold's file there and fitting the model, before anything is scored
         given = str(weights_mod.check_folder(ev.weights, folds, "evaluation.weights"))
         weights_mod.check_all(Path(given), folds, probe, {"model": model, "classes": list(protocol.classes)})
-    return Plan(model, dataset, protocol_name, protocol.classes, rec, manifest.drop("_row"), y, folds, inputs,
-                synthetic, {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")}, own, encoding,
-                given, ev.save_weights, ev.audit_every if ev.audit else 0)
+    return Plan(
+        model,
+        dataset,
+        protocol_name,
+        protocol.classes,
+        rec,
+        manifest.drop("_row"),
+        y,
+        folds,
+        inputs,
+        synthetic,
+        {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")},
+        own,
+        encoding,
+        given,
+        ev.save_weights,
+        ev.audit_every if ev.audit else 0,
+    )
 
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:
@@ -294,6 +254,7 @@ def _with_sets(cfg: dict, sets: list[str]) -> dict:
 def _fold_data(p: Plan, fold):
     from hsta_bench.engine.train import FoldData
 
+    assert p.inputs is not None  # only plans made with prepare=False (estimates, never trained) have none
     # test labels stay here: the trainer gets the test rows only
     return FoldData(p.inputs, fold.train, p.y[fold.train], fold.val, p.y[fold.val], fold.test)
 
@@ -318,11 +279,45 @@ def use_fold_batch(p: Plan, device: str) -> bool:
     return batchable and torch.device(device).type == "cuda"
 
 
-def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placement=None) -> dict:
+@dataclass
+class FoldResults:
+    """What `run_folds` returns for its folds: their test predictions as columns (numpy, in the folds' order),
+    when and where they trained, and what the plan asked to keep besides."""
+
+    rows: np.ndarray  # the manifest rows predicted (the folds' test rows)
+    fold: np.ndarray  # each row's fold name
+    pred: np.ndarray  # each row's predicted class index
+    chosen_epoch: dict  # fold name -> the epoch whose model predicted
+    seconds: float  # wall time of all of them
+    started_at: float  # wall clock (time.time) the training began
+    placement: dict  # where and how they trained (engine/device.py), with `fold_batched`
+    audit: dict = field(default_factory=dict)  # fold name -> epoch -> test predictions (engine/audit.py)
+    states: dict = field(default_factory=dict)  # fold name -> final weights (--save-weights)
+
+    def per_fold(self, folds: list) -> list[FoldResults]:
+        """One FoldResults per fold of `folds` (those these results hold), their seconds shared out evenly."""
+        parts = []
+        for fold in folds:
+            mask = self.fold == fold.name
+            parts.append(
+                FoldResults(
+                    self.rows[mask],
+                    self.fold[mask],
+                    self.pred[mask],
+                    {fold.name: self.chosen_epoch[fold.name]},
+                    self.seconds / len(folds),
+                    self.started_at,
+                    self.placement,
+                    {k: v for k, v in self.audit.items() if k == fold.name},
+                    {k: v for k, v in self.states.items() if k == fold.name},
+                )
+            )
+        return parts
+
+
+def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placement=None) -> FoldResults:
     """Train the folds `indices` (all by default) where `placement` says (engine/device.py; default: where
-    this process would put them), or score the plan's given weights without training; returns their
-    predictions as columns (numpy), and where and how they trained (`placement`, with `fold_batched`), with
-    `audit` (fold name -> epoch -> test predictions) and `states` (fold name -> weights) when asked for."""
+    this process would put them), or score the plan's given weights without training."""
     from hsta_bench.engine import batched, train
     from hsta_bench.engine.weights import fold_file
     from hsta_bench.models import create_model
@@ -338,74 +333,109 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
     started, started_at = time.perf_counter(), time.time()
     if p.weights:
         meta = {"model": p.model, "classes": list(p.classes)}
-        outcomes = [train.predict_given(builder(p.recipe_of(f.index).overrides), _fold_data(p, f),
-                                        fold_file(Path(p.weights), f.name), meta, placement) for f in folds]
+        outcomes = [
+            train.predict_given(
+                builder(p.recipe_of(f.index).overrides),
+                _fold_data(p, f),
+                fold_file(Path(p.weights), f.name),
+                meta,
+                placement,
+            )
+            for f in folds
+        ]
         if progress:
             progress(len(folds))
     elif stacked:
-        outcomes = batched.fit_predict_folds(builder(p.recipe.overrides), [_fold_data(p, f) for f in folds],
-                                             p.recipe.train, len(p.classes), [p.fold_seed(f.index) for f in folds],
-                                             placement=placement, audit_every=p.audit_every,
-                                             keep_state=p.save_weights)
+        outcomes = batched.fit_predict_folds(
+            builder(p.recipe.overrides),
+            [_fold_data(p, f) for f in folds],
+            p.recipe.train,
+            len(p.classes),
+            [p.fold_seed(f.index) for f in folds],
+            placement=placement,
+            audit_every=p.audit_every,
+            keep_state=p.save_weights,
+        )
         if progress:
             progress(len(folds))
     else:
         outcomes = []
         for fold in folds:
             r = p.recipe_of(fold.index)
-            outcomes.append(train.fit_predict(builder(r.overrides), _fold_data(p, fold), r.train, len(p.classes),
-                                              p.fold_seed(fold.index), placement, p.audit_every, p.save_weights))
+            outcomes.append(
+                train.fit_predict(
+                    builder(r.overrides),
+                    _fold_data(p, fold),
+                    r.train,
+                    len(p.classes),
+                    p.fold_seed(fold.index),
+                    placement,
+                    p.audit_every,
+                    p.save_weights,
+                )
+            )
             if progress:
                 progress(1)
     rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
-    return {
-        "rows": rows,
-        "fold": np.concatenate([[f.name] * len(f.test) for f in folds]) if folds else np.zeros(0, str),
-        "pred": np.concatenate([o.logits.argmax(1) for o in outcomes]) if folds else np.zeros(0, int),
-        "chosen_epoch": {f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
-        "seconds": time.perf_counter() - started,
-        "started_at": started_at,
-        "placement": {**placement.record(), "fold_batched": stacked},
-        "audit": {f.name: o.audit for f, o in zip(folds, outcomes) if o.audit is not None},
-        "states": {f.name: o.state for f, o in zip(folds, outcomes) if o.state is not None},
-    }
+    return FoldResults(
+        rows=rows,
+        fold=np.concatenate([[f.name] * len(f.test) for f in folds]) if folds else np.zeros(0, str),
+        pred=np.concatenate([o.logits.argmax(1) for o in outcomes]) if folds else np.zeros(0, int),
+        chosen_epoch={f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
+        seconds=time.perf_counter() - started,
+        started_at=started_at,
+        placement={**placement.record(), "fold_batched": stacked},
+        audit={f.name: o.audit for f, o in zip(folds, outcomes) if o.audit is not None},
+        states={f.name: o.state for f, o in zip(folds, outcomes) if o.state is not None},
+    )
 
 
-def predictions_frame(p: Plan, parts: list[dict]):
+def predictions_frame(p: Plan, parts: list[FoldResults]):
     import polars as pl
 
-    rows = np.concatenate([part["rows"] for part in parts])
+    rows = np.concatenate([part.rows for part in parts])
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
     m = p.manifest
     classes = np.array(p.classes)
-    return pl.DataFrame({
-        "dataset": p.dataset, "protocol": p.protocol, "model": p.model,
-        "fold": np.concatenate([part["fold"] for part in parts])[order].astype(str),
-        "subject": m["subject"].cast(pl.Utf8).to_numpy()[rows].astype(str),
-        "sample_id": m["sample_id"].to_numpy()[rows].astype(str),
-        "source": m["source"].to_numpy()[rows].astype(str),
-        "label": classes[p.y[rows]],
-        "pred": classes[np.concatenate([part["pred"] for part in parts])[order]],
-        "synthetic": m["synthetic"].to_numpy()[rows].astype(bool),
-    }).select(PREDICTION_COLUMNS)
+    return pl.DataFrame(
+        {
+            "dataset": p.dataset,
+            "protocol": p.protocol,
+            "model": p.model,
+            "fold": np.concatenate([part.fold for part in parts])[order].astype(str),
+            "subject": m["subject"].cast(pl.Utf8).to_numpy()[rows].astype(str),
+            "sample_id": m["sample_id"].to_numpy()[rows].astype(str),
+            "source": m["source"].to_numpy()[rows].astype(str),
+            "label": classes[p.y[rows]],
+            "pred": classes[np.concatenate([part.pred for part in parts])[order]],
+            "synthetic": m["synthetic"].to_numpy()[rows].astype(bool),
+        }
+    ).select(PREDICTION_COLUMNS)
 
 
 @dataclass
 class Evaluation:
     plan: Plan
-    predictions: object  # polars DataFrame
-    splits: object  # polars DataFrame
+    predictions: pl.DataFrame
+    splits: pl.DataFrame
     seconds: float
     chosen_epochs: dict
 
 
-def evaluate(model: str, dataset: str, cfg: dict, preset: str | None = None, progress=None, announce=None) -> Evaluation:
+def evaluate(
+    model: str, dataset: str, cfg: dict, preset: str | None = None, progress=None, announce=None
+) -> Evaluation:
     """Every fold of `model` on `dataset`, one after another in this process."""
     from hsta_bench.engine import splits
 
     p = plan(model, dataset, cfg, preset, announce)
     started = time.perf_counter()
     part = run_folds(p, progress=progress)
-    return Evaluation(p, predictions_frame(p, [part]), splits.table(p.folds, p.manifest, dataset, p.protocol),
-                      time.perf_counter() - started, part["chosen_epoch"])
+    return Evaluation(
+        p,
+        predictions_frame(p, [part]),
+        splits.table(p.folds, p.manifest, dataset, p.protocol),
+        time.perf_counter() - started,
+        part.chosen_epoch,
+    )

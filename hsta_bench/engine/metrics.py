@@ -13,7 +13,9 @@ import numpy as np
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(true, predicted) counts."""
-    return np.bincount(np.asarray(y) * n_classes + np.asarray(pred), minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(np.asarray(y) * n_classes + np.asarray(pred), minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
 
 
 def _per_class(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,15 +63,17 @@ def _batch_stat(cms: np.ndarray, stat: str) -> np.ndarray:
     return f1.mean(1) if stat == "uf1" else np.nanmean(recall, axis=1)
 
 
-def bootstrap_ci(y, pred, groups, n_classes: int, stat: str = "uf1", iterations: int = 2000,
-                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    y, pred, groups, n_classes: int, stat: str = "uf1", iterations: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile interval of the pooled `stat` over resamples of whole subjects (with replacement):
     subjects, not samples, are the independent units under LOSO."""
     return bootstrap_ci_counts(subject_confusions(y, pred, groups, n_classes), stat, iterations, level, seed)
 
 
-def bootstrap_ci_counts(per_subject: np.ndarray, stat: str = "uf1", iterations: int = 2000, level: float = 0.95,
-                        seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci_counts(
+    per_subject: np.ndarray, stat: str = "uf1", iterations: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """bootstrap_ci from per-subject confusion matrices (subject_confusions)."""
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(per_subject), np.full(len(per_subject), 1 / len(per_subject)), size=iterations)
@@ -79,19 +83,26 @@ def bootstrap_ci_counts(per_subject: np.ndarray, stat: str = "uf1", iterations: 
     return float(np.nanquantile(values, alpha)), float(np.nanquantile(values, 1 - alpha))
 
 
-def paired_test(y, pred_a, pred_b, groups, n_classes: int, stat: str = "uf1", iterations: int = 5000,
-                seed: int = 0) -> dict:
+def paired_test(
+    y, pred_a, pred_b, groups, n_classes: int, stat: str = "uf1", iterations: int = 5000, seed: int = 0
+) -> dict:
     """Two-sided paired permutation test of pooled `stat` between two models on the same samples.
 
     Under the null the two models are exchangeable within each subject, so each permutation swaps the
     two models' predictions for a random half of the subjects and recomputes the pooled difference.
     """
-    return paired_test_counts(subject_confusions(y, pred_a, groups, n_classes),
-                              subject_confusions(y, pred_b, groups, n_classes), stat, iterations, seed)
+    return paired_test_counts(
+        subject_confusions(y, pred_a, groups, n_classes),
+        subject_confusions(y, pred_b, groups, n_classes),
+        stat,
+        iterations,
+        seed,
+    )
 
 
-def paired_test_counts(cm_a: np.ndarray, cm_b: np.ndarray, stat: str = "uf1", iterations: int = 5000,
-                       seed: int = 0) -> dict:
+def paired_test_counts(
+    cm_a: np.ndarray, cm_b: np.ndarray, stat: str = "uf1", iterations: int = 5000, seed: int = 0
+) -> dict:
     """paired_test from two models' per-subject confusion matrices (the same subjects in the same order,
     and the same samples: each subject's true classes agree)."""
     observed = float(_batch_stat(cm_a.sum(0)[None], stat)[0] - _batch_stat(cm_b.sum(0)[None], stat)[0])

@@ -15,62 +15,32 @@ or `fold=<name>` (reported for inspection; per-fold averages are not the MEGC me
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hsta_bench.engine import metrics
+from hsta_bench.io import new_run_id, write_json, write_parquet
 
-METRIC_COLUMNS = ("dataset", "protocol", "model", "scope", "uf1", "uar", "acc", "n", "uf1_ci_low", "uf1_ci_high",
-                  "uar_ci_low", "uar_ci_high", "synthetic")
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
-
-def new_run_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename onto `path`: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_parquet(frame, path: Path) -> None:
-    atomic_write(path, lambda tmp: frame.write_parquet(tmp))
-
-
-def write_json(data: dict, path: Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8"))
-
-
-def read_record(folder: Path, name: str, option: str) -> dict:
-    """The JSON record (run.json, tune.json) of a folder being resumed with `option`; a missing or damaged
-    record is one line naming it."""
-    path = Path(folder) / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        from hsta_bench.errors import UserError
-
-        raise UserError(f"{option}: no {name} at {folder} (give --output where it was written)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        from hsta_bench.errors import UserError
-
-        raise UserError(f"{path}: cannot read it ({exc})") from None
+METRIC_COLUMNS = (
+    "dataset",
+    "protocol",
+    "model",
+    "scope",
+    "uf1",
+    "uar",
+    "acc",
+    "n",
+    "uf1_ci_low",
+    "uf1_ci_high",
+    "uar_ci_low",
+    "uar_ci_high",
+    "synthetic",
+)
 
 
 def score_tables(predictions, classes_of: dict, bootstrap: int = 2000, level: float = 0.95, seed: int = 0):
@@ -79,7 +49,9 @@ def score_tables(predictions, classes_of: dict, bootstrap: int = 2000, level: fl
     import polars as pl
 
     metric_rows, class_rows, confusion_rows = [], [], []
-    for (dataset, protocol, model), group in predictions.group_by(["dataset", "protocol", "model"], maintain_order=True):
+    for (dataset, protocol, model), group in predictions.group_by(
+        ["dataset", "protocol", "model"], maintain_order=True
+    ):
         classes = list(classes_of[protocol])
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[c] for c in group["label"]], dtype=int)
@@ -93,66 +65,85 @@ def score_tables(predictions, classes_of: dict, bootstrap: int = 2000, level: fl
         scopes += [(f"fold={f}", group["fold"].to_numpy() == f) for f in dict.fromkeys(group["fold"].to_list())]
         for scope, mask in scopes:
             s = metrics.scores(y[mask], pred[mask], len(classes))
-            row = {"dataset": dataset, "protocol": protocol, "model": model, "scope": scope,
-                   "uf1": s["uf1"], "uar": s["uar"], "acc": s["acc"], "n": s["n"],
-                   "uf1_ci_low": None, "uf1_ci_high": None, "uar_ci_low": None, "uar_ci_high": None,
-                   "synthetic": synthetic}
+            row = {
+                "dataset": dataset,
+                "protocol": protocol,
+                "model": model,
+                "scope": scope,
+                "uf1": s["uf1"],
+                "uar": s["uar"],
+                "acc": s["acc"],
+                "n": s["n"],
+                "uf1_ci_low": None,
+                "uf1_ci_high": None,
+                "uar_ci_low": None,
+                "uar_ci_high": None,
+                "synthetic": synthetic,
+            }
             if not scope.startswith("fold=") and len(set(subjects[mask])) > 1 and bootstrap > 0:
                 for stat in ("uf1", "uar"):
-                    low, high = metrics.bootstrap_ci(y[mask], pred[mask], subjects[mask], len(classes), stat,
-                                                     bootstrap, level, seed)
+                    low, high = metrics.bootstrap_ci(
+                        y[mask], pred[mask], subjects[mask], len(classes), stat, bootstrap, level, seed
+                    )
                     row[f"{stat}_ci_low"], row[f"{stat}_ci_high"] = low, high
             metric_rows.append(row)
         whole = metrics.scores(y, pred, len(classes))
         for i, c in enumerate(classes):
-            class_rows.append({"dataset": dataset, "protocol": protocol, "model": model, "class": c,
-                               "f1": float(whole["f1"][i]), "recall": float(whole["recall"][i]),
-                               "support": int(whole["support"][i])})
+            class_rows.append(
+                {
+                    "dataset": dataset,
+                    "protocol": protocol,
+                    "model": model,
+                    "class": c,
+                    "f1": float(whole["f1"][i]),
+                    "recall": float(whole["recall"][i]),
+                    "support": int(whole["support"][i]),
+                }
+            )
         cm = metrics.confusion(y, pred, len(classes))
         for i, a in enumerate(classes):
             for j, b in enumerate(classes):
-                confusion_rows.append({"dataset": dataset, "protocol": protocol, "model": model, "label": a,
-                                       "pred": b, "count": int(cm[i, j])})
-    metric_schema = {k: pl.Utf8 for k in ("dataset", "protocol", "model", "scope")}
-    metric_schema.update({k: pl.Float64 for k in METRIC_COLUMNS if k not in metric_schema and k not in ("n", "synthetic")})
+                confusion_rows.append(
+                    {
+                        "dataset": dataset,
+                        "protocol": protocol,
+                        "model": model,
+                        "label": a,
+                        "pred": b,
+                        "count": int(cm[i, j]),
+                    }
+                )
+    metric_schema: dict[str, PolarsDataType] = {k: pl.Utf8 for k in ("dataset", "protocol", "model", "scope")}
+    metric_schema.update(
+        {k: pl.Float64 for k in METRIC_COLUMNS if k not in metric_schema and k not in ("n", "synthetic")}
+    )
     metric_schema.update({"n": pl.Int64, "synthetic": pl.Boolean})
-    return (pl.DataFrame(metric_rows, schema={k: metric_schema[k] for k in METRIC_COLUMNS}),
-            pl.DataFrame(class_rows, schema={"dataset": pl.Utf8, "protocol": pl.Utf8, "model": pl.Utf8,
-                                             "class": pl.Utf8, "f1": pl.Float64, "recall": pl.Float64,
-                                             "support": pl.Int64}),
-            pl.DataFrame(confusion_rows, schema={"dataset": pl.Utf8, "protocol": pl.Utf8, "model": pl.Utf8,
-                                                 "label": pl.Utf8, "pred": pl.Utf8, "count": pl.Int64}))
-
-
-def git_commit(repo: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10)
-        commit = out.stdout.strip() if out.returncode == 0 else None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo or Path(__file__).parent,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return f"{commit}+dirty" if commit and dirty else commit
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-
-    from hsta_bench import __version__
-
-    try:
-        polars = version("polars")
-    except PackageNotFoundError:  # `hsta-bench profile` runs without it (e.g. on a lent GPU machine)
-        polars = None
-    return {
-        "hsta_bench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": np.__version__, "polars": polars, "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    return (
+        pl.DataFrame(metric_rows, schema={k: metric_schema[k] for k in METRIC_COLUMNS}),
+        pl.DataFrame(
+            class_rows,
+            schema={
+                "dataset": pl.Utf8,
+                "protocol": pl.Utf8,
+                "model": pl.Utf8,
+                "class": pl.Utf8,
+                "f1": pl.Float64,
+                "recall": pl.Float64,
+                "support": pl.Int64,
+            },
+        ),
+        pl.DataFrame(
+            confusion_rows,
+            schema={
+                "dataset": pl.Utf8,
+                "protocol": pl.Utf8,
+                "model": pl.Utf8,
+                "label": pl.Utf8,
+                "pred": pl.Utf8,
+                "count": pl.Int64,
+            },
+        ),
+    )
 
 
 class RunStore:

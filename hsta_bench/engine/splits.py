@@ -100,9 +100,24 @@ def table(folds: list[Fold], manifest, dataset: str, protocol: str):
     parts = []
     for fold in folds:
         for role, rows in fold.roles().items():
-            parts.append(pl.DataFrame({
-                "dataset": dataset, "protocol": protocol, "fold": fold.name,
-                "subject": subjects[rows].astype(str), "sample_id": ids[rows].astype(str), "role": role,
-            }, schema={"dataset": pl.Utf8, "protocol": pl.Utf8, "fold": pl.Utf8, "subject": pl.Utf8,
-                       "sample_id": pl.Utf8, "role": pl.Utf8}))
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "dataset": dataset,
+                        "protocol": protocol,
+                        "fold": fold.name,
+                        "subject": subjects[rows].astype(str),
+                        "sample_id": ids[rows].astype(str),
+                        "role": role,
+                    },
+                    schema={
+                        "dataset": pl.Utf8,
+                        "protocol": pl.Utf8,
+                        "fold": pl.Utf8,
+                        "subject": pl.Utf8,
+                        "sample_id": pl.Utf8,
+                        "role": pl.Utf8,
+                    },
+                )
+            )
     return pl.concat(parts) if parts else pl.DataFrame()

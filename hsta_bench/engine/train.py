@@ -10,13 +10,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
 from hsta_bench.engine import augment
 from hsta_bench.engine.device import PRECISIONS, Placement, place, precision, to_device
+from hsta_bench.errors import UserError
 from hsta_bench.models.inputs import mirror, normalise, to_tensor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,18 @@ class TrainConfig:
     staging: str = "auto"  # auto | device | host: inputs kept on the GPU as uint8, or copied per batch
     compile: bool = False  # torch.compile the model (one fold at a time; not the fold-batched path)
 
-    def check(self, where: str) -> "TrainConfig":
+    def check(self, where: str) -> TrainConfig:
         from hsta_bench.errors import UserError
 
-        choices = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("constant", "cosine"),
-                   "selection": ("last", "best_val"), "device": ("auto", "cpu", "cuda"),
-                   "fold_batch": ("auto", "always", "never"), "precision": PRECISIONS,
-                   "staging": ("auto", "device", "host")}
+        choices = {
+            "optimizer": ("adamw", "adam", "sgd"),
+            "schedule": ("constant", "cosine"),
+            "selection": ("last", "best_val"),
+            "device": ("auto", "cpu", "cuda"),
+            "fold_batch": ("auto", "always", "never"),
+            "precision": PRECISIONS,
+            "staging": ("auto", "device", "host"),
+        }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise UserError(f"{where}.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
@@ -71,8 +81,9 @@ class Inputs:
     """A model's inputs for every sample: cached uint8 arrays. On a CPU they become float tensors a batch at a
     time (or all at once, on first use, when small); on a GPU see `feed`."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20,
-                 encoding: dict[str, str] | None = None):
+    def __init__(
+        self, arrays: dict[str, np.ndarray], keep_bytes: int = 512 << 20, encoding: dict[str, str] | None = None
+    ):
         self.arrays = arrays
         self.encoding = {k: (encoding or {}).get(k, "default") for k in arrays}  # models/inputs.py
         self.keep_bytes = keep_bytes
@@ -102,7 +113,7 @@ class Inputs:
             return {k: v[index].to(device) for k, v in self.whole.items()}
         return {k: to_tensor(k, np.asarray(a[rows]), self.encoding[k]).to(device) for k, a in self.arrays.items()}
 
-    def feed(self, device: torch.device, staging: str = "auto", share: float = 0.0) -> "Feed":
+    def feed(self, device: torch.device, staging: str = "auto", share: float = 0.0) -> Feed:
         """These inputs on `device`, made once per device (a trial's folds share one copy)."""
         key = (str(device), staging)
         if key not in self._feeds:
@@ -119,11 +130,15 @@ class Feed:
     def __init__(self, inputs: Inputs, device: torch.device, staging: str = "auto", share: float = 0.0):
         self.inputs, self.device = inputs, torch.device(device)
         if staging == "auto":
-            staging = "device" if self.device.type != "cuda" or inputs.nbytes <= _stage_budget(self.device, share) \
-                else "host"
+            staging = (
+                "device" if self.device.type != "cuda" or inputs.nbytes <= _stage_budget(self.device, share) else "host"
+            )
         self.staging = "host" if self.device.type == "cpu" else staging
-        self.staged = ({k: to_device(np.asarray(a), self.device) for k, a in inputs.arrays.items()}
-                       if self.staging == "device" else None)
+        self.staged = (
+            {k: to_device(np.asarray(a), self.device) for k, a in inputs.arrays.items()}
+            if self.staging == "device"
+            else None
+        )
 
     def get(self, rows: np.ndarray, device=None) -> dict[str, torch.Tensor]:
         """The batch of `rows` (host positions) on the feed's device (`device` is the feed's own)."""
@@ -131,8 +146,10 @@ class Feed:
             return self.inputs.get(rows)
         if self.staged is not None:
             return self.get_index(to_device(np.asarray(rows, dtype=np.int64), self.device))
-        return {k: normalise(k, to_device(np.asarray(a[np.asarray(rows)]), self.device), self.inputs.encoding[k])
-                for k, a in self.inputs.arrays.items()}
+        return {
+            k: normalise(k, to_device(np.asarray(a[np.asarray(rows)]), self.device), self.inputs.encoding[k])
+            for k, a in self.inputs.arrays.items()
+        }
 
     def get_index(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch of rows given as an index tensor already on the device (no copy from the host when
@@ -161,8 +178,9 @@ def flip(batch: dict[str, torch.Tensor], which, encoding: dict[str, str] | None 
     """Mirror the samples where `which` (a bool tensor or array, one per sample) is true; a flow image's u
     changes sign with it (models/inputs.mirror), in the encoding the model reads (`encoding`: kind -> name)."""
     device = next(iter(batch.values())).device
-    which = to_device(np.asarray(which), device) if not isinstance(which, torch.Tensor) or which.device != device \
-        else which
+    which = (
+        to_device(np.asarray(which), device) if not isinstance(which, torch.Tensor) or which.device != device else which
+    )
     out = {}
     for kind, x in batch.items():
         mirrored = mirror(kind, x, (encoding or {}).get(kind, "default"))
@@ -204,7 +222,12 @@ def lr_factor(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     """No weight decay on biases, norms and tokens; layer-wise lr scales where the model numbers layers."""
-    layers = model.lr_layers() if cfg.layer_decay < 1.0 and hasattr(model, "lr_layers") else None
+    layers = (
+        # nn.Module.__getattr__ types it Tensor | Module: a model's lr_layers() gives name -> (layer id, top id)
+        cast("Callable[[], Callable[[str], tuple[int, int]]]", model.lr_layers)()
+        if cfg.layer_decay < 1.0 and hasattr(model, "lr_layers")
+        else None
+    )
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -218,14 +241,17 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     return [{"params": ps, "weight_decay": d, "lr_scale": s} for (d, s), ps in groups.items()]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None
+) -> torch.optim.Optimizer:
     """torch.optim's optimiser of the recipe; fused (one kernel for every parameter) on CUDA."""
     groups = param_groups(model, cfg)
     fused = {"fused": True} if device is not None and device.type == "cuda" else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **fused)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), **fused)
+    # betas' length is not checked (TrainConfig.check): another than 2 fails in torch (IndexError, ValueError)
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), **fused)  # type: ignore[arg-type]
 
 
 def predict(model: torch.nn.Module, inputs, rows: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
@@ -263,6 +289,10 @@ def cpu_state(model: torch.nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+class NonFiniteLoss(UserError):
+    """A fold's training loss became NaN or infinite: its predictions would mean nothing."""
+
+
 class FoldTrainer:
     """One fold's model in training, an epoch at a time: `fit_predict` runs it to the end of its budget,
     tuning (hsta_bench/tuning/objective.py) steps several in lockstep and scores them after each epoch.
@@ -273,8 +303,9 @@ class FoldTrainer:
     positions are copied there asynchronously.
     """
 
-    def __init__(self, build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int,
-                 placement: Placement | None = None):
+    def __init__(
+        self, build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int, placement: Placement | None = None
+    ):
         self.data, self.cfg, self.n_classes = data, cfg, n_classes
         self.placement = placement or placement_for(cfg)
         self.device = self.placement.torch_device
@@ -330,6 +361,7 @@ class FoldTrainer:
                 torch.cuda.set_rng_state(state, d)
             self.model.train()
             order = epoch_order(data.train_labels, cfg.balanced, self.n_classes, self.generator)
+            self.epoch_loss = torch.zeros((), device=self.device)  # summed where it is: no wait per step
             for part in batches(order, cfg.batch_size):
                 factor = lr_factor(self.step, self.total, self.warmup, cfg)
                 for group in self.optimizer.param_groups:
@@ -339,6 +371,7 @@ class FoldTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                self.epoch_loss += loss.detach().float()
                 self.step += 1
             self._streams = self._read_streams()
         self.epoch += 1
@@ -352,8 +385,16 @@ class FoldTrainer:
             return val_uf1(self.model, self.data, self.device, self.n_classes, self.feed)
 
 
-def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: int,
-                placement: Placement | None = None, audit_every: int = 0, keep_state: bool = False) -> FoldOutcome:
+def fit_predict(
+    build,
+    data: FoldData,
+    cfg: TrainConfig,
+    n_classes: int,
+    seed: int,
+    placement: Placement | None = None,
+    audit_every: int = 0,
+    keep_state: bool = False,
+) -> FoldOutcome:
     """Train a model from `build()` on the fold's training rows, choose it (last epoch, or the best on the
     validation rows), and return its logits on the test rows. `audit_every` > 0 also returns the test
     predictions every so many epochs (engine/audit.py): recorded, never looked at here; `keep_state` the
@@ -364,6 +405,11 @@ def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: i
     audit: dict[int, np.ndarray] = {}
     for epoch in range(1, cfg.epochs + 1):
         trainer.train_epoch()
+        if not torch.isfinite(trainer.epoch_loss):  # a model that diverged predicts nothing: say so, not a score
+            raise NonFiniteLoss(
+                f"training loss {trainer.epoch_loss.item()} in epoch {epoch} (not finite: the "
+                "model diverged or its forward makes NaN; a lower train.lr may help)"
+            )
         if audited(epoch, cfg.epochs, audit_every):  # eval-mode predictions: no random draw, no statistics move
             audit[epoch] = trainer.predict(data.test).argmax(1)
         if use_val:
@@ -378,8 +424,13 @@ def fit_predict(build, data: FoldData, cfg: TrainConfig, n_classes: int, seed: i
         trainer.model.load_state_dict(best_state)
     else:
         best_epoch = trainer.epoch
-    return FoldOutcome(trainer.predict(data.test), trainer.epoch, best_epoch, audit if audit_every > 0 else None,
-                       cpu_state(trainer.model) if keep_state else None)
+    return FoldOutcome(
+        trainer.predict(data.test),
+        trainer.epoch,
+        best_epoch,
+        audit if audit_every > 0 else None,
+        cpu_state(trainer.model) if keep_state else None,
+    )
 
 
 def predict_given(build, data: FoldData, state_file, meta: dict, placement: Placement | None = None) -> FoldOutcome:

@@ -38,8 +38,10 @@ def check_folder(folder: str | Path, folds: list, where: str = "--weights") -> P
     missing = [f.name for f in folds if fold_file(folder, f.name) is None]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise UserError(f"{where} {folder}: no weights for fold(s) {', '.join(missing[:3])}{more} "
-                        f"(expected a file per fold named by its test subject, e.g. {folds[0].name}.pth)")
+        raise UserError(
+            f"{where} {folder}: no weights for fold(s) {', '.join(missing[:3])}{more} "
+            f"(expected a file per fold named by its test subject, e.g. {folds[0].name}.pth)"
+        )
     return folder.resolve()
 
 
@@ -47,7 +49,7 @@ def save(path: Path, state: dict, meta: dict) -> Path:
     """Write one fold's weights (temporary file, then rename)."""
     import torch
 
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save({**meta, "state_dict": state}, tmp))
@@ -82,10 +84,16 @@ def check_fits(path: Path, state: dict, model, name: str) -> None:
 
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    problems = ([f"missing {listed(missing)}"] if missing else []) + \
-        ([f"unexpected {listed(unexpected)}"] if unexpected else []) + ([f"shape {listed(shapes)}"] if shapes else [])
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = (
+        ([f"missing {listed(missing)}"] if missing else [])
+        + ([f"unexpected {listed(unexpected)}"] if unexpected else [])
+        + ([f"shape {listed(shapes)}"] if shapes else [])
+    )
     if problems:
         raise UserError(f"{path}: does not fit {name} ({'; '.join(problems)})")
 
@@ -94,6 +102,7 @@ def check_all(folder: Path, folds: list, model, meta: dict) -> None:
     """Every fold's file in `folder` fits `model` (a built instance): checked before anything is scored."""
     for fold in folds:
         path = fold_file(folder, fold.name)
+        assert path is not None  # its callers check the folder first (check_folder: a file for every fold)
         check_fits(path, read(path, meta), model, meta["model"])
 
 

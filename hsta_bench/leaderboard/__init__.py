@@ -46,4 +46,6 @@ def render_run(folder: Path) -> str:
     s = settings(cfg)
     refs = published.default_path(s)
     built = tables.build(store.from_run(Path(folder)), published.read(refs, cfg) if refs else [], s)
-    return render.markdown(built, s, f"hsta-bench leaderboard {folder}", heading=f"Leaderboard of run {Path(folder).name}")
+    return render.markdown(
+        built, s, f"hsta-bench leaderboard {folder}", heading=f"Leaderboard of run {Path(folder).name}"
+    )

@@ -14,7 +14,7 @@ def confusion_png(table: Table, row: Row, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     cm = row.cm
     share = cm / cm.sum(1, keepdims=True).clip(min=1)  # colour by each true class's share: classes are unbalanced
@@ -23,8 +23,15 @@ def confusion_png(table: Table, row: Row, path: Path) -> None:
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.6 else "black",
+            )
     ax.set_xticks(range(n), row.classes, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(n), row.classes, fontsize=8)
     ax.set_xlabel("predicted", fontsize=8)

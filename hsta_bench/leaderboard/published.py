@@ -13,8 +13,16 @@ from pathlib import Path
 
 from hsta_bench.errors import UserError
 
-COLUMNS = {"method": str, "dataset": str, "protocol": str, "scheme": str, "uf1": str, "uar": str, "source": str,
-           "caveat": str}
+COLUMNS: dict[str, type] = {
+    "method": str,
+    "dataset": str,
+    "protocol": str,
+    "scheme": str,
+    "uf1": str,
+    "uar": str,
+    "source": str,
+    "caveat": str,
+}
 
 
 def default_path(settings) -> Path | None:
@@ -33,7 +41,9 @@ def read(path: Path, tree: dict) -> list[dict]:
     for line, row in enumerate(rows, start=2):
         where = f"{path}, line {line}"
         if row["dataset"] not in tree["datasets"]:
-            raise UserError(f"{where}: unknown dataset {row['dataset']!r} (known: {', '.join(sorted(tree['datasets']))})")
+            raise UserError(
+                f"{where}: unknown dataset {row['dataset']!r} (known: {', '.join(sorted(tree['datasets']))})"
+            )
         if row["protocol"] not in tree["protocols"]:
             raise UserError(f"{where}: unknown protocol {row['protocol']!r}")
         if row["scheme"] != "loso" and not (row["scheme"].startswith("kfold-") and row["scheme"][6:].isdigit()):

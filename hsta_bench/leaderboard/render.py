@@ -31,8 +31,11 @@ def _f4(x) -> str:  # published numbers as papers give them
     return "-" if x is None else f"{x:.4f}"
 
 
-SELECTION = {"last": "the last epoch's model", "best_val": "the best epoch on validation subjects",
-             "given": "given weights scored untrained (`run --weights`)"}
+SELECTION = {
+    "last": "the last epoch's model",
+    "best_val": "the best epoch on validation subjects",
+    "given": "given weights scored untrained (`run --weights`)",
+}
 
 
 def _ci(row: Row, stat: str) -> str:
@@ -84,58 +87,97 @@ def _model(table: Table, row: Row) -> str:
     return f"{row.entry['model']}" + (" *(synthetic)*" if table.synthetic else "")
 
 
-def markdown(tables: list[Table], settings, command: str, plots: dict | None = None,
-             heading: str = "hsta-bench leaderboard", notes: str | None = None) -> str:
+def markdown(
+    tables: list[Table],
+    settings,
+    command: str,
+    plots: dict | None = None,
+    heading: str = "hsta-bench leaderboard",
+    notes: str | None = None,
+) -> str:
     """The whole page; `plots` maps (table key, rank) to the relative path of a written confusion plot;
     `notes` (a store's notes.md) is shown after the introduction."""
     plots = plots or {}
-    lines = [f"# {heading}", "", f"Regenerate: `{command}`", "", INTRO,
-             f"Significance level {settings.alpha}, {settings.permutations} permutations (seed "
-             f"{settings.seed}).", ""]
+    lines = [
+        f"# {heading}",
+        "",
+        f"Regenerate: `{command}`",
+        "",
+        INTRO,
+        f"Significance level {settings.alpha}, {settings.permutations} permutations (seed {settings.seed}).",
+        "",
+    ]
     if notes:
         lines += ["## Notes", "", notes.strip(), ""]
     if not tables:
         lines += ["No results yet.", ""]
     lines += ["Tables:", ""] + [f"- {title(t)}: {len(t.rows)} row(s)" for t in tables] + [""]
     for t in tables:
-        lines += [f"## {title(t)}", "",
-                  "| # | model | recipe | UF1 (95% CI) | UAR (95% CI) | accuracy | n | vs #1 (paired) |",
-                  "|---:|---|---|---|---|---:|---:|---|"]
+        lines += [
+            f"## {title(t)}",
+            "",
+            "| # | model | recipe | UF1 (95% CI) | UAR (95% CI) | accuracy | n | vs #1 (paired) |",
+            "|---:|---|---|---|---|---:|---:|---|",
+        ]
         for r in t.rows:
-            lines.append(f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {_ci(r, 'uar')} | "
-                         f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r)} |")
+            lines.append(
+                f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {_ci(r, 'uar')} | "
+                f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r)} |"
+            )
         lines.append("")
         if t.published:
-            lines += ["Published on the same benchmark (as reported; not ranked):", "",
-                      "| method | UF1 | UAR | source | caveat |", "|---|---:|---:|---|---|"]
-            lines += [f"| {p['method']} | {_f4(p['uf1'])} | {_f4(p['uar'])} | {p['source']} | {p['caveat'] or '-'} |"
-                      for p in t.published]
+            lines += [
+                "Published on the same benchmark (as reported; not ranked):",
+                "",
+                "| method | UF1 | UAR | source | caveat |",
+                "|---|---:|---:|---|---|",
+            ]
+            lines += [
+                f"| {p['method']} | {_f4(p['uf1'])} | {_f4(p['uar'])} | {p['source']} | {p['caveat'] or '-'} |"
+                for p in t.published
+            ]
             lines.append("")
         audited = [r for r in t.rows if r.entry.get("audit_uf1") is not None]
         if audited:
-            lines += ["Selection audit (**not results**): what each row's run would have reported had it kept, for "
-                      "each test subject, the epoch that scored best on that subject (as HTNet's and CausalNet's "
-                      "releases do), from test predictions recorded every few epochs and never used by the run:", "",
-                      "| # | model | UF1 / UAR (honest) | UF1 / UAR (best epoch on test) | inflation UF1 / UAR | "
-                      "epochs audited |", "|---:|---|---|---|---|---|"]
+            lines += [
+                "Selection audit (**not results**): what each row's run would have reported had it kept, for "
+                "each test subject, the epoch that scored best on that subject (as HTNet's and CausalNet's "
+                "releases do), from test predictions recorded every few epochs and never used by the run:",
+                "",
+                "| # | model | UF1 / UAR (honest) | UF1 / UAR (best epoch on test) | inflation UF1 / UAR | "
+                "epochs audited |",
+                "|---:|---|---|---|---|---|",
+            ]
             for r in audited:
                 e = r.entry
-                lines.append(f"| {r.rank} | {r.entry['model']} | {r.scores['uf1']:.3f} / {r.scores['uar']:.3f} | "
-                             f"*{e['audit_uf1']:.3f} / {e['audit_uar']:.3f}* | "
-                             f"{e['audit_uf1'] - r.scores['uf1']:+.3f} / {e['audit_uar'] - r.scores['uar']:+.3f} | "
-                             f"every {e['audit_every']} of {e['epochs']} |")
+                lines.append(
+                    f"| {r.rank} | {r.entry['model']} | {r.scores['uf1']:.3f} / {r.scores['uar']:.3f} | "
+                    f"*{e['audit_uf1']:.3f} / {e['audit_uar']:.3f}* | "
+                    f"{e['audit_uf1'] - r.scores['uf1']:+.3f} / {e['audit_uar'] - r.scores['uar']:+.3f} | "
+                    f"every {e['audit_every']} of {e['epochs']} |"
+                )
             lines.append("")
         if len(t.sources) > 1:
-            lines += ["Per source (each scored on its own subjects, pooled):", "",
-                      "| # | model | source | UF1 (95% CI) | UAR (95% CI) | n |", "|---:|---|---|---|---|---:|"]
+            lines += [
+                "Per source (each scored on its own subjects, pooled):",
+                "",
+                "| # | model | source | UF1 (95% CI) | UAR (95% CI) | n |",
+                "|---:|---|---|---|---|---:|",
+            ]
             for r in t.rows:
                 for source, part in by_source(r).items():
-                    lines.append(f"| {r.rank} | {r.entry['model']} | {source} | {_ci(part, 'uf1')} | "
-                                 f"{_ci(part, 'uar')} | {part.scores['n']} |")
+                    lines.append(
+                        f"| {r.rank} | {r.entry['model']} | {source} | {_ci(part, 'uf1')} | "
+                        f"{_ci(part, 'uar')} | {part.scores['n']} |"
+                    )
             lines.append("")
         classes = t.rows[0].classes
-        lines += ["Per class, F1 / recall:", "",
-                  "| # | model | " + " | ".join(classes) + " | support |", "|---:|---|" + "---|" * len(classes) + "---|"]
+        lines += [
+            "Per class, F1 / recall:",
+            "",
+            "| # | model | " + " | ".join(classes) + " | support |",
+            "|---:|---|" + "---|" * len(classes) + "---|",
+        ]
         for r in t.rows:
             cells = [f"{f:.3f} / {rec:.3f}" for f, rec in zip(r.scores["f1"], r.scores["recall"])]
             support = "/".join(str(int(n)) for n in r.scores["support"])
@@ -148,10 +190,14 @@ def markdown(tables: list[Table], settings, command: str, plots: dict | None = N
         lines += ["Provenance:", ""]
         for r in t.rows:
             e = r.entry
-            lines.append(f"- #{r.rank} {e['model']}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
-                         f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
-                         f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on {e['hardware']}, "
-                         f"{_duration(e['seconds'])} of training (summed over folds); reproduce: `{e['command']}`")
+            origin = f" (from {e['origin']})" if e.get("origin") else ""  # a model from outside the repository
+            lines.append(
+                f"- #{r.rank} {e['model']}{origin}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
+                f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
+                f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on "
+                f"{e['hardware']}, "
+                f"{_duration(e['seconds'])} of training (summed over folds); reproduce: `{e['command']}`"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -160,34 +206,90 @@ def _row_record(t: Table, r: Row) -> dict:
     v = r.versus or {}
     low, high = ({stat: (ci[k] if ci else None) for stat, ci in r.ci.items()} for k in (0, 1))
     return {
-        "table": t.key, "kind": "measured", "rank": r.rank, "model": r.entry["model"], "recipe": recipe(r.entry),
-        "uf1": r.scores["uf1"], "uf1_ci_low": low["uf1"], "uf1_ci_high": high["uf1"], "uar": r.scores["uar"],
-        "uar_ci_low": low["uar"], "uar_ci_high": high["uar"],
-        "acc": r.scores["acc"], "n": r.scores["n"], "uf1_vs_first": v.get("difference"), "p_value": v.get("p_value"),
-        "significant": v.get("significant"), "synthetic": t.synthetic, "run_id": r.entry["run_id"],
-        "commit": r.entry["commit"], "config_key": r.entry["config_key"], "seeds": r.entry["seeds"],
-        "epochs": r.entry["epochs"], "command": r.entry["command"], "source": None, "caveat": None,
+        "table": t.key,
+        "kind": "measured",
+        "rank": r.rank,
+        "model": r.entry["model"],
+        "recipe": recipe(r.entry),
+        "uf1": r.scores["uf1"],
+        "uf1_ci_low": low["uf1"],
+        "uf1_ci_high": high["uf1"],
+        "uar": r.scores["uar"],
+        "uar_ci_low": low["uar"],
+        "uar_ci_high": high["uar"],
+        "acc": r.scores["acc"],
+        "n": r.scores["n"],
+        "uf1_vs_first": v.get("difference"),
+        "p_value": v.get("p_value"),
+        "significant": v.get("significant"),
+        "synthetic": t.synthetic,
+        "run_id": r.entry["run_id"],
+        "commit": r.entry["commit"],
+        "config_key": r.entry["config_key"],
+        "seeds": r.entry["seeds"],
+        "epochs": r.entry["epochs"],
+        "command": r.entry["command"],
+        "source": None,
+        "caveat": None,
     }
 
 
 def _published_record(t: Table, p: dict) -> dict:
-    return {"table": t.key, "kind": "published", "rank": None, "model": p["method"], "recipe": None,
-            "uf1": p["uf1"], "uar": p["uar"], "synthetic": False, "source": p["source"], "caveat": p["caveat"]}
+    return {
+        "table": t.key,
+        "kind": "published",
+        "rank": None,
+        "model": p["method"],
+        "recipe": None,
+        "uf1": p["uf1"],
+        "uar": p["uar"],
+        "synthetic": False,
+        "source": p["source"],
+        "caveat": p["caveat"],
+    }
 
 
-CSV_COLUMNS = ("table", "kind", "rank", "model", "recipe", "uf1", "uf1_ci_low", "uf1_ci_high", "uar", "uar_ci_low",
-               "uar_ci_high", "acc", "n", "uf1_vs_first", "p_value", "significant", "synthetic", "run_id", "commit",
-               "config_key", "seeds", "epochs", "command", "source", "caveat")
+CSV_COLUMNS = (
+    "table",
+    "kind",
+    "rank",
+    "model",
+    "recipe",
+    "uf1",
+    "uf1_ci_low",
+    "uf1_ci_high",
+    "uar",
+    "uar_ci_low",
+    "uar_ci_high",
+    "acc",
+    "n",
+    "uf1_vs_first",
+    "p_value",
+    "significant",
+    "synthetic",
+    "run_id",
+    "commit",
+    "config_key",
+    "seeds",
+    "epochs",
+    "command",
+    "source",
+    "caveat",
+)
 
 
 def csv_text(tables: list[Table]) -> str:
     """One line per measured row (ranked) and per published row (kind=published, no rank)."""
     from hsta_bench.leaderboard.store import csv_text as write_csv
 
-    records = [rec for t in tables for rec in [*(_row_record(t, r) for r in t.rows),
-                                               *(_published_record(t, p) for p in t.published)]]
-    return write_csv([{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()} for rec in records],
-                     CSV_COLUMNS)
+    records = [
+        rec
+        for t in tables
+        for rec in [*(_row_record(t, r) for r in t.rows), *(_published_record(t, p) for p in t.published)]
+    ]
+    return write_csv(
+        [{k: round(v, 6) if isinstance(v, float) else v for k, v in rec.items()} for rec in records], CSV_COLUMNS
+    )
 
 
 def json_text(tables: list[Table], settings) -> str:
@@ -196,23 +298,55 @@ def json_text(tables: list[Table], settings) -> str:
         rows = []
         for r in t.rows:
             record = _row_record(t, r)
-            record["per_class"] = {c: {"f1": float(f), "recall": float(rec), "support": int(s)}
-                                   for c, f, rec, s in zip(r.classes, r.scores["f1"], r.scores["recall"],
-                                                          r.scores["support"])}
+            record["per_class"] = {
+                c: {"f1": float(f), "recall": float(rec), "support": int(s)}
+                for c, f, rec, s in zip(r.classes, r.scores["f1"], r.scores["recall"], r.scores["support"])
+            }
             record["confusion"] = {"classes": r.classes, "counts": r.cm.tolist()}
             if len(t.sources) > 1:
-                record["per_source"] = {s: {"uf1": part.scores["uf1"], "uar": part.scores["uar"], "n": part.scores["n"],
-                                            "uf1_ci": part.ci["uf1"], "uar_ci": part.ci["uar"]}
-                                        for s, part in by_source(r).items()}
+                record["per_source"] = {
+                    s: {
+                        "uf1": part.scores["uf1"],
+                        "uar": part.scores["uar"],
+                        "n": part.scores["n"],
+                        "uf1_ci": part.ci["uf1"],
+                        "uar_ci": part.ci["uar"],
+                    }
+                    for s, part in by_source(r).items()
+                }
             if r.entry.get("audit_uf1") is not None:  # engine/audit.py: measured beside the row, never a result
-                record["selection_audit"] = {"not_a_result": True, "every": r.entry["audit_every"],
-                                             "uf1_best_epoch_on_test": r.entry["audit_uf1"],
-                                             "uar_best_epoch_on_test": r.entry["audit_uar"],
-                                             "uf1_inflation": r.entry["audit_uf1"] - r.scores["uf1"],
-                                             "uar_inflation": r.entry["audit_uar"] - r.scores["uar"]}
-            record["provenance"] = {k: r.entry[k] for k in ("run_id", "commit", "config_key", "seeds", "epochs",
-                                                            "selection", "torch", "hardware", "seconds", "finished")}
+                record["selection_audit"] = {
+                    "not_a_result": True,
+                    "every": r.entry["audit_every"],
+                    "uf1_best_epoch_on_test": r.entry["audit_uf1"],
+                    "uar_best_epoch_on_test": r.entry["audit_uar"],
+                    "uf1_inflation": r.entry["audit_uf1"] - r.scores["uf1"],
+                    "uar_inflation": r.entry["audit_uar"] - r.scores["uar"],
+                }
+            record["provenance"] = {
+                k: r.entry[k]
+                for k in (
+                    "run_id",
+                    "commit",
+                    "config_key",
+                    "seeds",
+                    "epochs",
+                    "selection",
+                    "torch",
+                    "hardware",
+                    "seconds",
+                    "finished",
+                )
+            }
             rows.append(record)
-        out.append({"dataset": t.dataset, "protocol": t.protocol, "scheme": t.scheme, "synthetic": t.synthetic,
-                    "rows": rows, "published": [_published_record(t, p) for p in t.published]})
+        out.append(
+            {
+                "dataset": t.dataset,
+                "protocol": t.protocol,
+                "scheme": t.scheme,
+                "synthetic": t.synthetic,
+                "rows": rows,
+                "published": [_published_record(t, p) for p in t.published],
+            }
+        )
     return json.dumps({"settings": asdict(settings), "tables": out}, indent=2) + "\n"

@@ -15,14 +15,38 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from hsta_bench.engine.recipes import recipe_of
 from hsta_bench.errors import UserError
 
+if TYPE_CHECKING:
+    import polars as pl
+
 ENTRY_COLUMNS = {  # name -> type
-    "entry": str, "run_id": str, "model": str, "dataset": str, "protocol": str, "scheme": str, "synthetic": bool,
-    "classes": str, "preset": str, "settings": str, "epochs": int, "selection": str, "config_key": str,
-    "seeds": str, "commit": str, "torch": str, "hardware": str, "seconds": float, "finished": str,
-    "bootstrap": int, "level": float, "bootstrap_seed": int, "command": str,
+    "entry": str,
+    "run_id": str,
+    "model": str,
+    "dataset": str,
+    "protocol": str,
+    "scheme": str,
+    "synthetic": bool,
+    "classes": str,
+    "preset": str,
+    "settings": str,
+    "epochs": int,
+    "selection": str,
+    "config_key": str,
+    "seeds": str,
+    "commit": str,
+    "torch": str,
+    "hardware": str,
+    "seconds": float,
+    "finished": str,
+    "bootstrap": int,
+    "level": float,
+    "bootstrap_seed": int,
+    "command": str,
 }
 COUNT_COLUMNS = {"entry": str, "subject": str, "source": str, "label": str, "pred": str, "count": int}
 # newer columns, absent from older stores and empty where they do not apply: name -> (type, default)
@@ -30,11 +54,11 @@ OPTIONAL_COLUMNS = {
     "audit_every": (int, 0),  # the selection audit (engine/audit.py): epochs between recorded test predictions
     "audit_uf1": (float, None),  # what choosing each test subject's best epoch would have reported: not a result
     "audit_uar": (float, None),
+    "origin": (str, ""),  # a model from outside the repository: its entry point and package, or --import MODULE
 }
 
 # --set keys that change how a run is dispatched or how fast it is prepared, never its numbers
-_NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers", "evaluation.audit",
-                "evaluation.save_weights")
+_NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers", "evaluation.audit", "evaluation.save_weights")
 
 
 @dataclass
@@ -42,14 +66,17 @@ class Store:
     entries: list[dict] = field(default_factory=list)
     counts: list[dict] = field(default_factory=list)
 
-    def merge(self, other: "Store") -> "Store":
+    def merge(self, other: Store) -> Store:
         """This store with `other`'s entries added; an entry already here is replaced by other's."""
         new = {e["entry"] for e in other.entries}
-        return Store([e for e in self.entries if e["entry"] not in new] + other.entries,
-                     [c for c in self.counts if c["entry"] not in new] + other.counts)
+        return Store(
+            [e for e in self.entries if e["entry"] not in new] + other.entries,
+            [c for c in self.counts if c["entry"] not in new] + other.counts,
+        )
 
 
 # ----------------------------------------------------------------------------------------- CSV files
+
 
 def _convert(value: str, kind: type, where: str):
     if kind is str:
@@ -72,13 +99,14 @@ def read_csv(path: Path, columns: dict[str, type], optional: dict | None = None)
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    fieldnames = reader.fieldnames or []
+    missing = [c for c in columns if c not in fieldnames]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(columns)})")
     rows = []
     for line, raw in enumerate(reader, start=2):
         if None in raw or any(v is None for v in raw.values()):
-            raise UserError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
+            raise UserError(f"{path}, line {line}: expected {len(fieldnames)} fields")
         row = {name: _convert(raw[name], kind, f"{path}, line {line}, {name}") for name, kind in columns.items()}
         for name, (kind, default) in (optional or {}).items():
             value = raw.get(name) or ""
@@ -100,8 +128,9 @@ def csv_text(rows: list[dict], columns) -> str:
 def read(folder: Path) -> Store:
     folder = Path(folder)
     if not (folder / "runs.csv").exists():
-        raise UserError(f"--store {folder}: no runs.csv there (make one with `hsta-bench leaderboard RUN_DIR "
-                        f"--store {folder}`)")
+        raise UserError(
+            f"--store {folder}: no runs.csv there (make one with `hsta-bench leaderboard RUN_DIR --store {folder}`)"
+        )
     entries = read_csv(folder / "runs.csv", ENTRY_COLUMNS, OPTIONAL_COLUMNS)
     counts = read_csv(folder / "counts.csv", COUNT_COLUMNS)
     classes = {e["entry"]: e["classes"].split("|") for e in entries}
@@ -110,8 +139,10 @@ def read(folder: Path) -> Store:
         if c["entry"] not in classes:
             raise UserError(f"{where}: entry {c['entry']} is not in runs.csv")
         if c["label"] not in classes[c["entry"]] or c["pred"] not in classes[c["entry"]]:
-            raise UserError(f"{where}: class {c['label']!r} or {c['pred']!r} is not one of {c['entry']}'s classes "
-                            f"({', '.join(classes[c['entry']])})")
+            raise UserError(
+                f"{where}: class {c['label']!r} or {c['pred']!r} is not one of {c['entry']}'s classes "
+                f"({', '.join(classes[c['entry']])})"
+            )
         if c["count"] < 1:
             raise UserError(f"{where}: count must be a positive integer, got {c['count']}")
     return Store(entries, counts)
@@ -120,18 +151,22 @@ def read(folder: Path) -> Store:
 def write(store: Store, folder: Path) -> None:
     """Both files, each written whole (a temporary file renamed), sorted so that the same runs give the same
     bytes."""
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     entries = sorted(store.entries, key=lambda e: e["entry"])
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
     # an optional column only where some entry has it: a store without audits keeps its bytes
     optional = [c for c, (_, default) in OPTIONAL_COLUMNS.items() if any(e.get(c, default) != default for e in entries)]
-    for name, rows, columns in (("counts.csv", counts, COUNT_COLUMNS), ("runs.csv", entries, [*ENTRY_COLUMNS, *optional])):
+    for name, rows, columns in (
+        ("counts.csv", counts, COUNT_COLUMNS),
+        ("runs.csv", entries, [*ENTRY_COLUMNS, *optional]),
+    ):
         text = csv_text(rows, columns)
         atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
 
 
 # ------------------------------------------------------------------------------------------ run folders
+
 
 def run_folders(paths: list[Path]) -> list[tuple[Path, bool]]:
     """Each path is a run folder (it has run.json) or a folder of them (results/, whose tunes' outer runs
@@ -153,13 +188,27 @@ def run_folders(paths: list[Path]) -> list[tuple[Path, bool]]:
 
 def _options(command: list[str]) -> list[tuple[str, str]]:
     """The (option, value) pairs of a recorded command line (`hsta-bench run --set a=1 ...`)."""
-    takes_value = {"--dataset", "--model", "--preset", "--set", "--config", "--data-root", "--output", "--address",
-                   "--resume", "--trials", "--space", "--weights"}
-    pairs, i = [], 2
+    takes_value = {
+        "--dataset",
+        "--model",
+        "--preset",
+        "--set",
+        "--config",
+        "--data-root",
+        "--output",
+        "--address",
+        "--resume",
+        "--trials",
+        "--space",
+        "--weights",
+    }
+    pairs: list[tuple[str, str]] = []
+    i = 2
     while i < len(command):
         token = command[i]
         if token.startswith("--") and token.split("=", 1)[0] in takes_value and "=" in token:
-            pairs.append(tuple(token.split("=", 1)))
+            option, value = token.split("=", 1)  # two parts: "=" is in token
+            pairs.append((option, value))
         elif token in takes_value and i + 1 < len(command):
             pairs.append((token, command[i + 1]))
             i += 1
@@ -213,11 +262,21 @@ def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
         names = {dataset}
     roots = [f"--data-root {v}" for o, v in pairs if o == "--data-root" and v.split("=", 1)[0] in names]
     preset = [f"--preset {run['preset']}"] if run.get("preset") else []
-    return " ".join(["hsta-bench run", f"--dataset {dataset}", f"--model {evaluation['model']}", *preset, *roots,
-                     *settings])
+    imports = [f"--import {m}" for m in run.get("imports") or []]
+    return " ".join(
+        [
+            "hsta-bench run",
+            *imports,
+            f"--dataset {dataset}",
+            f"--model {evaluation['model']}",
+            *preset,
+            *roots,
+            *settings,
+        ]
+    )
 
 
-def _read_run(folder: Path) -> tuple[dict, object]:
+def _read_run(folder: Path) -> tuple[dict, pl.DataFrame]:
     import polars as pl
 
     try:
@@ -228,8 +287,10 @@ def _read_run(folder: Path) -> tuple[dict, object]:
         raise UserError(f"{folder / 'run.json'}: not a run record (no run_id / evaluations)")
     path = folder / "predictions.parquet"
     if not path.exists():
-        raise UserError(f"{folder}: no predictions.parquet (the run finished no evaluation; finish it with "
-                        f"`hsta-bench run --resume {run['run_id']}`)")
+        raise UserError(
+            f"{folder}: no predictions.parquet (the run finished no evaluation; finish it with "
+            f"`hsta-bench run --resume {run['run_id']}`)"
+        )
     try:
         predictions = pl.read_parquet(path)
     except Exception as exc:  # polars raises several kinds for a damaged file
@@ -253,15 +314,25 @@ def check_splits(folder: Path, predictions) -> None:
         raise UserError(f"{folder}: no splits.parquet (a run records its splits so that they can be checked)") from None
     except Exception as exc:
         raise UserError(f"{path}: cannot read it ({str(exc).splitlines()[0]})") from None
-    sides = (splits.with_columns(pl.col("role") == "test")
-             .group_by(["dataset", "protocol", "fold", "subject"]).agg(pl.col("role").n_unique().alias("sides"))
-             .filter(pl.col("sides") > 1).sort(["dataset", "fold", "subject"]))
+    sides = (
+        splits.with_columns(pl.col("role") == "test")
+        .group_by(["dataset", "protocol", "fold", "subject"])
+        .agg(pl.col("role").n_unique().alias("sides"))
+        .filter(pl.col("sides") > 1)
+        .sort(["dataset", "fold", "subject"])
+    )
     if sides.height:
         d, _, fold, subject, _ = sides.row(0)
-        raise UserError(f"{path}: subject {subject} is on both the test and the training side of fold {fold} "
-                        f"({d}); this run's scores are not admitted")
-    twice = (predictions.group_by(["model", "dataset", "protocol", "sample_id"]).len().filter(pl.col("len") > 1)
-             .sort(["model", "sample_id"]))
+        raise UserError(
+            f"{path}: subject {subject} is on both the test and the training side of fold {fold} "
+            f"({d}); this run's scores are not admitted"
+        )
+    twice = (
+        predictions.group_by(["model", "dataset", "protocol", "sample_id"])
+        .len()
+        .filter(pl.col("len") > 1)
+        .sort(["model", "sample_id"])
+    )
     if twice.height:
         model, d, _, sample, n = twice.row(0)
         raise UserError(f"{folder / 'predictions.parquet'}: {model} tested sample {sample} of {d} {n} times")
@@ -296,52 +367,84 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     covered = set()
     for e in run["evaluations"]:
         key = (e["model"], e["dataset"], e["protocol"])
-        rows = predictions.filter((pl.col("model") == e["model"]) & (pl.col("dataset") == e["dataset"])
-                                  & (pl.col("protocol") == e["protocol"]))
+        rows = predictions.filter(
+            (pl.col("model") == e["model"])
+            & (pl.col("dataset") == e["dataset"])
+            & (pl.col("protocol") == e["protocol"])
+        )
         if rows.height == 0:
             if notes is not None:
                 notes.append(f"{folder.name}: {e['model']} on {e['dataset']} did not finish; left out")
             continue
         covered.add(key)
         if e.get("samples") and rows.height != e["samples"]:
-            raise UserError(f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has predictions for "
-                            f"{rows.height} of its {e['samples']} samples")
+            raise UserError(
+                f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has predictions for "
+                f"{rows.height} of its {e['samples']} samples"
+            )
         entry = f"{run['run_id']}/{e['model']}/{e['dataset']}/{e['protocol']}"
         classes = list(e["classes"])
         strange = set(rows["label"].to_list()) | set(rows["pred"].to_list())
         if not strange <= set(classes):
-            raise UserError(f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has classes "
-                            f"{', '.join(sorted(strange - set(classes)))} outside its protocol's "
-                            f"({', '.join(classes)})")
-        recipe = Path(e["recipe"]).stem if e.get("recipe") else None
+            raise UserError(
+                f"{folder / 'predictions.parquet'}: {e['model']} on {e['dataset']} has classes "
+                f"{', '.join(sorted(strange - set(classes)))} outside its protocol's "
+                f"({', '.join(classes)})"
+            )
+        recipe = recipe_of(e.get("recipe"))
         command = run.get("command") or []
         settings = _settings(pairs, e["model"], recipe, tune=len(command) > 1 and command[1] == "tune")
         scheme = e.get("evaluation", {}).get("scheme", "loso")
         if scheme == "kfold":
             scheme = f"kfold-{e['evaluation'].get('k')}"
-        store.entries.append({
-            "entry": entry, "run_id": run["run_id"], "model": e["model"], "dataset": e["dataset"],
-            "protocol": e["protocol"], "scheme": scheme, "synthetic": bool(e.get("synthetic")),
-            "classes": "|".join(classes), "preset": run.get("preset") or "", "settings": " ".join(settings),
-            "epochs": 0 if e.get("given_weights") else int(e["train"]["epochs"]),
-            "selection": "given" if e.get("given_weights") else e["train"].get("selection", "last"),
-            "config_key": e.get("config_key", ""), "seeds": _seeds(e.get("seeds") or {}),
-            "commit": run.get("git_commit") or "", "torch": env.get("torch") or "", "hardware": _hardware(e, driver),
-            "seconds": float(e.get("seconds") or 0.0), "finished": run.get("finished") or run.get("started") or "",
-            "bootstrap": int(evaluation_cfg.get("bootstrap", 2000)), "level": float(evaluation_cfg.get("level", 0.95)),
-            "bootstrap_seed": int(evaluation_cfg.get("seed", 0)),
-            "command": _reproduce(run, e, settings, pairs),
-            "audit_every": int((e.get("audit") or {}).get("every", 0)),
-            **{f"audit_{k}": round(float(e["audit"][k]), 4) if e.get("audit") else None for k in ("uf1", "uar")},
-        })
+        store.entries.append(
+            {
+                "entry": entry,
+                "run_id": run["run_id"],
+                "model": e["model"],
+                "dataset": e["dataset"],
+                "protocol": e["protocol"],
+                "scheme": scheme,
+                "synthetic": bool(e.get("synthetic")),
+                "classes": "|".join(classes),
+                "preset": run.get("preset") or "",
+                "settings": " ".join(settings),
+                "epochs": 0 if e.get("given_weights") else int(e["train"]["epochs"]),
+                "selection": "given" if e.get("given_weights") else e["train"].get("selection", "last"),
+                "config_key": e.get("config_key", ""),
+                "seeds": _seeds(e.get("seeds") or {}),
+                "commit": run.get("git_commit") or "",
+                "torch": env.get("torch") or "",
+                "hardware": _hardware(e, driver),
+                "seconds": float(e.get("seconds") or 0.0),
+                "finished": run.get("finished") or run.get("started") or "",
+                "bootstrap": int(evaluation_cfg.get("bootstrap", 2000)),
+                "level": float(evaluation_cfg.get("level", 0.95)),
+                "bootstrap_seed": int(evaluation_cfg.get("seed", 0)),
+                "command": _reproduce(run, e, settings, pairs),
+                "audit_every": int((e.get("audit") or {}).get("every", 0)),
+                "origin": (run.get("model_origins") or {}).get(e["model"], ""),
+                **{f"audit_{k}": round(float(e["audit"][k]), 4) if e.get("audit") else None for k in ("uf1", "uar")},
+            }
+        )
         grouped = rows.group_by(["subject", "source", "label", "pred"]).len().sort(["subject", "label", "pred"])
         for subject, source, label, pred, count in grouped.iter_rows():
-            store.counts.append({"entry": entry, "subject": str(subject), "source": str(source), "label": label,
-                                 "pred": pred, "count": int(count)})
+            store.counts.append(
+                {
+                    "entry": entry,
+                    "subject": str(subject),
+                    "source": str(source),
+                    "label": label,
+                    "pred": pred,
+                    "count": int(count),
+                }
+            )
     stray = {tuple(k) for k in predictions.select("model", "dataset", "protocol").unique().iter_rows()} - covered
     if stray:
-        raise UserError(f"{folder / 'predictions.parquet'}: predictions of {', '.join(f'{m} on {d}' for m, d, _ in sorted(stray))} "
-                        "have no evaluation in run.json")
+        raise UserError(
+            f"{folder / 'predictions.parquet'}: predictions of {', '.join(f'{m} on {d}' for m, d, _ in sorted(stray))} "
+            "have no evaluation in run.json"
+        )
     return store
 
 

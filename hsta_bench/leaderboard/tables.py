@@ -22,12 +22,12 @@ class Row:
     entry: dict
     classes: list[str]
     subjects: list[str]
-    sources: dict[str, str]      # subject -> source
-    per_subject: np.ndarray      # (subjects, C, C)
+    sources: dict[str, str]  # subject -> source
+    per_subject: np.ndarray  # (subjects, C, C)
     scores: dict
-    ci: dict                     # "uf1" / "uar" -> (low, high) or None
+    ci: dict  # "uf1" / "uar" -> (low, high) or None
     rank: int = 0
-    versus: dict | None = None   # against the table's first row: difference, p_value, significant; or why not
+    versus: dict | None = None  # against the table's first row: difference, p_value, significant; or why not
 
     @property
     def cm(self) -> np.ndarray:
@@ -78,12 +78,18 @@ def _scored(entry, classes, subjects, sources, per_subject) -> Row:
 
 def compare(best: Row, row: Row, settings) -> dict:
     """The paired test of `row` against `best`, or why there is none."""
-    if row.classes != best.classes or row.subjects != best.subjects or \
-            not np.array_equal(row.per_subject.sum(2), best.per_subject.sum(2)):
-        return {"difference": row.scores["uf1"] - best.scores["uf1"], "p_value": None,
-                "significant": None, "why": "not paired: different samples"}
-    test = metrics.paired_test_counts(row.per_subject, best.per_subject, "uf1", settings.permutations,
-                                      settings.seed)
+    if (
+        row.classes != best.classes
+        or row.subjects != best.subjects
+        or not np.array_equal(row.per_subject.sum(2), best.per_subject.sum(2))
+    ):
+        return {
+            "difference": row.scores["uf1"] - best.scores["uf1"],
+            "p_value": None,
+            "significant": None,
+            "why": "not paired: different samples",
+        }
+    test = metrics.paired_test_counts(row.per_subject, best.per_subject, "uf1", settings.permutations, settings.seed)
     return {**test, "significant": test["p_value"] < settings.alpha, "why": None}
 
 
@@ -106,8 +112,11 @@ def build(store, published: list[dict], settings) -> list[Table]:
         groups.setdefault(key, []).append(make_row(e, by_entry.get(e["entry"], [])))
     tables = []
     for (synthetic, dataset, protocol, scheme), rows in sorted(groups.items()):
-        refs = [] if synthetic else [p for p in published
-                                     if (p["dataset"], p["protocol"], p["scheme"]) == (dataset, protocol, scheme)]
+        refs = (
+            []
+            if synthetic
+            else [p for p in published if (p["dataset"], p["protocol"], p["scheme"]) == (dataset, protocol, scheme)]
+        )
         tables.append(Table(dataset, protocol, scheme, synthetic, _rank(rows, settings), refs))
     return tables
 
@@ -117,6 +126,11 @@ def by_source(row: Row) -> dict[str, Row]:
     parts = {}
     for source in sorted(set(row.sources.values())):
         keep = [k for k, s in enumerate(row.subjects) if row.sources[s] == source]
-        parts[source] = _scored(row.entry, row.classes, [row.subjects[k] for k in keep],
-                                {row.subjects[k]: source for k in keep}, row.per_subject[keep])
+        parts[source] = _scored(
+            row.entry,
+            row.classes,
+            [row.subjects[k] for k in keep],
+            {row.subjects[k]: source for k in keep},
+            row.per_subject[keep],
+        )
     return parts

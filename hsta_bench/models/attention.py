@@ -14,39 +14,32 @@ run time for a whole model (`set_backend(model, "sdpa")`) or a block of code (`w
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 BACKENDS = ("naive", "sdpa", "flex")
-_default = ["sdpa"]
-_forced: list[str | None] = [None]
+DEFAULT_BACKEND = "sdpa"  # what a model built without `attention=` uses
+# the kernel `backend(name)` forces inside its block (None: each module's own); a context variable, so a
+# block in one thread does not change another thread's attention
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("hsta_bench_forced_attention", default=None)
 _recorders: list[Callable] = []  # see recording()
-
-
-def default_backend() -> str:
-    return _default[0]
-
-
-def set_default_backend(name: str) -> None:
-    _check(name)
-    _default[0] = name
 
 
 @contextlib.contextmanager
 def backend(name: str):
     """Every attention inside the block uses `name`, whatever its module says."""
     _check(name)
-    previous = _forced[0]
-    _forced[0] = name
+    token = _forced.set(name)
     try:
         yield
     finally:
-        _forced[0] = previous
+        _forced.reset(token)
 
 
 def set_backend(model: nn.Module, name: str) -> nn.Module:
@@ -97,8 +90,9 @@ def _block_mask(mask_mod: Callable, q_len: int, kv_len: int, device: str):
     return create_block_mask(mask_mod, B=None, H=None, Q_LEN=q_len, KV_LEN=kv_len, device=device)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend_name: str,
-           mask_mod: Callable | None = None) -> torch.Tensor:
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend_name: str, mask_mod: Callable | None = None
+) -> torch.Tensor:
     """Attention of (B, H, Nq, D) queries over (B, H, Nk, D) keys/values.
 
     `mask_mod(b, h, q_idx, kv_idx) -> bool` (FlexAttention's convention) says which pairs may attend;
@@ -106,7 +100,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend_name: str,
     """
     for callback in _recorders:
         callback(q, k, v, mask_mod)
-    name = _forced[0] or backend_name
+    name = _forced.get() or backend_name
     if name == "flex":
         block_mask = _block_mask(mask_mod, q.shape[-2], k.shape[-2], q.device.type) if mask_mod else None
         return _compiled_flex()(q, k, v, block_mask=block_mask)
@@ -142,14 +136,13 @@ def divided_masks(frames: int, patches: int):
     return temporal, spatial
 
 
-
 class AttentionBase(nn.Module):
     def __init__(self, dim: int, heads: int, backend_name: str | None):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
-        self.backend = backend_name or default_backend()
+        self.backend = backend_name or DEFAULT_BACKEND
         _check(self.backend)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,6 +174,7 @@ class SelfAttention(AttentionBase):
     def forward(self, x: torch.Tensor, mask_mod: Callable | None = None) -> torch.Tensor:
         b, n, c = x.shape
         if self.q_bias is not None:
+            assert self.v_bias is not None  # __init__ sets q_bias and v_bias together
             bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
             qkv = F.linear(x, self.qkv.weight, bias)
         else:

@@ -15,11 +15,12 @@ branch alone (no special frames, no crossmodal attention); `frames` changes the 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import torch
 from torch import nn
 
-from hsta_bench.models.layers import Block, CrossBlock, init_weights, projection, sinusoid_table, LN_EPS
+from hsta_bench.models.layers import LN_EPS, Block, CrossBlock, init_weights, projection, sinusoid_table
 from hsta_bench.models.registry import MERModel, register_model
 
 
@@ -58,6 +59,8 @@ class TubeletEmbed(nn.Module):
 
 
 class Branch(nn.Module):
+    pos: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, dim: int, tubelet, tokens: int, drop: float):
         super().__init__()
         self.embed = TubeletEmbed(dim, tubelet)
@@ -103,7 +106,9 @@ class HSTA(MERModel):
         branches = (0, 1) if c.two_branches else (c.single,)
         self.branch_ids = branches
         # a one-frame input (flow, apex) is taken as an image; forward gives it its time axis back
-        self.inputs = {self.kinds[b]: shapes[b] if shapes[b][1] > 1 else shapes[b][:1] + shapes[b][2:] for b in branches}
+        self.inputs = {
+            self.kinds[b]: shapes[b] if shapes[b][1] > 1 else shapes[b][:1] + shapes[b][2:] for b in branches
+        }
         self.branches = nn.ModuleDict()
         for b in branches:
             tokens = 1
@@ -112,16 +117,26 @@ class HSTA(MERModel):
             self.branches[str(b)] = Branch(c.dims[b], c.tubelets[b], tokens, c.drop)
         # stochastic depth rises over layer slots: block j of layer k (either branch) gets slot k * max_depth + j
         slots = max(c.depths)
-        rates = torch.linspace(0, c.drop_path, c.layers * slots, device="cpu").tolist()  # also under a meta default device
+        rates = torch.linspace(
+            0, c.drop_path, c.layers * slots, device="cpu"
+        ).tolist()  # also under a meta default device
         self.layers = nn.ModuleList()
         for k in range(c.layers):
             layer = nn.Module()
-            layer.usta = nn.ModuleDict({
-                str(b): nn.ModuleList([Block(c.dims[b], c.heads[b], c.mlp_ratio, c.qkv_bias, c.drop, rates[k * slots + j])
-                                       for j in range(c.depths[b])])
-                for b in branches
-            })
-            layer.csta = CSTA(c.dims, c.heads, c.drop) if (c.cross and c.two_branches) else None
+            layer.usta = nn.ModuleDict(
+                {
+                    str(b): nn.ModuleList(
+                        [
+                            Block(c.dims[b], c.heads[b], c.mlp_ratio, c.qkv_bias, c.drop, rates[k * slots + j])
+                            for j in range(c.depths[b])
+                        ]
+                    )
+                    for b in branches
+                }
+            )
+            csta = CSTA(c.dims, c.heads, c.drop) if (c.cross and c.two_branches) else None
+            # torch types nn.Module.__setattr__'s value as Tensor | Module; None makes a plain attribute at runtime
+            layer.csta = csta  # type: ignore[assignment]
             self.layers.append(layer)
         self.norms = nn.ModuleDict({str(b): nn.LayerNorm(c.dims[b], eps=LN_EPS) for b in branches})
         self.head_drop = nn.Dropout(c.head_drop)
@@ -148,25 +163,38 @@ class HSTA(MERModel):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         xs = {b: self.branches[str(b)](self._clip(batch, self.kinds[b])) for b in self.branch_ids}
-        for layer in self.layers:
+        for layer in self.layers:  # each a plain nn.Module holding `usta` and `csta` (see __init__)
+            usta, csta = cast(nn.ModuleDict, layer.usta), cast("CSTA | None", layer.csta)
             for b in self.branch_ids:
-                for block in layer.usta[str(b)]:
+                for block in cast(nn.ModuleList, usta[str(b)]):
                     xs[b] = block(xs[b])
-            if layer.csta is not None:
-                xs[0], xs[1] = layer.csta([xs[0], xs[1]])
+            if csta is not None:
+                xs[0], xs[1] = csta([xs[0], xs[1]])
         cls = torch.cat([self.norms[str(b)](xs[b][:, 0]) for b in self.branch_ids], dim=-1)
         return self.head(self.head_drop(cls))
 
 
 BASE = HSTAConfig()
-SMALL = replace(BASE, dims=(192, 384), heads=(6, 6), layers=3, img_size=112, special_size=112,
-                tubelets=((2, 8, 8), (2, 16, 16)))
-TINY = replace(BASE, dims=(64, 128), heads=(4, 4), layers=2, img_size=64, special_size=64,
-               tubelets=((2, 8, 8), (2, 16, 16)), drop=0.1, drop_path=0.1, head_drop=0.2)
+SMALL = replace(
+    BASE, dims=(192, 384), heads=(6, 6), layers=3, img_size=112, special_size=112, tubelets=((2, 8, 8), (2, 16, 16))
+)
+TINY = replace(
+    BASE,
+    dims=(64, 128),
+    heads=(4, 4),
+    layers=2,
+    img_size=64,
+    special_size=64,
+    tubelets=((2, 8, 8), (2, 16, 16)),
+    drop=0.1,
+    drop_path=0.1,
+    head_drop=0.2,
+)
 # optical flow (u, v, strain; 28x28) as the special input, the apex image as a 1-frame video, so HSTA
 # runs on precomputed-flow datasets (megc2019-flow) as well as on video datasets
-FLOW = replace(SMALL, special="flow", special_size=28, special_frames=1, video="apex", frames=1,
-               tubelets=((1, 4, 4), (1, 16, 16)))
+FLOW = replace(
+    SMALL, special="flow", special_size=28, special_frames=1, video="apex", frames=1, tubelets=((1, 4, 4), (1, 16, 16))
+)
 
 
 def _build(config: HSTAConfig, num_classes: int, overrides: dict) -> HSTA:
@@ -182,8 +210,9 @@ def _build(config: HSTAConfig, num_classes: int, overrides: dict) -> HSTA:
     sides = [overrides.pop(key, None) for key in ("special_patch", "video_patch")]
     if any(side is not None for side in sides):
         tubelets = overrides.get("tubelets", config.tubelets)
-        overrides["tubelets"] = tuple(t if side is None else (t[0], int(side), int(side))
-                                      for t, side in zip(tubelets, sides))
+        overrides["tubelets"] = tuple(
+            t if side is None else (t[0], int(side), int(side)) for t, side in zip(tubelets, sides)
+        )
     return HSTA(num_classes, replace(config, **overrides))
 
 

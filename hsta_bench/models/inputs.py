@@ -25,6 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_KINDS = ("frames", "special", "apex")
 FLOW_KINDS = ("flow", "regions")  # their first cached channel is the horizontal flow u
 ENCODINGS = ("default", "bgr255")
+KINDS = RGB_KINDS + FLOW_KINDS  # every kind preprocessing makes (preprocess/kinds.py), without importing it
+RANKS = {"frames": 4, "special": 4, "flow": 3, "apex": 3, "regions": 3}  # (3, T, S, S) or (3, S, S)
 
 
 def encoding_of(model) -> dict[str, str]:
@@ -33,10 +35,14 @@ def encoding_of(model) -> dict[str, str]:
     name = type(model).__name__
     for kind, enc in declared.items():
         if kind not in model.inputs:
-            raise UserError(f"model {name}: encoding names input '{kind}', which it does not take "
-                            f"(its inputs: {', '.join(model.inputs)})")
+            raise UserError(
+                f"model {name}: encoding names input '{kind}', which it does not take "
+                f"(its inputs: {', '.join(model.inputs)})"
+            )
         if enc not in ENCODINGS:
-            raise UserError(f"model {name}: unknown encoding '{enc}' for input '{kind}' (known: {', '.join(ENCODINGS)})")
+            raise UserError(
+                f"model {name}: unknown encoding '{enc}' for input '{kind}' (known: {', '.join(ENCODINGS)})"
+            )
     return {kind: declared.get(kind, "default") for kind in model.inputs}
 
 
@@ -50,7 +56,7 @@ def normalise(kind: str, raw: torch.Tensor, encoding: str = "default") -> torch.
     x = raw.float()
     if x.ndim == 5:  # N, T, S, S, 3
         x = x.permute(0, 4, 1, 2, 3)
-        shape = (1, 3, 1, 1, 1)
+        shape: tuple[int, ...] = (1, 3, 1, 1, 1)
     else:  # N, S, S, 3
         x = x.permute(0, 3, 1, 2)
         shape = (1, 3, 1, 1)
@@ -70,7 +76,7 @@ def mirror(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Tenso
     if kind not in FLOW_KINDS:
         return mirrored
     u, full = (2, 255.0) if encoding == "bgr255" else (0, 1.0)
-    return torch.cat([mirrored[:, :u], full - mirrored[:, u:u + 1], mirrored[:, u + 1:]], dim=1)
+    return torch.cat([mirrored[:, :u], full - mirrored[:, u : u + 1], mirrored[:, u + 1 :]], dim=1)
 
 
 def to_unit(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Tensor:
@@ -95,7 +101,7 @@ def from_unit(kind: str, x: torch.Tensor, encoding: str = "default") -> torch.Te
     return x.contiguous()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imagenet(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet's mean and std on `device`, made once (a copy to a GPU in every batch would wait for it)."""
     return torch.tensor(IMAGENET_MEAN).to(device), torch.tensor(IMAGENET_STD).to(device)

@@ -35,8 +35,15 @@ class Mlp(nn.Sequential):
 class Block(nn.Module):
     """Pre-norm transformer block with joint attention over all tokens (HSTA's USTA block)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool | str = True,
-                 drop: float = 0.0, drop_path: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool | str = True,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = SelfAttention(dim, heads, qkv_bias)

@@ -60,12 +60,14 @@ class Cluster:
         """slots(), or one line saying that no node can run such a trial."""
         n = self.slots(cpus, gpus)
         if n < 1:
-            raise UserError(f"dispatch: a trial of {what} asks for {cpus:g} CPU(s) and {gpus:g} GPU(s); no node has "
-                            f"that ({self.describe()}): lower dispatch.cpus_per_trial / gpus_per_trial")
+            raise UserError(
+                f"dispatch: a trial of {what} asks for {cpus:g} CPU(s) and {gpus:g} GPU(s); no node has "
+                f"that ({self.describe()}): lower dispatch.cpus_per_trial / gpus_per_trial"
+            )
         return n
 
     @classmethod
-    def from_ray(cls) -> "Cluster":
+    def from_ray(cls) -> Cluster:
         """The alive nodes of the connected Ray instance."""
         import ray
 
@@ -75,12 +77,18 @@ class Cluster:
                 continue
             res = info.get("Resources", {})
             kinds = [k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")]
-            nodes.append(Node(res.get("CPU", 0.0), res.get("GPU", 0.0), info.get("NodeManagerAddress", ""),
-                              kinds[0] if kinds else None))
+            nodes.append(
+                Node(
+                    res.get("CPU", 0.0),
+                    res.get("GPU", 0.0),
+                    info.get("NodeManagerAddress", ""),
+                    kinds[0] if kinds else None,
+                )
+            )
         return cls(tuple(nodes))
 
     @classmethod
-    def local(cls, num_cpus: int | None = None) -> "Cluster":
+    def local(cls, num_cpus: int | None = None) -> Cluster:
         """This machine, as a local Ray instance would see it (CUDA devices counted by torch)."""
         import torch
 
@@ -90,15 +98,16 @@ class Cluster:
         return cls((Node(float(num_cpus or os.cpu_count() or 1), float(gpus), "localhost", name, memory),))
 
     @classmethod
-    def parse(cls, spec: str, where: str = "--cluster") -> "Cluster":
+    def parse(cls, spec: str, where: str = "--cluster") -> Cluster:
         """A cluster described as `nodes=N,cpus=C,gpus=G[,gpu=NAME][,gpu_memory=GB]` (per node)."""
         known = {"nodes", "cpus", "gpus", "gpu", "gpu_memory"}
         values: dict[str, str] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, sep, value = part.partition("=")
             if not sep or key.strip() not in known:
-                raise UserError(f"{where} {spec}: expected nodes=N,cpus=C,gpus=G[,gpu=NAME][,gpu_memory=GB], "
-                                f"not {part!r}")
+                raise UserError(
+                    f"{where} {spec}: expected nodes=N,cpus=C,gpus=G[,gpu=NAME][,gpu_memory=GB], not {part!r}"
+                )
             values[key.strip()] = value.strip()
         try:
             nodes = int(values.get("nodes", 1))

@@ -49,17 +49,21 @@ def estimate_config(cfg: dict) -> EstimateConfig:
             raise UserError(f"estimate.gpus.{name}: expected bf16, tf32 and fp32 peak TFLOP/s, each > 0")
     if e.default_gpu not in e.gpus:
         raise UserError(f"estimate.default_gpu={e.default_gpu}: not one of estimate.gpus ({', '.join(e.gpus)})")
-    for key, values, ok in (("utilisation", e.utilisation, lambda v: 0 < v <= 1),
-                            ("step_overhead_s", e.step_overhead_s, lambda v: v >= 0)):
+    for key, values, ok in (
+        ("utilisation", e.utilisation, lambda v: 0 < v <= 1),
+        ("step_overhead_s", e.step_overhead_s, lambda v: v >= 0),
+    ):
         if set(values) != {"gpu", "cpu"} or not all(ok(v) for v in values.values()):
-            raise UserError(f"estimate.{key}: expected gpu and cpu, " +
-                            ("each in (0, 1]" if key == "utilisation" else "each >= 0"))
+            raise UserError(
+                f"estimate.{key}: expected gpu and cpu, " + ("each in (0, 1]" if key == "utilisation" else "each >= 0")
+            )
     if e.cpu_gflops_per_core <= 0:
         raise UserError("estimate.cpu_gflops_per_core: expected a number > 0")
     return e
 
 
 # ---- FLOPs -------------------------------------------------------------------------------------------------
+
 
 def weightless():
     """Models built in this block are made on the meta device (shapes, no data), so neither memory nor
@@ -101,8 +105,13 @@ def model_flops(model: str, classes: int, overrides: dict, batch: int) -> ModelF
         net = net.to("meta")  # the buffers too
         set_backend(net, "naive")
         inputs = {kind: torch.empty(batch, *shape, device="meta") for kind, shape in net.inputs.items()}
-        _FLOPS[key] = ModelFlops(model, classes, _step_flops(net, inputs, True) / batch,
-                                 _step_flops(net, inputs, False) / batch, count_parameters(net))
+        _FLOPS[key] = ModelFlops(
+            model,
+            classes,
+            _step_flops(net, inputs, True) / batch,
+            _step_flops(net, inputs, False) / batch,
+            count_parameters(net),
+        )
     return _FLOPS[key]
 
 
@@ -142,6 +151,7 @@ def plans(pairs: list[tuple[str, str]], cfg: dict, preset: str, announce=None) -
 
 # ---- devices and the cluster -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Device:
     """What a trial computes on, as the estimate sees it."""
@@ -168,7 +178,7 @@ def gpu_model(name: str | None, e: EstimateConfig) -> str | None:
     words = _tokens(name)
     for key in sorted(e.gpus, key=lambda k: -len(_tokens(k))):
         want = _tokens(key)
-        if any(words[i:i + len(want)] == want for i in range(len(words))):
+        if any(words[i : i + len(want)] == want for i in range(len(words))):
             return key
     return None
 
@@ -182,10 +192,13 @@ def cluster_gpu(cluster, e: EstimateConfig) -> tuple[str, list[str]]:
             continue
         known = gpu_model(node.gpu_type, e)
         if known is None:
-            note = (f"GPU {node.gpu_type!r} is not in estimate.gpus (configs/estimate.yaml): estimated as "
-                    f"estimate.default_gpu, {e.default_gpu}" if node.gpu_type else
-                    f"GPUs of unknown type: estimated as estimate.default_gpu, {e.default_gpu} (name them with "
-                    "--cluster ...,gpu=NAME)")
+            note = (
+                f"GPU {node.gpu_type!r} is not in estimate.gpus (configs/estimate.yaml): estimated as "
+                f"estimate.default_gpu, {e.default_gpu}"
+                if node.gpu_type
+                else f"GPUs of unknown type: estimated as estimate.default_gpu, {e.default_gpu} (name them with "
+                "--cluster ...,gpu=NAME)"
+            )
             if note not in notes:
                 notes.append(note)
         found.add(known or e.default_gpu)
@@ -193,8 +206,9 @@ def cluster_gpu(cluster, e: EstimateConfig) -> tuple[str, list[str]]:
         return e.default_gpu, notes
     slowest = min(found, key=lambda g: e.gpus[g]["bf16"])
     if len(found) > 1:
-        notes.append(f"GPUs of several kinds ({', '.join(sorted(found))}): every GPU trial estimated on the slowest, "
-                     f"{slowest}")
+        notes.append(
+            f"GPUs of several kinds ({', '.join(sorted(found))}): every GPU trial estimated on the slowest, {slowest}"
+        )
     return slowest, notes
 
 
@@ -249,6 +263,7 @@ def _ray_cluster(address: str, d):
 
 # ---- work and time -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Work:
     """What a trial (or a fold) computes: FLOPs worth counting, FLOPs executed (padded batches of
@@ -258,7 +273,7 @@ class Work:
     executed: float = 0.0
     steps: int = 0
 
-    def __iadd__(self, other: "Work") -> "Work":
+    def __iadd__(self, other: Work) -> Work:
         self.flops += other.flops
         self.executed += other.executed
         self.steps += other.steps
@@ -312,8 +327,9 @@ def trial_work(plan, trial, stacked: bool) -> Work:
     total = Work()
     for f in folds:
         r = plan.recipe_of(f.index)
-        total += fold_work(len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r),
-                           r.train.selection == "best_val")
+        total += fold_work(
+            len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r), r.train.selection == "best_val"
+        )
     return total
 
 
@@ -387,6 +403,7 @@ def _release(free: list, running: list) -> float:
 
 # ---- estimates ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class TrialEstimate:
     name: str
@@ -397,8 +414,15 @@ class TrialEstimate:
     seconds: float
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "folds": self.folds, "cpus": self.cpus, "gpus": self.gpus, "flops": self.flops,
-                "seconds": round(self.seconds, 3), "gpu_hours": self.gpus * self.seconds / 3600}
+        return {
+            "name": self.name,
+            "folds": self.folds,
+            "cpus": self.cpus,
+            "gpus": self.gpus,
+            "flops": self.flops,
+            "seconds": round(self.seconds, 3),
+            "gpu_hours": self.gpus * self.seconds / 3600,
+        }
 
 
 @dataclass
@@ -432,15 +456,31 @@ class EvaluationEstimate:
         return schedule([(t.seconds, t.cpus, t.gpus) for t in self.trials], cluster)
 
     def as_dict(self, cluster) -> dict:
-        return {"model": self.model, "dataset": self.dataset, "protocol": self.protocol, "classes": self.classes,
-                "samples": self.samples, "synthetic": self.synthetic, "folds": self.folds, "epochs": self.epochs,
-                "fold_batched": self.fold_batched,
-                "trials": len(self.trials), "cpus_per_trial": self.cpus, "gpus_per_trial": self.gpus,
-                "at_once": self.at_once, "device": self.device.describe(),
-                "device_tflops_per_s": self.device.flops_per_s / 1e12, "parameters": self.flops.parameters,
-                "train_flops_per_sample": self.flops.train, "inference_flops_per_sample": self.flops.inference,
-                "flops": self.compute, "pflops": self.compute / 1e15, "gpu_hours": self.gpu_hours,
-                "seconds": round(self.seconds(cluster), 3), "trial_list": [t.as_dict() for t in self.trials]}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "classes": self.classes,
+            "samples": self.samples,
+            "synthetic": self.synthetic,
+            "folds": self.folds,
+            "epochs": self.epochs,
+            "fold_batched": self.fold_batched,
+            "trials": len(self.trials),
+            "cpus_per_trial": self.cpus,
+            "gpus_per_trial": self.gpus,
+            "at_once": self.at_once,
+            "device": self.device.describe(),
+            "device_tflops_per_s": self.device.flops_per_s / 1e12,
+            "parameters": self.flops.parameters,
+            "train_flops_per_sample": self.flops.train,
+            "inference_flops_per_sample": self.flops.inference,
+            "flops": self.compute,
+            "pflops": self.compute / 1e15,
+            "gpu_hours": self.gpu_hours,
+            "seconds": round(self.seconds(cluster), 3),
+            "trial_list": [t.as_dict() for t in self.trials],
+        }
 
 
 def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str) -> EvaluationEstimate:
@@ -452,9 +492,22 @@ def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str) -> E
     where = trial_device(plan, gpus, in_ray=True)
     stacked = use_fold_batch(plan, where)
     dev = device(plan.recipe.train, cpus, gpus, where.startswith("cuda"), gpu, e)
-    out = EvaluationEstimate(plan.model, plan.dataset, plan.protocol, len(plan.classes), len(plan.y), len(plan.folds),
-                             plan.recipe.train.epochs, stacked, cpus, gpus, cluster.slots(cpus, gpus), dev,
-                             _flops_of(plan, plan.recipe), plan.synthetic)
+    out = EvaluationEstimate(
+        plan.model,
+        plan.dataset,
+        plan.protocol,
+        len(plan.classes),
+        len(plan.y),
+        len(plan.folds),
+        plan.recipe.train.epochs,
+        stacked,
+        cpus,
+        gpus,
+        cluster.slots(cpus, gpus),
+        dev,
+        _flops_of(plan, plan.recipe),
+        plan.synthetic,
+    )
     for t in trials:
         w = trial_work(plan, t, stacked)
         out.trials.append(TrialEstimate(t.name, len(t.folds), t.cpus, t.gpus, w.flops, w.seconds(dev)))
@@ -486,24 +539,42 @@ class RunEstimate:
         return schedule([(t.seconds, t.cpus, t.gpus) for t in self.trials], self.cluster)
 
     def as_dict(self) -> dict:
-        return {"cluster": cluster_dict(self.cluster, self.source), "assumptions": self.assumptions,
-                "evaluations": [ev.as_dict(self.cluster) for ev in self.evaluations],
-                "total": {"evaluations": len(self.evaluations), "trials": len(self.trials), "flops": self.compute,
-                          "pflops": self.compute / 1e15, "gpu_hours": self.gpu_hours,
-                          "seconds": round(self.seconds, 3)},
-                "notes": self.notes}
+        return {
+            "cluster": cluster_dict(self.cluster, self.source),
+            "assumptions": self.assumptions,
+            "evaluations": [ev.as_dict(self.cluster) for ev in self.evaluations],
+            "total": {
+                "evaluations": len(self.evaluations),
+                "trials": len(self.trials),
+                "flops": self.compute,
+                "pflops": self.compute / 1e15,
+                "gpu_hours": self.gpu_hours,
+                "seconds": round(self.seconds, 3),
+            },
+            "notes": self.notes,
+        }
 
 
 def cluster_dict(cluster, source: str) -> dict:
-    return {"source": source, "describe": cluster.describe(), "cpus": cluster.cpus, "gpus": cluster.gpus,
-            "nodes": [{"cpus": n.cpus, "gpus": n.gpus, "gpu_type": n.gpu_type, "gpu_memory_gb": n.gpu_memory_gb}
-                      for n in cluster.nodes]}
+    return {
+        "source": source,
+        "describe": cluster.describe(),
+        "cpus": cluster.cpus,
+        "gpus": cluster.gpus,
+        "nodes": [
+            {"cpus": n.cpus, "gpus": n.gpus, "gpu_type": n.gpu_type, "gpu_memory_gb": n.gpu_memory_gb}
+            for n in cluster.nodes
+        ],
+    }
 
 
 def assumptions(e: EstimateConfig, gpu: str, cluster) -> dict:
     """The hardware numbers an estimate used (configs/estimate.yaml), for its output."""
-    out = {"utilisation": e.utilisation, "step_overhead_s": e.step_overhead_s,
-           "cpu_gflops_per_core": e.cpu_gflops_per_core}
+    out = {
+        "utilisation": e.utilisation,
+        "step_overhead_s": e.step_overhead_s,
+        "cpu_gflops_per_core": e.cpu_gflops_per_core,
+    }
     if cluster.gpus > 0:
         out["gpu"] = {"name": gpu, "peak_tflops_per_s": e.gpus[gpu]}
     return out
@@ -519,9 +590,14 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     trials = make_trials(plans, d, cluster)
     evaluations = [evaluation(p, [t for t in trials if t.pair == key], cluster, d, e, gpu) for key, p in plans.items()]
     if any(p.synthetic for p in plans.values()):
-        notes.append("synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's")
-    if any(p.recipe_of(i).train.selection == "best_val" and p.recipe_of(i).train.patience
-           for p in plans.values() for i in range(len(p.folds))):
+        notes.append(
+            "synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's"
+        )
+    if any(
+        p.recipe_of(i).train.selection == "best_val" and p.recipe_of(i).train.patience
+        for p in plans.values()
+        for i in range(len(p.folds))
+    ):
         notes.append("recipes with patience may stop early: their figures are upper bounds")
     return RunEstimate(cluster, source, evaluations, notes, assumptions(e, gpu, cluster))
 
@@ -537,10 +613,17 @@ class StudyEstimate:
     seconds: float  # of one trial, to the whole budget
 
     def as_dict(self) -> dict:
-        return {"study": self.name, "subjects": self.subjects, "inner_folds": self.inner_folds, "trials": self.trials,
-                "train_samples_per_trial": self.train_samples, "flops_per_trial": self.flops,
-                "seconds_per_trial": round(self.seconds, 3), "flops": self.flops * self.trials,
-                "pflops": self.flops * self.trials / 1e15}
+        return {
+            "study": self.name,
+            "subjects": self.subjects,
+            "inner_folds": self.inner_folds,
+            "trials": self.trials,
+            "train_samples_per_trial": self.train_samples,
+            "flops_per_trial": self.flops,
+            "seconds_per_trial": round(self.seconds, 3),
+            "flops": self.flops * self.trials,
+            "pflops": self.flops * self.trials / 1e15,
+        }
 
 
 @dataclass
@@ -574,21 +657,36 @@ class TuneEstimate:
 
     def as_dict(self) -> dict:
         outer = self.outer.as_dict()
-        return {"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
-                "cluster": outer["cluster"], "assumptions": outer["assumptions"],
-                "epochs_at_most": self.epochs, "asha_grace_epochs": self.grace,
-                "cpus_per_trial": self.cpus, "gpus_per_trial": self.gpus, "at_once": self.at_once,
-                "device": self.device.describe(), "train_flops_per_sample": self.flops.train,
-                "inference_flops_per_sample": self.flops.inference,
-                "studies": [s.as_dict() for s in self.studies],
-                "tune": {"trials": sum(s.trials for s in self.studies), "flops_upper_bound": self.compute,
-                         "pflops_upper_bound": self.compute / 1e15, "gpu_hours_upper_bound": self.gpu_hours,
-                         "seconds_upper_bound": round(self.seconds, 3)},
-                "outer": {**outer["total"], "evaluations": outer["evaluations"]},
-                "total": {"pflops_upper_bound": (self.compute + self.outer.compute) / 1e15,
-                          "gpu_hours_upper_bound": self.gpu_hours + self.outer.gpu_hours,
-                          "seconds_upper_bound": round(self.seconds + self.outer.seconds, 3)},
-                "notes": self.outer.notes}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "cluster": outer["cluster"],
+            "assumptions": outer["assumptions"],
+            "epochs_at_most": self.epochs,
+            "asha_grace_epochs": self.grace,
+            "cpus_per_trial": self.cpus,
+            "gpus_per_trial": self.gpus,
+            "at_once": self.at_once,
+            "device": self.device.describe(),
+            "train_flops_per_sample": self.flops.train,
+            "inference_flops_per_sample": self.flops.inference,
+            "studies": [s.as_dict() for s in self.studies],
+            "tune": {
+                "trials": sum(s.trials for s in self.studies),
+                "flops_upper_bound": self.compute,
+                "pflops_upper_bound": self.compute / 1e15,
+                "gpu_hours_upper_bound": self.gpu_hours,
+                "seconds_upper_bound": round(self.seconds, 3),
+            },
+            "outer": {**outer["total"], "evaluations": outer["evaluations"]},
+            "total": {
+                "pflops_upper_bound": (self.compute + self.outer.compute) / 1e15,
+                "gpu_hours_upper_bound": self.gpu_hours + self.outer.gpu_hours,
+                "seconds_upper_bound": round(self.seconds + self.outer.seconds, 3),
+            },
+            "notes": self.outer.notes,
+        }
 
 
 def estimate_tune(plan, cfg: dict, tc, cluster, source: str) -> TuneEstimate:
@@ -618,17 +716,41 @@ def estimate_tune(plan, cfg: dict, tc, cluster, source: str) -> TuneEstimate:
         work = Work()
         for f in data.folds:  # a study's inner folds have a validation side and no test side
             work += fold_work(len(f.train), len(f.val), 0, train, flops, True)
-        studies.append(StudyEstimate(s.name, len(s.subjects), len(data.folds), tc.trials,
-                                     sum(len(f.train) for f in data.folds), work.flops, work.seconds(dev)))
+        studies.append(
+            StudyEstimate(
+                s.name,
+                len(s.subjects),
+                len(data.folds),
+                tc.trials,
+                sum(len(f.train) for f in data.folds),
+                work.flops,
+                work.seconds(dev),
+            )
+        )
     own = {f.index: plan.recipe for f in plan.folds}  # as the outer run's per-fold configurations make it
     outer = estimate_run({pair_key(plan.model, plan.dataset): replace(plan, fold_recipes=own)}, cfg, cluster, source)
-    outer.notes.append("tune: every trial to the whole epoch budget (ASHA stops some early: upper bounds); "
-                       "the outer run with the recipe's settings (the tuned ones are not known yet)")
-    return TuneEstimate(plan.model, plan.dataset, plan.protocol, train.epochs,
-                        tc.grace(train.epochs, train.warmup_epochs), cpus, gpus, at_once, dev, flops, studies, outer)
+    outer.notes.append(
+        "tune: every trial to the whole epoch budget (ASHA stops some early: upper bounds); "
+        "the outer run with the recipe's settings (the tuned ones are not known yet)"
+    )
+    return TuneEstimate(
+        plan.model,
+        plan.dataset,
+        plan.protocol,
+        train.epochs,
+        tc.grace(train.epochs, train.warmup_epochs),
+        cpus,
+        gpus,
+        at_once,
+        dev,
+        flops,
+        studies,
+        outer,
+    )
 
 
 # ---- words -------------------------------------------------------------------------------------------------
+
 
 def si(value: float, unit: str = "") -> str:
     """1.56e6 -> '1.56 M' (FLOPs per sample as people read them)."""

@@ -18,10 +18,18 @@ import numpy as np
 
 from hsta_bench.errors import UserError
 
-
 # where and how a fold trained (engine/device.py's Placement, and whether it trained fold-batched)
-PLACEMENT_COLUMNS = ("device", "device_name", "precision", "node", "ray_node", "gpu_ids", "gpu_share", "fold_batched",
-                     "started_at")
+PLACEMENT_COLUMNS = (
+    "device",
+    "device_name",
+    "precision",
+    "node",
+    "ray_node",
+    "gpu_ids",
+    "gpu_share",
+    "fold_batched",
+    "started_at",
+)
 
 
 class FragmentError(UserError):
@@ -47,23 +55,31 @@ def finished(root: Path, model: str, dataset: str, protocol: str) -> set[int]:
     return found
 
 
-def write(root: Path, plan, index: int, part: dict) -> Path:
-    """Write the predictions of fold `index` (`part`: run_folds' output for that fold alone)."""
+def write(root: Path, plan, index: int, part) -> Path:
+    """Write the predictions of fold `index` (`part`: run_folds' FoldResults for that fold alone)."""
     import polars as pl
 
     from hsta_bench.engine.evaluate import predictions_frame
-    from hsta_bench.engine.results import write_parquet
+    from hsta_bench.io import write_parquet
 
-    (epoch,) = part["chosen_epoch"].values()
-    where = part.get("placement") or {}
-    placed = {"device": str(where.get("device", "")), "device_name": str(where.get("name", "")),
-              "precision": str(where.get("precision", "")), "node": str(where.get("node", "")),
-              "ray_node": str(where.get("ray_node", "")), "gpu_ids": str(where.get("gpu_ids", "")),
-              "gpu_share": float(where.get("gpu_share", 0.0)), "fold_batched": bool(where.get("fold_batched", False)),
-              "started_at": float(part.get("started_at", 0.0))}  # wall clock (time.time) the training began
+    (epoch,) = part.chosen_epoch.values()
+    where = part.placement or {}
+    placed = {
+        "device": str(where.get("device", "")),
+        "device_name": str(where.get("name", "")),
+        "precision": str(where.get("precision", "")),
+        "node": str(where.get("node", "")),
+        "ray_node": str(where.get("ray_node", "")),
+        "gpu_ids": str(where.get("gpu_ids", "")),
+        "gpu_share": float(where.get("gpu_share", 0.0)),
+        "fold_batched": bool(where.get("fold_batched", False)),
+        "started_at": float(part.started_at),
+    }  # wall clock (time.time) the training began
     frame = predictions_frame(plan, [part]).with_columns(
-        pl.lit(epoch, dtype=pl.Int64).alias("chosen_epoch"), pl.lit(part["seconds"], dtype=pl.Float64).alias("seconds"),
-        *(pl.lit(value).alias(name) for name, value in placed.items()))
+        pl.lit(epoch, dtype=pl.Int64).alias("chosen_epoch"),
+        pl.lit(part.seconds, dtype=pl.Float64).alias("seconds"),
+        *(pl.lit(value).alias(name) for name, value in placed.items()),
+    )
     path = fragment_path(root, plan.model, plan.dataset, plan.protocol, index)
     write_parquet(frame, path)
     return path
@@ -87,18 +103,25 @@ def merge(root: Path, plan):
         expected = np.sort(ids[fold.test])
         got = np.sort(frame["sample_id"].to_numpy().astype(str))
         if frame.height != len(fold.test) or not np.array_equal(got, expected) or set(frame["fold"]) != {fold.name}:
-            raise FragmentError(f"{path}: does not hold the test samples of fold {fold.name} "
-                                "(did the data or the evaluation settings change since the run started?)")
-        info[fold.name] = {"chosen_epoch": frame["chosen_epoch"][0], "seconds": round(float(frame["seconds"][0]), 2),
-                           # fragments of runs from before placement was recorded have none
-                           "placement": {c: frame[c][0] for c in PLACEMENT_COLUMNS if c in frame.columns}}
+            raise FragmentError(
+                f"{path}: does not hold the test samples of fold {fold.name} "
+                "(did the data or the evaluation settings change since the run started?)"
+            )
+        info[fold.name] = {
+            "chosen_epoch": frame["chosen_epoch"][0],
+            "seconds": round(float(frame["seconds"][0]), 2),
+            # fragments of runs from before placement was recorded have none
+            "placement": {c: frame[c][0] for c in PLACEMENT_COLUMNS if c in frame.columns},
+        }
         frames.append(frame.select(PREDICTION_COLUMNS))
     predictions = pl.concat(frames)
     order = {s: i for i, s in enumerate(ids)}  # manifest order, as an in-process evaluation gives
     predictions = predictions.with_columns(pl.col("sample_id").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
     predictions = predictions.sort("_o").drop("_o")
     if predictions["sample_id"].n_unique() != len(ids) or predictions.height != len(ids):
-        raise FragmentError(f"{folder(root, plan.model, plan.dataset, plan.protocol)}: samples not predicted exactly once")
+        raise FragmentError(
+            f"{folder(root, plan.model, plan.dataset, plan.protocol)}: samples not predicted exactly once"
+        )
     return predictions, info
 
 
@@ -106,13 +129,22 @@ def placements(per_fold: dict) -> list[dict]:
     """Where an evaluation's folds trained (merge's per-fold info), grouped: one entry per device, name,
     precision and fold batching, with its folds and nodes (what run.json and the leaderboard show)."""
     groups: dict[tuple, dict] = {}
-    for fold, info in per_fold.items():
+    for info in per_fold.values():
         where = info.get("placement") or {}
         if not where:
             continue
         key = (where.get("device"), where.get("device_name"), where.get("precision"), where.get("fold_batched"))
-        entry = groups.setdefault(key, {"device": key[0], "name": key[1], "precision": key[2],
-                                        "fold_batched": bool(key[3]), "folds": 0, "nodes": []})
+        entry = groups.setdefault(
+            key,
+            {
+                "device": key[0],
+                "name": key[1],
+                "precision": key[2],
+                "fold_batched": bool(key[3]),
+                "folds": 0,
+                "nodes": [],
+            },
+        )
         entry["folds"] += 1
         node = where.get("ray_node") or where.get("node")
         if node and node not in entry["nodes"]:

@@ -15,8 +15,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hsta_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from ray.tune import Result
 
 _RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data")
 
@@ -48,7 +52,7 @@ class Session:
             # mode when it is imported (hence before `import ray`, and a refresh if it already was).
             os.environ["RAY_AUTH_MODE"] = "token"
             if "ray" in sys.modules:
-                from ray._raylet import Config
+                from ray._raylet import Config  # type: ignore[attr-defined]  # in the compiled module, not its stub
 
                 Config.initialize("")
         import ray
@@ -72,11 +76,17 @@ class Session:
         root_handlers, root.handlers = root.handlers, [self._handler]
         for name in _RAY_LOGGERS:
             logging.getLogger(name).propagate = True
-        options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         self._shipped = None
         if address and d.ship_code:  # the driver's code on every node (its dependencies must be there already)
             self._shipped = tempfile.TemporaryDirectory(prefix="hsta-bench-code-")
             options["runtime_env"] = {"py_modules": shipped_code(Path(self._shipped.name))}
+        if address:  # the --import modules: imported by every worker (a local instance's inherit the variable)
+            from hsta_bench.models import plugins
+
+            if plugins.imported():
+                runtime_env = options.setdefault("runtime_env", {})
+                runtime_env["env_vars"] = {plugins.ENV: ",".join(plugins.imported())}
         try:
             if address:
                 ray.init(address=address, **options)
@@ -87,7 +97,9 @@ class Session:
             root.handlers = root_handlers
             self._restore_logging()
             self._forget_code()
-            what = f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
+            what = (
+                f"--address {address}: cannot join the Ray cluster" if address else "cannot start a local Ray instance"
+            )
             raise UserError(f"{what} ({str(exc).splitlines()[0]})") from None
         root.handlers = root_handlers
         self._route_logging()
@@ -110,10 +122,16 @@ class Session:
 
         context = ray.get_runtime_context()
         resources = ray.cluster_resources()
-        return {"executor": "ray", "address": context.gcs_address, "joined": bool(self.address),
-                "start_seconds": round(self.start_seconds, 2),
-                "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0),
-                "nodes": len([n for n in ray.nodes() if n.get("Alive")]), "ray": ray.__version__}
+        return {
+            "executor": "ray",
+            "address": context.gcs_address,
+            "joined": bool(self.address),
+            "start_seconds": round(self.start_seconds, 2),
+            "cpus": resources.get("CPU", 0),
+            "gpus": resources.get("GPU", 0),
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "ray": ray.__version__,
+        }
 
     in_ray = True
 
@@ -140,20 +158,29 @@ class Session:
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search([t.as_config() for t in trials])},
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=_short_name,
-                                        trial_dirname_creator=_short_name),
+            tune_config=tune.TuneConfig(
+                reuse_actors=True, trial_name_creator=_short_name, trial_dirname_creator=_short_name
+            ),
             run_config=tune.RunConfig(
-                name=attempt, storage_path=str(tune_dir.resolve()), verbose=0, log_to_file=True,
+                name=attempt,
+                storage_path=str(tune_dir.resolve()),
+                verbose=0,
+                log_to_file=True,
                 failure_config=tune.FailureConfig(max_failures=d.max_failures),
-                callbacks=[_view_callback(view)], progress_reporter=None,
+                callbacks=[_view_callback(view)],
+                progress_reporter=None,
             ),
         )
         grid = tuner.fit()  # Ctrl-C: KeyboardInterrupt, handled by the runner
-        failures = []
-        for i, r in enumerate(grid):  # a trial whose actor never started has no config: the grid keeps their order
+        failures: list[tuple[Trial, str]] = []
+        r: Result
+        # a trial whose actor never started has no config: the grid keeps their order
+        for i, r in enumerate(grid):  # type: ignore[arg-type]  # ResultGrid iterates by __getitem__, unseen by mypy
             if r.error is not None:
                 config = r.config or {}
-                failures.append((Trial.from_config(config["trial"]) if "trial" in config else trials[i], _error_text(r)))
+                failures.append(
+                    (Trial.from_config(config["trial"]) if "trial" in config else trials[i], _error_text(r))
+                )
         return failures
 
     def close(self) -> float:
@@ -186,8 +213,12 @@ class Session:
             return []
         probe = ray.remote(num_cpus=0, max_retries=0)(node_report)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        pending = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                   .remote(str(root) if root else None) for n in nodes}
+        pending = {
+            n["NodeID"]: probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(root) if root else None)
+            for n in nodes
+        }
         reports = []
         for n in nodes:
             where = f"node {n.get('NodeManagerAddress', '?')} ({n['NodeID'][:8]})"
@@ -195,8 +226,10 @@ class Session:
                 report = ray.get(pending[n["NodeID"]], timeout=300)
             except Exception as exc:  # noqa: BLE001 - whatever stops the probe there, said in one line
                 lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-                raise UserError(f"{where}: cannot run hsta-bench there ({lines[-1].strip() if lines else type(exc).__name__}); "
-                                "every node needs the project's Python environment (README: On GPUs and clusters)") from None
+                raise UserError(
+                    f"{where}: cannot run hsta-bench there ({lines[-1].strip() if lines else type(exc).__name__}); "
+                    "every node needs the project's Python environment (README: On GPUs and clusters)"
+                ) from None
             report["ray_gpus"] = n.get("Resources", {}).get("GPU", 0)
             reports.append(report)
         problems, warnings = node_problems(reports, root)
@@ -210,7 +243,7 @@ class Session:
 
 def shipped_code(into: Path) -> list[str]:
     """This checkout's packages as Ray ships them to each node (runtime_env py_modules): hsta_bench, with
-    configs/ inside it as a wheel carries them (hsta_bench/_configs), and baselines."""
+    configs/ inside it as a wheel carries them (hsta_bench/_configs), baselines, and the modules of --import."""
     import shutil
 
     from hsta_bench.paths import PACKAGE_DIR, configs_dir
@@ -223,7 +256,9 @@ def shipped_code(into: Path) -> list[str]:
     import baselines
 
     shutil.copytree(Path(baselines.__file__).parent, into / "baselines", ignore=skip)
-    return [str(package), str(into / "baselines")]
+    from hsta_bench.models import plugins
+
+    return [str(package), str(into / "baselines"), *plugins.shipped(into)]
 
 
 NODE_MODULES = ("torch", "numpy", "polars", "pyarrow", "hsta_bench.engine.train", "baselines")
@@ -238,8 +273,13 @@ def node_report(root: str | None) -> dict:
     import ray
 
     context = ray.get_runtime_context()
-    report = {"node_id": context.get_node_id(), "host": socket.gethostname(), "python": platform.python_version(),
-              "shipped": list(context.runtime_env.get("py_modules") or []), "missing": {}}
+    report: dict[str, Any] = {
+        "node_id": context.get_node_id(),
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "shipped": list(context.runtime_env.get("py_modules") or []),
+        "missing": {},
+    }
     for name in NODE_MODULES:
         try:
             module = importlib.import_module(name)
@@ -273,14 +313,20 @@ def node_problems(reports: list[dict], root: Path | None) -> tuple[list[str], li
             if name == "storage":
                 problems.append(f"{where}: {why}; set dispatch.storage to storage every node shares")
             else:
-                problems.append(f"{where}: cannot import {name} ({why}); every node needs the project's Python "
-                                "environment (README: On GPUs and clusters)")
+                problems.append(
+                    f"{where}: cannot import {name} ({why}); every node needs the project's Python "
+                    "environment (README: On GPUs and clusters)"
+                )
         if root is not None and r.get("wrote") and not Path(r["wrote"]).is_file():
-            problems.append(f"{where}: writes its folds to {root} on storage the driver does not see; set "
-                            "dispatch.storage to storage every node shares")
+            problems.append(
+                f"{where}: writes its folds to {root} on storage the driver does not see; set "
+                "dispatch.storage to storage every node shares"
+            )
         if r.get("ray_gpus", 0) > 0 and not r.get("cuda"):
-            warnings.append(f"{where}: Ray gives it {r['ray_gpus']:g} GPU(s) but torch there sees no CUDA device: "
-                            "trials granted one fail unless train.device=cpu")
+            warnings.append(
+                f"{where}: Ray gives it {r['ray_gpus']:g} GPU(s) but torch there sees no CUDA device: "
+                "trials granted one fail unless train.device=cpu"
+            )
     return problems, warnings
 
 
@@ -291,8 +337,11 @@ def _short_name(trial) -> str:
 
 
 def _token_available() -> bool:
-    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                or (Path.home() / ".ray" / "auth_token").is_file())
+    return bool(
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    )
 
 
 def _placement(config: dict):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,34 +36,70 @@ class RunInterrupted(UserError):
     exit_code = 130
 
 
+@dataclass
+class Outcome:
+    """What a run or a tune (tuning/driver.py) leaves: its folder, its record (run.json, tune.json), the
+    metrics of what finished (pooled, scope `all`; a tune's: its outer run's, or None), and the error to
+    report (None when it is complete)."""
+
+    path: Path
+    info: dict
+    metrics: object
+    problem: UserError | None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def start(pairs: list, skipped: list, cfg: dict, preset: str, output: Path, address: str | None,
-          in_process: bool, console, run_id: str | None = None, executor=None,
-          extra: dict | None = None) -> tuple[Path, object, UserError | None]:
-    """A new run of (model, dataset) `pairs`; returns its folder, the metrics of its finished evaluations
-    (`scope == all`), and the error to report when some are unfinished (None when the run is complete).
+def start(
+    pairs: list,
+    skipped: list,
+    cfg: dict,
+    preset: str,
+    output: Path,
+    address: str | None,
+    in_process: bool,
+    console,
+    run_id: str | None = None,
+    executor=None,
+    extra: dict | None = None,
+) -> Outcome:
+    """A new run of (model, dataset) `pairs`; returns its Outcome.
     A caller that holds a Ray session already (hsta-bench tune) passes it as `executor`, and what the run
     is part of as `extra` (recorded in run.json)."""
-    from hsta_bench.engine.results import RunStore, environment, git_commit, write_json
+    from hsta_bench.engine.results import RunStore
+    from hsta_bench.io import environment, git_commit, write_json
+    from hsta_bench.models import plugins
 
     store = RunStore(output, run_id)
-    info = {"run_id": store.run_id, "created": _now(), "command": sys.argv, "preset": preset,
-            "pairs": [list(p) for p in pairs], "skipped": skipped, "git_commit": git_commit(),
-            "environment": environment(), "config": cfg, "status": "planning", **(extra or {})}
+    info = {
+        "run_id": store.run_id,
+        "created": _now(),
+        "command": sys.argv,
+        "preset": preset,
+        "pairs": [list(p) for p in pairs],
+        "skipped": skipped,
+        "git_commit": git_commit(),
+        "environment": environment(),
+        **plugins.record([m for m, _ in pairs]),
+        "config": cfg,
+        "status": "planning",
+        **(extra or {}),
+    }
     store.path.mkdir(parents=True, exist_ok=True)
     write_json(info, store.path / "run.json")
     return _execute(store, info, address, in_process, console, executor)
 
 
-def resume(run_id: str, output: Path, address: str | None, in_process: bool, console,
-           executor=None) -> tuple[Path, object, UserError | None]:
+def resume(run_id: str, output: Path, address: str | None, in_process: bool, console, executor=None) -> Outcome:
     """Finish run `run_id` in `output`: only what is not on disk yet is trained."""
-    from hsta_bench.engine.results import RunStore, git_commit, read_record
+    from hsta_bench.engine.results import RunStore
+    from hsta_bench.io import git_commit, read_record
+    from hsta_bench.models import plugins
 
     info = read_record(Path(output) / run_id, "run.json", f"--resume {run_id}")
+    plugins.add_imports(info.get("imports"))  # the models it ran that came from --import
     info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": git_commit()})
     return _execute(RunStore(output, run_id), info, address, in_process, console, executor)
 
@@ -77,14 +113,25 @@ def fragment_root(store, cfg: dict) -> Path:
 
 
 def _evaluation(p) -> dict:
-    return {"model": p.model, "dataset": p.dataset, "protocol": p.protocol, "classes": list(p.classes),
-            "synthetic": p.synthetic, "samples": int(len(p.y)), "folds": len(p.folds), "evaluation": p.evaluation,
-            "train": asdict(p.recipe.train), "overrides": p.recipe.overrides, "recipe": p.recipe.source,
-            "config_key": p.key(), "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
-            "encoding": p.encoding,
-            **({"given_weights": p.weights} if p.weights else {}),
-            **({"audit_every": p.audit_every} if p.audit_every else {}),
-            **({"fold_recipes": _fold_differences(p)} if p.fold_recipes else {})}
+    return {
+        "model": p.model,
+        "dataset": p.dataset,
+        "protocol": p.protocol,
+        "classes": list(p.classes),
+        "synthetic": p.synthetic,
+        "samples": int(len(p.y)),
+        "folds": len(p.folds),
+        "evaluation": p.evaluation,
+        "train": asdict(p.recipe.train),
+        "overrides": p.recipe.overrides,
+        "recipe": p.recipe.source,
+        "config_key": p.key(),
+        "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
+        "encoding": p.encoding,
+        **({"given_weights": p.weights} if p.weights else {}),
+        **({"audit_every": p.audit_every} if p.audit_every else {}),
+        **({"fold_recipes": _fold_differences(p)} if p.fold_recipes else {}),
+    }
 
 
 def _fold_differences(p) -> dict:
@@ -105,17 +152,20 @@ def _plans(info: dict, console) -> dict:
     earlier = {(e["model"], e["dataset"]): e.get("config_key") for e in info.get("evaluations", [])}
     plans = {}
     for model, dataset in info["pairs"]:
-        p = plan(model, dataset, info["config"], info["preset"],
-                 announce=lambda text: console.print(f"[dim]{text}[/dim]"))
+        p = plan(
+            model, dataset, info["config"], info["preset"], announce=lambda text: console.print(f"[dim]{text}[/dim]")
+        )
         if earlier.get((model, dataset)) not in (None, p.key()):
-            raise UserError(f"--resume {info['run_id']}: {model} on {dataset} no longer plans as it did when the run "
-                            "started (its recipe or evaluation settings changed); start a new run")
+            raise UserError(
+                f"--resume {info['run_id']}: {model} on {dataset} no longer plans as it did when the run "
+                "started (its recipe or evaluation settings changed); start a new run"
+            )
         plans[pair_key(model, dataset)] = p
     return plans
 
 
 def _execute(store, info: dict, address: str | None, in_process: bool, console, executor=None):
-    from hsta_bench.engine.results import write_json
+    from hsta_bench.io import write_json
     from hsta_bench.orchestrate import trials as trials_mod
     from hsta_bench.orchestrate.view import TrialView
 
@@ -150,8 +200,10 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console, 
         done_before = trials_mod.folds_done(trials, root)
         left = [t for t in trials if done_before[t.name] < len(t.folds)]
         if len(left) < len(trials):
-            console.print(f"{len(trials) - len(left)} of {len(trials)} trials already finished; "
-                          f"{sum(len(t.folds) - done_before[t.name] for t in left)} folds to train")
+            console.print(
+                f"{len(trials) - len(left)} of {len(trials)} trials already finished; "
+                f"{sum(len(t.folds) - done_before[t.name] for t in left)} folds to train"
+            )
         view = TrialView(left, console, describe=lambda t: t.describe(plans[t.pair]), already=done_before)
         started = time.perf_counter()
         failures, interrupted = [], False
@@ -175,7 +227,7 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
     from hsta_bench.engine import splits as splits_mod
     from hsta_bench.engine import weights as weights_mod
     from hsta_bench.engine.evaluate import evaluation_config
-    from hsta_bench.engine.results import atomic_write, write_json
+    from hsta_bench.io import atomic_write, write_json
     from hsta_bench.leaderboard import render_run
     from hsta_bench.orchestrate import fragments
 
@@ -209,13 +261,21 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         info["status"] = "interrupted" if interrupted else "failed"
         info["incomplete"] = incomplete
     if failures:
-        info["failed_trials"] = [{"trial": t.name, "error": e.strip().splitlines()[-1] if e.strip() else ""}
-                                 for t, e in failures]
+        info["failed_trials"] = [
+            {"trial": t.name, "error": e.strip().splitlines()[-1] if e.strip() else ""} for t, e in failures
+        ]
     summary = None
     if predictions:
         ev = evaluation_config(info["config"])
-        table = store.write(info, pl.concat(predictions), pl.concat(split_tables).unique(maintain_order=True),
-                            classes_of, ev.bootstrap, ev.level, ev.seed)
+        table = store.write(
+            info,
+            pl.concat(predictions),
+            pl.concat(split_tables).unique(maintain_order=True),
+            classes_of,
+            ev.bootstrap,
+            ev.level,
+            ev.seed,
+        )
         if audits:  # its own file: never part of the predictions, read by the leaderboard only
             frame = pl.concat(audits)
             atomic_write(store.path / "audit.parquet", lambda tmp: frame.write_parquet(tmp))
@@ -227,16 +287,35 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
 
     again = f"hsta-bench run --resume {store.run_id} --output {store.output}"
     if interrupted and incomplete:
-        return store.path, summary, RunInterrupted(f"run {store.run_id} interrupted with {len(incomplete)} evaluation(s) unfinished; "
-                             f"finish it with: {again}")
+        return Outcome(
+            store.path,
+            info,
+            summary,
+            RunInterrupted(
+                f"run {store.run_id} interrupted with {len(incomplete)} evaluation(s) unfinished; "
+                f"finish it with: {again}"
+            ),
+        )
     if incomplete:
-        what = "; ".join(f"{t.describe(plans[t.pair])}: {e.strip().splitlines()[-1] if e.strip() else 'failed'}"
-                         for t, e in failures[:3]) or "trials finished without writing their folds to " + str(root) + \
-            " (on a cluster, set dispatch.storage to storage every node shares)"
-        return store.path, summary, RunIncomplete(
-            f"run {store.run_id}: {len(incomplete)} evaluation(s) unfinished ({what}); tracebacks in {logs}; "
-            f"finish it with: {again}")
-    return store.path, summary, None
+        what = (
+            "; ".join(
+                f"{t.describe(plans[t.pair])}: {e.strip().splitlines()[-1] if e.strip() else 'failed'}"
+                for t, e in failures[:3]
+            )
+            or "trials finished without writing their folds to "
+            + str(root)
+            + " (on a cluster, set dispatch.storage to storage every node shares)"
+        )
+        return Outcome(
+            store.path,
+            info,
+            summary,
+            RunIncomplete(
+                f"run {store.run_id}: {len(incomplete)} evaluation(s) unfinished ({what}); tracebacks in {logs}; "
+                f"finish it with: {again}"
+            ),
+        )
+    return Outcome(store.path, info, summary, None)
 
 
 def _audit_of(root: Path, p, entry: dict):

@@ -77,17 +77,24 @@ class Trial:
         return {**asdict(self), "folds": list(self.folds)}
 
     @classmethod
-    def from_config(cls, data: dict) -> "Trial":
+    def from_config(cls, data: dict) -> Trial:
         return cls(**{**data, "folds": tuple(data["folds"])})
 
 
 def check_gpu_share(value, where: str, zero: bool = False, auto: bool = False) -> float:
     """A number of GPUs a trial may ask Ray for: a fraction of one (trials share it), or whole GPUs."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero) \
-            or (value > 1 and value != int(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (value == 0 and not zero)
+        or (value > 1 and value != int(value))
+    ):
         allowed = ("auto, " if auto else "") + ("0, " if zero else "")
-        raise UserError(f"{where}={value!r}: expected {allowed}a fraction of one GPU (0.25: four trials share it) or "
-                        "a whole number of GPUs")
+        raise UserError(
+            f"{where}={value!r}: expected {allowed}a fraction of one GPU (0.25: four trials share it) or "
+            "a whole number of GPUs"
+        )
     return float(value)
 
 
@@ -99,8 +106,10 @@ def resources(plan, d: DispatchConfig, cluster) -> tuple[float, float]:
     own = plan.recipe.resources
     unknown = set(own) - {"cpus_per_trial", "gpu_share"}
     if unknown:
-        raise UserError(f"{plan.recipe.source}: unknown resources key(s) {', '.join(sorted(unknown))} "
-                        "(known: cpus_per_trial, gpu_share)")
+        raise UserError(
+            f"{plan.recipe.source}: unknown resources key(s) {', '.join(sorted(unknown))} "
+            "(known: cpus_per_trial, gpu_share)"
+        )
     cpus = float(own.get("cpus_per_trial", d.cpus_per_trial))
     if d.gpus_per_trial != "auto":
         return cpus, float(d.gpus_per_trial)
@@ -137,6 +146,7 @@ def make_trials(plans: dict, d: DispatchConfig, cluster, in_ray: bool = True) ->
         elif d.fold_groups == "auto":
             groups = max(1, slots)
         else:
+            assert isinstance(d.fold_groups, int)  # dispatch_config refuses anything but auto or a whole number
             groups = d.fold_groups
         groups = min(groups, n)
         for g in range(groups):
@@ -178,7 +188,7 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
     try:
         if todo and use_fold_batch(plan, placement.device):
             whole = run_folds(plan, todo, placement=placement)
-            for index, part in zip(todo, _split(whole, plan, todo)):
+            for index, part in zip(todo, whole.per_fold([plan.folds[i] for i in todo])):
                 _keep(root, plan, index, part)
             finished = total
             if report:
@@ -192,27 +202,40 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
                 if report:
                     report(finished, total)
     except torch.OutOfMemoryError as exc:  # one line naming what to change, not the allocator's dump
-        raise RuntimeError(f"{trial.name}: out of memory on {placement.describe()} with {trial.gpus:g} GPU per trial "
-                           f"(batch {plan.recipe.train.batch_size}): raise the recipe's resources.gpu_share "
-                           f"({plan.recipe.source}) or lower train.batch_size") from exc
-    return {"trained": len(todo), "skipped": total - len(todo), "seconds": time.perf_counter() - started,
-            "placement": placement.record()}
+        raise RuntimeError(
+            f"{trial.name}: out of memory on {placement.describe()} with {trial.gpus:g} GPU per trial "
+            f"(batch {plan.recipe.train.batch_size}): raise the recipe's resources.gpu_share "
+            f"({plan.recipe.source}) or lower train.batch_size"
+        ) from exc
+    return {
+        "trained": len(todo),
+        "skipped": total - len(todo),
+        "seconds": time.perf_counter() - started,
+        "placement": placement.record(),
+    }
 
 
-def _keep(root: Path, plan, index: int, part: dict) -> None:
+def _keep(root: Path, plan, index: int, part) -> None:
     """A trained fold on disk: its audit and weights first, its fragment last, since a fragment on disk is
     what marks the fold done (a resumed run retrains a fold whose fragment is missing, never one with it)."""
     from hsta_bench.engine import audit, weights
     from hsta_bench.orchestrate import fragments
 
     fold = plan.folds[index].name
-    if fold in part.get("audit", {}):
-        audit.write(root, plan, index, part["audit"][fold])
-    if fold in part.get("states", {}):
-        meta = {"model": plan.model, "dataset": plan.dataset, "protocol": plan.protocol, "fold": fold,
-                "classes": list(plan.classes), "config_key": plan.key()}
-        weights.save(weights.folder(root, plan.model, plan.dataset, plan.protocol) / f"{fold}.pth",
-                     part["states"][fold], meta)
+    if fold in part.audit:
+        audit.write(root, plan, index, part.audit[fold])
+    if fold in part.states:
+        meta = {
+            "model": plan.model,
+            "dataset": plan.dataset,
+            "protocol": plan.protocol,
+            "fold": fold,
+            "classes": list(plan.classes),
+            "config_key": plan.key(),
+        }
+        weights.save(
+            weights.folder(root, plan.model, plan.dataset, plan.protocol) / f"{fold}.pth", part.states[fold], meta
+        )
     fragments.write(root, plan, index, part)
 
 
@@ -235,18 +258,3 @@ def _injected_fault(trial: Trial, root: Path) -> None:
     if seen < int(times):
         counter.write_text(str(seen + 1))
         raise RuntimeError(f"injected fault {seen + 1} of {times} in {trial.name} (HSTA_BENCH_FAULTS)")
-
-
-def _split(whole: dict, plan, indices: list[int]) -> list[dict]:
-    """run_folds' output for several folds, as one part per fold (their seconds shared out evenly)."""
-    parts = []
-    for index in indices:
-        fold = plan.folds[index]
-        mask = whole["fold"] == fold.name
-        parts.append({"rows": whole["rows"][mask], "fold": whole["fold"][mask], "pred": whole["pred"][mask],
-                      "chosen_epoch": {fold.name: whole["chosen_epoch"][fold.name]},
-                      "seconds": whole["seconds"] / len(indices), "placement": whole["placement"],
-                      "started_at": whole["started_at"],
-                      "audit": {k: v for k, v in whole.get("audit", {}).items() if k == fold.name},
-                      "states": {k: v for k, v in whole.get("states", {}).items() if k == fold.name}})
-    return parts

@@ -35,9 +35,9 @@ class TrialView:
         self.trials = {t.name: t for t in trials}
         self.status = {t.name: WAITING for t in trials}
         self.folds = {t.name: (already or {}).get(t.name, 0) for t in trials}
-        self.began = {}
+        self.began: dict[str, float] = {}
         self.attempts = {t.name: 0 for t in trials}
-        self.errors = {}
+        self.errors: dict[str, str] = {}
         self.started_at = time.perf_counter()
         self.first_folds = sum(self.folds.values())
         self.lock = threading.Lock()
@@ -62,8 +62,10 @@ class TrialView:
         with self.lock:
             self.status[name] = DONE
             self.folds[name] = len(self.trials[name].folds)
-        self._log(f"done   {self.describe(self.trials[name])} in {_clock(time.perf_counter() - self.began[name])}  "
-                  f"{self._totals()}")
+        self._log(
+            f"done   {self.describe(self.trials[name])} in {_clock(time.perf_counter() - self.began[name])}  "
+            f"{self._totals()}"
+        )
 
     def failed(self, name: str, error: str, final: bool) -> None:
         with self.lock:
@@ -96,8 +98,11 @@ class TrialView:
         with self.lock:
             folds = sum(self.folds.values())
             total = sum(len(t.folds) for t in self.trials.values())
-        return (f"[trials {c[DONE]}/{len(self.order)} done, {c[RUNNING]} running, {c[FAILED]} failed; folds {folds}/{total}; "
-                f"{_clock(time.perf_counter() - self.started_at)} elapsed, ETA {_clock(self.eta())}]")
+        return (
+            f"[trials {c[DONE]}/{len(self.order)} done, {c[RUNNING]} running, {c[FAILED]} failed; folds "
+            f"{folds}/{total}; "
+            f"{_clock(time.perf_counter() - self.started_at)} elapsed, ETA {_clock(self.eta())}]"
+        )
 
     def _log(self, text: str) -> None:
         if not self.live_mode:
@@ -112,19 +117,31 @@ class TrialView:
             total = sum(len(t.folds) for t in self.trials.values())
             running = [n for n in self.order if self.status[n] in (RUNNING, RETRYING)]
         head = Text.assemble(
-            ("trials ", "bold"), (f"{c[DONE]} done", "green"), "  ", (f"{c[RUNNING]} running", "cyan"), "  ",
-            (f"{c[FAILED]} failed", "red" if c[FAILED] else "dim"), "  ", (f"{c[WAITING]} pending", "dim"),
-            f"   folds {folds}/{total}   elapsed {_clock(time.perf_counter() - self.started_at)}   ETA {_clock(self.eta())}")
+            ("trials ", "bold"),
+            (f"{c[DONE]} done", "green"),
+            "  ",
+            (f"{c[RUNNING]} running", "cyan"),
+            "  ",
+            (f"{c[FAILED]} failed", "red" if c[FAILED] else "dim"),
+            "  ",
+            (f"{c[WAITING]} pending", "dim"),
+            f"   folds {folds}/{total}   elapsed {_clock(time.perf_counter() - self.started_at)}   ETA "
+            f"{_clock(self.eta())}",
+        )
         table = Table(box=None, show_header=bool(running), pad_edge=False)
         for column in ("model", "dataset", "folds", "time", ""):
             table.add_column(column, no_wrap=True)
         now = time.perf_counter()
         for name in running[:12]:
             t = self.trials[name]
-            state = "retrying" if self.status[name] == RETRYING else (
-                f"attempt {self.attempts[name]}" if self.attempts[name] > 1 else "")
-            table.add_row(t.model, t.dataset, f"{self.folds[name]}/{len(t.folds)}", _clock(now - self.began.get(name, now)),
-                          state)
+            state = (
+                "retrying"
+                if self.status[name] == RETRYING
+                else (f"attempt {self.attempts[name]}" if self.attempts[name] > 1 else "")
+            )
+            table.add_row(
+                t.model, t.dataset, f"{self.folds[name]}/{len(t.folds)}", _clock(now - self.began.get(name, now)), state
+            )
         if len(running) > 12:
             table.add_row(f"... {len(running) - 12} more", "", "", "", "")
         return Group(head, table)

@@ -22,8 +22,15 @@ from pathlib import Path
 from hsta_bench import __version__
 from hsta_bench.paths import home
 
-CODE_FILES = ("preprocess/flow.py", "preprocess/sampling.py", "preprocess/worker.py", "preprocess/crop.py",
-              "preprocess/mtcnn.py", "preprocess/kinds.py", "data/flowimage.py")
+CODE_FILES = (
+    "preprocess/flow.py",
+    "preprocess/sampling.py",
+    "preprocess/worker.py",
+    "preprocess/crop.py",
+    "preprocess/mtcnn.py",
+    "preprocess/kinds.py",
+    "data/flowimage.py",
+)
 
 
 def code_digest() -> str:
@@ -44,8 +51,14 @@ def _stat(path: str) -> tuple[int, int]:
 
 def fingerprint(sample: dict, files: list[str]) -> list:
     """What a sample's arrays depend on besides settings: its annotation and its files' size and mtime."""
-    return [sample["sample_id"], sample["onset"], sample["apex"], sample["offset"], sample["face_crop"],
-            [(f, *_stat(f)) for f in files]]
+    return [
+        sample["sample_id"],
+        sample["onset"],
+        sample["apex"],
+        sample["offset"],
+        sample["face_crop"],
+        [(f, *_stat(f)) for f in files],
+    ]
 
 
 def key(dataset: str, kind: str, depends_on: dict, code: str, fingerprints: list) -> str:

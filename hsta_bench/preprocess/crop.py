@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -37,8 +38,10 @@ def choose_detector(face_crop: str, cascade: Path | None) -> Detector | None:
     found = find_cascade(cascade)  # a configured one must exist, whether or not it is used
     if face_crop == "haar":
         if found is None:
-            raise UserError("preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); "
-                            "set preprocess.cascade=PATH")
+            raise UserError(
+                "preprocess.face_crop=haar: no Haar cascade on this machine (OpenCV ships none); "
+                "set preprocess.cascade=PATH"
+            )
         return Detector("haar", str(found))
     if face_crop == "mtcnn":
         mtcnn.require_weights("preprocess.face_crop=mtcnn")
@@ -112,4 +115,5 @@ class FaceDetector:
         if len(faces) == 0:
             return None
         largest = max(faces, key=lambda f: f[2] * f[3])
-        return square_box(tuple(int(v) for v in largest), margin, h, w)
+        rect = cast("tuple[int, int, int, int]", tuple(int(v) for v in largest))  # detectMultiScale: x, y, w, h
+        return square_box(rect, margin, h, w)

@@ -17,12 +17,15 @@ def compute(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
     import cv2
 
     prev, nxt = np.ascontiguousarray(prev), np.ascontiguousarray(nxt)  # OpenCV needs contiguous buffers
+    # OpenCV's stubs list only the classes' `create`, not these factory functions (both exist at runtime,
+    # the TV-L1 one in opencv-contrib), and type `flow` as required where None lets OpenCV allocate it
     if method == "tvl1":
-        return cv2.optflow.DualTVL1OpticalFlow_create().calc(prev, nxt, None)
+        return cv2.optflow.DualTVL1OpticalFlow_create().calc(prev, nxt, None)  # type: ignore[attr-defined]
     if method == "dis":
-        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(prev, nxt, None)
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
+        return dis.calc(prev, nxt, None)
     if method == "farneback":
-        return cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+        return cv2.calcOpticalFlowFarneback(prev, nxt, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
     raise ValueError(f"unknown flow method {method!r}")
 
 
@@ -37,12 +40,16 @@ def resize(flow: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def onset_apex_image(onset_rgb: np.ndarray, apex_rgb: np.ndarray, method: str, compute_size: int, size: int) -> np.ndarray:
+def onset_apex_image(
+    onset_rgb: np.ndarray, apex_rgb: np.ndarray, method: str, compute_size: int, size: int
+) -> np.ndarray:
     """The stored flow image (size x size x 3 uint8: u, v, strain) of two RGB frames."""
     import cv2
 
     def gray(image: np.ndarray) -> np.ndarray:
-        return cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (compute_size, compute_size), interpolation=cv2.INTER_AREA)
+        return cv2.resize(
+            cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (compute_size, compute_size), interpolation=cv2.INTER_AREA
+        )
 
     flow = resize(compute(gray(onset_rgb), gray(apex_rgb), method), size)
     return flowimage.encode(flow[..., 0], flow[..., 1])

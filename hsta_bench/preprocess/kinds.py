@@ -13,8 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import regions
@@ -25,8 +25,12 @@ from hsta_bench.preprocess.settings import PreprocessSettings
 def _crop(s: PreprocessSettings) -> dict:
     # the detector face_crop resolves to here (auto: MTCNN when installed), so that changing it recomputes
     detector = choose_detector(s.face_crop, s.cascade)
-    return {"face_crop": s.face_crop, "face_detector": detector.name if detector else None,
-            "cascade": detector.cascade if detector else None, "crop_margin": s.crop_margin}
+    return {
+        "face_crop": s.face_crop,
+        "face_detector": detector.name if detector else None,
+        "cascade": detector.cascade if detector else None,
+        "crop_margin": s.crop_margin,
+    }
 
 
 @dataclass(frozen=True)
@@ -40,15 +44,39 @@ class InputKind:
 KINDS = {
     k.name: k
     for k in (
-        InputKind("frames", ("frames",), lambda s: (s.frames, s.size, s.size, 3),
-                  lambda s: {"size": s.size, "frames": s.frames, "max_span": s.max_span, "interpolate": s.interpolate, **_crop(s)}),
+        InputKind(
+            "frames",
+            ("frames",),
+            lambda s: (s.frames, s.size, s.size, 3),
+            lambda s: {
+                "size": s.size,
+                "frames": s.frames,
+                "max_span": s.max_span,
+                "interpolate": s.interpolate,
+                **_crop(s),
+            },
+        ),
         InputKind("special", ("frames",), lambda s: (2, s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
-        InputKind("flow", ("frames", "flow"), lambda s: (s.flow.size, s.flow.size, 3), lambda s: {"flow": asdict(s.flow), **_crop(s)}),
+        InputKind(
+            "flow",
+            ("frames", "flow"),
+            lambda s: (s.flow.size, s.flow.size, 3),
+            lambda s: {"flow": asdict(s.flow), **_crop(s)},
+        ),
         InputKind("apex", ("frames", "flow"), lambda s: (s.size, s.size, 3), lambda s: {"size": s.size, **_crop(s)}),
         # not in DEFAULTS: made for the models that ask for it (it runs a face detector on every sample)
-        InputKind("regions", ("frames", "flow"), lambda s: (s.flow.size, s.flow.size, 3),
-                  lambda s: {"flow": asdict(s.flow), **_crop(s), "detector": regions.detector_name(),
-                             "landmarks_at": s.flow.size, "code": regions.code_digest()}),
+        InputKind(
+            "regions",
+            ("frames", "flow"),
+            lambda s: (s.flow.size, s.flow.size, 3),
+            lambda s: {
+                "flow": asdict(s.flow),
+                **_crop(s),
+                "detector": regions.detector_name(),
+                "landmarks_at": s.flow.size,
+                "code": regions.code_digest(),
+            },
+        ),
     )
 }
 

@@ -61,8 +61,10 @@ def find_weights() -> Path | None:
 def require_weights(what: str = "MTCNN face detector") -> Path:
     folder = find_weights()
     if folder is None:
-        raise UserError(f"{what}: facenet-pytorch's MTCNN weights are not installed; install them with "
-                        f"`pip install --no-deps {PACKAGE}` (`make setup` does)")
+        raise UserError(
+            f"{what}: facenet-pytorch's MTCNN weights are not installed; install them with "
+            f"`pip install --no-deps {PACKAGE}` (`make setup` does)"
+        )
     return folder
 
 
@@ -79,8 +81,10 @@ def networks(device: str = "cpu"):
         try:
             module.load_state_dict(torch.load(folder / weights, map_location="cpu", weights_only=True))
         except Exception as exc:  # a damaged or foreign file: one line, not a traceback
-            raise UserError(f"{folder / weights}: cannot be loaded as MTCNN weights ({type(exc).__name__}); "
-                            f"reinstall them with `pip install --no-deps --force-reinstall {PACKAGE}`") from None
+            raise UserError(
+                f"{folder / weights}: cannot be loaded as MTCNN weights ({type(exc).__name__}); "
+                f"reinstall them with `pip install --no-deps --force-reinstall {PACKAGE}`"
+            ) from None
         return module.to(device).eval().requires_grad_(False)
 
     def conv(n: int, cin: int, cout: int, k: int):  # each convolution and hidden dense layer has its PReLU
@@ -90,13 +94,34 @@ def networks(device: str = "cpu"):
         return (f"dense{n}", nn.Linear(fin, fout)), (f"prelu{n}", nn.PReLU(fout))
 
     folder = require_weights()
-    pnet = net("pnet.pt", *conv(1, 3, 10, 3), *conv(2, 10, 16, 3), *conv(3, 16, 32, 3),
-               ("conv4_1", nn.Conv2d(32, 2, 1)), ("conv4_2", nn.Conv2d(32, 4, 1)))
-    rnet = net("rnet.pt", *conv(1, 3, 28, 3), *conv(2, 28, 48, 3), *conv(3, 48, 64, 2), *dense(4, 576, 128),
-               ("dense5_1", nn.Linear(128, 2)), ("dense5_2", nn.Linear(128, 4)))
-    onet = net("onet.pt", *conv(1, 3, 32, 3), *conv(2, 32, 64, 3), *conv(3, 64, 64, 3), *conv(4, 64, 128, 2),
-               *dense(5, 1152, 256), ("dense6_1", nn.Linear(256, 2)), ("dense6_2", nn.Linear(256, 4)),
-               ("dense6_3", nn.Linear(256, 10)))
+    pnet = net(
+        "pnet.pt",
+        *conv(1, 3, 10, 3),
+        *conv(2, 10, 16, 3),
+        *conv(3, 16, 32, 3),
+        ("conv4_1", nn.Conv2d(32, 2, 1)),
+        ("conv4_2", nn.Conv2d(32, 4, 1)),
+    )
+    rnet = net(
+        "rnet.pt",
+        *conv(1, 3, 28, 3),
+        *conv(2, 28, 48, 3),
+        *conv(3, 48, 64, 2),
+        *dense(4, 576, 128),
+        ("dense5_1", nn.Linear(128, 2)),
+        ("dense5_2", nn.Linear(128, 4)),
+    )
+    onet = net(
+        "onet.pt",
+        *conv(1, 3, 32, 3),
+        *conv(2, 32, 64, 3),
+        *conv(3, 64, 64, 3),
+        *conv(4, 64, 128, 2),
+        *dense(5, 1152, 256),
+        ("dense6_1", nn.Linear(256, 2)),
+        ("dense6_2", nn.Linear(256, 4)),
+        ("dense6_3", nn.Linear(256, 10)),
+    )
     return pnet, rnet, onet
 
 
@@ -165,17 +190,17 @@ def _nms(boxes, scores, threshold: float) -> np.ndarray:
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     order = torch.sort(scores.cpu(), 0, descending=True)[1].numpy()  # the same (unstable) sort: ties alike
     alive = np.ones(n, bool)
-    keep = []
+    kept = []
     for pos, i in enumerate(order):
         if not alive[i]:
             continue
-        keep.append(i)
+        kept.append(i)
         rest = order[pos + 1 :]
         w = np.maximum(np.float32(0), np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]))
         h = np.maximum(np.float32(0), np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]))
         inter = w * h
         alive[rest[inter / (area[i] + area[rest] - inter) > threshold]] = False
-    keep = np.array(keep, np.int64)
+    keep = np.array(kept, np.int64)
     if 4 * n > 4000:  # above this size torchvision runs NMS per image and re-sorts what it kept
         keep = np.sort(keep)
         keep = keep[torch.sort(scores.cpu()[keep], descending=True)[1].numpy()]
@@ -232,8 +257,10 @@ def _crops(image, boxes, size: int):
     if not inside.any():
         return None, boxes[:0]
     # image[0] then unsqueeze, as there: its strides make these crops (and the nets after) NCHW, not channels-last
-    crops = [_resample(image[0, :, y0[k] - 1 : y1[k], x0[k] - 1 : x1[k]].unsqueeze(0), (size, size))
-             for k in np.flatnonzero(inside)]
+    crops = [
+        _resample(image[0, :, y0[k] - 1 : y1[k], x0[k] - 1 : x1[k]].unsqueeze(0), (size, size))
+        for k in np.flatnonzero(inside)
+    ]
     return _normalise(torch.cat(crops, dim=0)), boxes[torch.from_numpy(inside).to(boxes.device)]
 
 
@@ -255,14 +282,26 @@ def _propose(pnet, image):
         offsets, probs = _pnet(pnet, level)
         ys, xs = torch.nonzero(probs[0, 1] >= THRESHOLDS[0], as_tuple=True)
         cell = torch.stack([xs, ys], dim=1).to(offsets.dtype)  # top-left of a window on the level, stride 2
-        boxes = torch.cat([((2 * cell + 1) / scale).floor(), ((2 * cell + 12) / scale).floor(),
-                           probs[0, 1, ys, xs].unsqueeze(1), offsets[0][:, ys, xs].T], dim=1)
+        boxes = torch.cat(
+            [
+                ((2 * cell + 1) / scale).floor(),
+                ((2 * cell + 12) / scale).floor(),
+                probs[0, 1, ys, xs].unsqueeze(1),
+                offsets[0][:, ys, xs].T,
+            ],
+            dim=1,
+        )
         found.append(boxes[torch.from_numpy(_nms(boxes[:, :4], boxes[:, 4], 0.5)).to(boxes.device)])
     boxes = torch.cat(found, dim=0) if found else image.new_zeros((0, 9))
     boxes = boxes[torch.from_numpy(_nms(boxes[:, :4], boxes[:, 4], 0.7)).to(boxes.device)]
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]  # PNet's offsets are fractions of plain widths
-    moved = [boxes[:, 0] + boxes[:, 5] * w, boxes[:, 1] + boxes[:, 6] * h,
-             boxes[:, 2] + boxes[:, 7] * w, boxes[:, 3] + boxes[:, 8] * h, boxes[:, 4]]
+    moved = [
+        boxes[:, 0] + boxes[:, 5] * w,
+        boxes[:, 1] + boxes[:, 6] * h,
+        boxes[:, 2] + boxes[:, 7] * w,
+        boxes[:, 3] + boxes[:, 8] * h,
+        boxes[:, 4],
+    ]
     return _square(torch.stack(moved, dim=1))
 
 
@@ -322,4 +361,6 @@ def detect(image: np.ndarray, select_largest: bool = True, *, device: str = "cpu
     if select_largest:
         order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
         boxes, points = boxes[order], points[order]
-    return Detection(np.ascontiguousarray(boxes[:, :4]), np.ascontiguousarray(boxes[:, 4]), np.ascontiguousarray(points))
+    return Detection(
+        np.ascontiguousarray(boxes[:, :4]), np.ascontiguousarray(boxes[:, 4]), np.ascontiguousarray(points)
+    )

@@ -22,7 +22,9 @@ import polars as pl
 from hsta_bench.data import get_source, load_manifest
 from hsta_bench.data.manifest import ERROR, Manifest
 from hsta_bench.errors import UserError
-from hsta_bench.preprocess import cache, kinds as kinds_mod, settings as settings_mod, worker
+from hsta_bench.preprocess import cache, worker
+from hsta_bench.preprocess import kinds as kinds_mod
+from hsta_bench.preprocess import settings as settings_mod
 from hsta_bench.preprocess.crop import Detector, choose_detector
 from hsta_bench.preprocess.mtcnn import PACKAGE as MTCNN_PACKAGE
 from hsta_bench.preprocess.sampling import span
@@ -56,10 +58,16 @@ class PrepareReport:
 
     def as_dict(self) -> dict:
         return {
-            "dataset": self.dataset, "synthetic": self.synthetic, "seconds": round(self.seconds, 3),
-            "workers": self.workers, "face_crop": self.face_crop,
-            "inputs": {k.kind: {"path": k.path, "shape": k.shape, "samples": k.samples, "cached": k.cached} for k in self.kinds},
-            "excluded": self.excluded, "notes": self.notes,
+            "dataset": self.dataset,
+            "synthetic": self.synthetic,
+            "seconds": round(self.seconds, 3),
+            "workers": self.workers,
+            "face_crop": self.face_crop,
+            "inputs": {
+                k.kind: {"path": k.path, "shape": k.shape, "samples": k.samples, "cached": k.cached} for k in self.kinds
+            },
+            "excluded": self.excluded,
+            "notes": self.notes,
             **({"landmarks": self.landmarks} if self.landmarks else {}),
         }
 
@@ -68,7 +76,9 @@ def _files(sample: dict, s: settings_mod.PreprocessSettings) -> list[str]:
     if sample["frame_dir"] is None:
         return [f for f in (sample["flow_path"], sample["apex_image"]) if f]
     used = set(span(sample["frame_numbers"], sample["onset"], sample["offset"], s.max_span)) | {sample["apex"]}
-    return [str(Path(sample["frame_dir"]) / f) for n, f in zip(sample["frame_numbers"], sample["frame_files"]) if n in used]
+    return [
+        str(Path(sample["frame_dir"]) / f) for n, f in zip(sample["frame_numbers"], sample["frame_files"]) if n in used
+    ]
 
 
 def _unusable(manifest: Manifest) -> list[dict]:
@@ -76,8 +86,10 @@ def _unusable(manifest: Manifest) -> list[dict]:
     for p in manifest.problems:
         if p.severity == ERROR and p.sample_id and p.sample_id not in first:
             first[p.sample_id] = {"sample_id": p.sample_id, "where": p.where, "reason": p.message}
-    return [first.get(sid, {"sample_id": sid, "where": manifest.root, "reason": "unusable"})
-            for sid in manifest.frame.filter(~pl.col("usable"))["sample_id"]]
+    return [
+        first.get(sid, {"sample_id": sid, "where": manifest.root, "reason": "unusable"})
+        for sid in manifest.frame.filter(~pl.col("usable"))["sample_id"]
+    ]
 
 
 def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport:
@@ -92,7 +104,9 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
         raise UserError(f"{name}: no usable samples to prepare (see `hsta-bench datasets check {name}`)")
     code = cache.code_digest()
     prints = [cache.fingerprint(x, _files(x, s)) for x in samples]
-    entries = {k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted}
+    entries = {
+        k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted
+    }
     todo = [k for k in wanted if not entries[k].complete]
 
     detector, crop_words = _face_crops(s, source.inputs, samples)
@@ -112,18 +126,30 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
         excluded += [{"sample_id": o.sample_id, "where": o.where, "reason": o.reason} for o in outcomes if o.reason]
         notes = [{"sample_id": o.sample_id, "note": o.note} for o in outcomes if o.note]
         ok = sorted((o.row, o.sample_id) for o in outcomes if not o.reason)
-        index = pl.DataFrame({"sample_id": [sid for _, sid in ok], "row": [r for r, _ in ok]},
-                             schema={"sample_id": pl.String, "row": pl.Int64})
+        index = pl.DataFrame(
+            {"sample_id": [sid for _, sid in ok], "row": [r for r, _ in ok]},
+            schema={"sample_id": pl.String, "row": pl.Int64},
+        )
         for kind in todo:
             staging = stagings[kind]
             index.write_parquet(staging / "index.parquet")
             meta = {
-                "dataset": name, "kind": kind, "key": entries[kind].key, "code": code, "synthetic": manifest.synthetic,
-                "shape": list(kinds_mod.KINDS[kind].shape(s)), "dtype": "uint8", "rows": len(samples), "samples": len(ok),
-                "settings": kinds_mod.KINDS[kind].depends_on(s), "face_crop": crop_words,
-                "excluded": excluded, "notes": notes,
+                "dataset": name,
+                "kind": kind,
+                "key": entries[kind].key,
+                "code": code,
+                "synthetic": manifest.synthetic,
+                "shape": list(kinds_mod.KINDS[kind].shape(s)),
+                "dtype": "uint8",
+                "rows": len(samples),
+                "samples": len(ok),
+                "settings": kinds_mod.KINDS[kind].depends_on(s),
+                "face_crop": crop_words,
+                "excluded": excluded,
+                "notes": notes,
                 **({"landmarks": _landmarks(outcomes, s)} if kind == "regions" else {}),
-                "seconds": round(time.perf_counter() - start, 3), "workers": s.workers,
+                "seconds": round(time.perf_counter() - start, 3),
+                "workers": s.workers,
             }
             (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
             entries[kind].publish(staging)
@@ -134,15 +160,30 @@ def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport
         meta = entries[kind].meta()
         reports.append(KindReport(kind, str(entries[kind].path), meta["shape"], meta["samples"], kind not in todo))
     landmarks = entries["regions"].meta().get("landmarks") if "regions" in wanted else None
-    return PrepareReport(name, manifest.synthetic, reports, excluded, notes, time.perf_counter() - start, s.workers,
-                         crop_words, manifest, landmarks)
+    return PrepareReport(
+        name,
+        manifest.synthetic,
+        reports,
+        excluded,
+        notes,
+        time.perf_counter() - start,
+        s.workers,
+        crop_words,
+        manifest,
+        landmarks,
+    )
 
 
 def _landmarks(outcomes: list[worker.Outcome], s: settings_mod.PreprocessSettings) -> dict:
     """What the regions' landmarks came from: the detector, and every sample cut around the fallback points."""
     fallback = sorted(o.sample_id for o in outcomes if not o.reason and o.fallback_landmarks)
-    return {"detector": kinds_mod.regions.detector_name(), "at": s.flow.size,
-            "samples": sum(1 for o in outcomes if not o.reason), "fallback": len(fallback), "fallback_samples": fallback}
+    return {
+        "detector": kinds_mod.regions.detector_name(),
+        "at": s.flow.size,
+        "samples": sum(1 for o in outcomes if not o.reason),
+        "fallback": len(fallback),
+        "fallback_samples": fallback,
+    }
 
 
 def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[dict]) -> tuple[Detector | None, str]:
@@ -157,10 +198,16 @@ def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[d
     if s.face_crop == "none":
         return None, "whole frames (face_crop=none)"
     if detector is None:
-        return None, (f"whole frames: no face detector on this machine (`pip install --no-deps {MTCNN_PACKAGE}` "
-                      "gives MTCNN's weights; or set preprocess.cascade)")
+        return None, (
+            f"whole frames: no face detector on this machine (`pip install --no-deps {MTCNN_PACKAGE}` "
+            "gives MTCNN's weights; or set preprocess.cascade)"
+        )
     name = "MTCNN" if detector.name == "mtcnn" else f"the Haar cascade {detector.cascade}"
-    where = "every sample" if todo == len(samples) else f"{todo} of {len(samples)} samples (the others are face crops already)"
+    where = (
+        "every sample"
+        if todo == len(samples)
+        else f"{todo} of {len(samples)} samples (the others are face crops already)"
+    )
     return detector, f"faces detected with {name} on {where}"
 
 
@@ -169,7 +216,9 @@ def _compute(stagings: dict[str, Path], samples, s, detector, progress) -> list[
     arrays = {}
     for kind, staging in stagings.items():
         path = staging / "data.npy"
-        np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(samples), *kinds_mod.KINDS[kind].shape(s))).flush()
+        np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.uint8, shape=(len(samples), *kinds_mod.KINDS[kind].shape(s))
+        ).flush()
         arrays[kind] = str(path)
     rows = list(enumerate(samples))
     chunk = max(1, min(16, len(rows) // (s.workers * 6) or 1))
@@ -200,7 +249,7 @@ def _compute(stagings: dict[str, Path], samples, s, detector, progress) -> list[
     except BrokenProcessPool:
         raise UserError(
             "preprocessing workers died on start: a script that calls prepare with preprocess.workers > 1 "
-            "must run its work under `if __name__ == \"__main__\":` (or use preprocess.workers=1)"
+            'must run its work under `if __name__ == "__main__":` (or use preprocess.workers=1)'
         ) from None
     return outcomes
 
@@ -221,6 +270,7 @@ class Prepared:
 def load_prepared(name: str, cfg: dict, progress=None, announce=None) -> Prepared:
     """Prepare (a cache hit when done before) and open the arrays read-only, memory-mapped."""
     report = prepare(name, cfg, progress, announce)
+    assert report.manifest is not None  # prepare() always returns the manifest it prepared
     manifest = report.manifest.usable
     arrays = {}
     for k in report.kinds:

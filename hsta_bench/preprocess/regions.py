@@ -25,8 +25,15 @@ import numpy as np
 
 RELEASE_SIZE = 28
 # main_HTNet.py:78-82: the points used when MTCNN finds no face, (x, y) on the 28x28 image
-FALLBACK = np.array([[9.528073, 11.062551], [21.396168, 10.919773], [15.380184, 17.380562],
-                     [10.255435, 22.121233], [20.583706, 22.25584]])
+FALLBACK = np.array(
+    [
+        [9.528073, 11.062551],
+        [21.396168, 10.919773],
+        [15.380184, 17.380562],
+        [10.255435, 22.121233],
+        [20.583706, 22.25584],
+    ]
+)
 TILES = ((0, 1), (3, 4))  # rows of the tiled image: which landmarks' crops, left to right
 
 
@@ -69,8 +76,10 @@ def _detect(face_bgr: np.ndarray):
     except ImportError as exc:
         from hsta_bench.errors import UserError
 
-        raise UserError(f"preprocess: the regions input needs the MTCNN landmark detector "
-                        f"(hsta_bench.preprocess.mtcnn), which cannot be imported: {exc}") from None
+        raise UserError(
+            f"preprocess: the regions input needs the MTCNN landmark detector "
+            f"(hsta_bench.preprocess.mtcnn), which cannot be imported: {exc}"
+        ) from None
     return mtcnn.detect(face_bgr, select_largest=True)
 
 
@@ -103,7 +112,7 @@ def tile_regions(flow: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
     def crop(i: int) -> np.ndarray:
         a, b = points[i]
-        return flow[a - half:a + half, b - half:b + half]  # x indexes rows, y columns, as released
+        return flow[a - half : a + half, b - half : b + half]  # x indexes rows, y columns, as released
 
     return np.concatenate([np.concatenate([crop(i) for i in row], axis=1) for row in TILES], axis=0)
 

@@ -38,9 +38,15 @@ def from_config(cfg: dict) -> PreprocessSettings:
     flow = config_mod.typed(FlowSettings, raw.pop("flow"), "preprocess.flow")
     s = config_mod.typed(PreprocessSettings, {**raw, "flow": flow}, "preprocess")
     checks = [
-        (flow.method in FLOW_METHODS, f"preprocess.flow.method: '{flow.method}' is not one of {', '.join(FLOW_METHODS)}"),
+        (
+            flow.method in FLOW_METHODS,
+            f"preprocess.flow.method: '{flow.method}' is not one of {', '.join(FLOW_METHODS)}",
+        ),
         (s.face_crop in FACE_CROP, f"preprocess.face_crop: '{s.face_crop}' is not one of {', '.join(FACE_CROP)}"),
-        (s.size >= 8 and flow.size >= 4 and flow.compute_size >= 16, "preprocess: size >= 8, flow.size >= 4, flow.compute_size >= 16"),
+        (
+            s.size >= 8 and flow.size >= 4 and flow.compute_size >= 16,
+            "preprocess: size >= 8, flow.size >= 4, flow.compute_size >= 16",
+        ),
         (s.frames >= 1 and s.max_span >= 1, "preprocess: frames and max_span must be at least 1"),
         (s.workers >= 1, f"preprocess.workers: {s.workers} is not a number of processes"),
         (0 <= s.crop_margin <= 1, "preprocess.crop_margin: expected 0..1"),

@@ -86,8 +86,9 @@ class Clip:
         return image
 
 
-def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector,
-            flags: dict | None = None) -> tuple[dict[str, np.ndarray], str | None]:
+def compute(
+    sample: dict, kinds: list[str], s: PreprocessSettings, detector, flags: dict | None = None
+) -> tuple[dict[str, np.ndarray], str | None]:
     """The requested input arrays of one sample (and a note worth reporting, if any); `flags` gets
     `fallback_landmarks` when regions are made."""
     flags = {} if flags is None else flags
@@ -129,11 +130,16 @@ def compute(sample: dict, kinds: list[str], s: PreprocessSettings, detector,
     if "apex" in kinds:
         out["apex"] = fit(clip.frame(apex), s.size)
     if "flow" in kinds:
-        out["flow"] = flow_mod.onset_apex_image(clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size)
+        out["flow"] = flow_mod.onset_apex_image(
+            clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size
+        )
     if "regions" in kinds:
-        flow = out.get("flow")
-        if flow is None:
-            flow = flow_mod.onset_apex_image(clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size)
+        if "flow" in out:
+            flow = out["flow"]
+        else:
+            flow = flow_mod.onset_apex_image(
+                clip.frame(onset), clip.frame(apex), s.flow.method, s.flow.compute_size, s.flow.size
+            )
         out["regions"], flags["fallback_landmarks"] = regions_mod.regions_image(flow, _bgr(clip.frame(apex)))
     return out, clip.note
 
@@ -161,7 +167,9 @@ def run(job: Job) -> list[Outcome]:
             continue
         for kind, value in values.items():
             arrays[kind][row] = value
-        outcomes.append(Outcome(row, sample["sample_id"], note=note, fallback_landmarks=flags.get("fallback_landmarks", False)))
+        outcomes.append(
+            Outcome(row, sample["sample_id"], note=note, fallback_landmarks=flags.get("fallback_landmarks", False))
+        )
     for array in arrays.values():
         array.flush()
     return outcomes

@@ -17,8 +17,8 @@ weights, one matrix product each). The softmax's few operations per score are no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,10 @@ class AttentionCase:
         generator = torch.Generator().manual_seed(seed)
         shapes = [(self.batch, self.heads, n, self.head_dim) for n in (self.q_len, self.kv_len, self.kv_len)]
         # drawn in fp32 and then cast, so that every dtype gets the same values (up to its rounding)
-        return [torch.randn(s, generator=generator).to(device, dtype or torch.float32).requires_grad_(requires_grad)
-                for s in shapes]
+        return [
+            torch.randn(s, generator=generator).to(device, dtype or torch.float32).requires_grad_(requires_grad)
+            for s in shapes
+        ]
 
     def intensity(self, element_bytes: int = 4) -> float:
         """FLOPs of the forward pass per byte it must at least move (read q, k, v, write the output): below the
@@ -94,6 +96,7 @@ def capture(model, name: str, batch: dict) -> list[AttentionCase]:
     model.eval()
     with recording(record), torch.no_grad():
         model(batch)
-    return [AttentionCase(name, kind, b, h, nq, nk, d, count, mask) for (kind, b, h, nq, nk, d), (count, mask)
-            in seen.items()]
-
+    return [
+        AttentionCase(name, kind, b, h, nq, nk, d, count, mask)
+        for (kind, b, h, nq, nk, d), (count, mask) in seen.items()
+    ]

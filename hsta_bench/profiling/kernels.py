@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import contextlib
 
-PINNED = {"sdpa-flash": "FLASH_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION", "sdpa-cudnn": "CUDNN_ATTENTION",
-          "sdpa-math": "MATH"}
+PINNED = {
+    "sdpa-flash": "FLASH_ATTENTION",
+    "sdpa-efficient": "EFFICIENT_ATTENTION",
+    "sdpa-cudnn": "CUDNN_ATTENTION",
+    "sdpa-math": "MATH",
+}
 KERNELS = ("naive", "sdpa", "flex", *PINNED)
 
 
@@ -46,8 +50,9 @@ def preflight(name: str, backward: bool, device: str, dtype=None) -> None:
     import torch
     from torch.nn.attention.flex_attention import flex_attention
 
-    q, k, v = (torch.randn(1, 1, 16, 16, device=device, dtype=dtype or torch.float32, requires_grad=True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(1, 1, 16, 16, device=device, dtype=dtype or torch.float32, requires_grad=True) for _ in range(3)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "called without torch.compile()": this is the point here
         flex_attention(q, k, v).sum().backward()

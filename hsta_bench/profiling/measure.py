@@ -61,8 +61,8 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", m
         return statistics.median(times)
     torch.cuda.synchronize()
     pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in pairs:
-        start.record()
+    for begin, end in pairs:  # not `start`: the float of the warm-up above
+        begin.record()
         fn()
         end.record()
     torch.cuda.synchronize()
@@ -78,8 +78,13 @@ def _call(case, kernel: str, backward: bool, dtype, device: str, seed: int = 0):
     from hsta_bench.profiling.kernels import backend_of, pinned
 
     q, k, v = case.inputs(dtype, device, requires_grad=backward, seed=seed)
-    grad = torch.randn(case.batch, case.heads, case.q_len, case.head_dim,
-                       generator=torch.Generator().manual_seed(seed + 1)).to(device, dtype) if backward else None
+    grad = (
+        torch.randn(
+            case.batch, case.heads, case.q_len, case.head_dim, generator=torch.Generator().manual_seed(seed + 1)
+        ).to(device, dtype)
+        if backward
+        else None
+    )
     backend = backend_of(kernel)
 
     def call():
@@ -115,9 +120,18 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def time_case(case, kernel: str, backward: bool = False, dtype=None, device: str = "cpu", repeats: int = 5,
-              warmup: int = 2, ceiling_gflops: float | None = None, memory: bool = True,
-              min_seconds: float = 0.0) -> Timing:
+def time_case(
+    case,
+    kernel: str,
+    backward: bool = False,
+    dtype=None,
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+    ceiling_gflops: float | None = None,
+    memory: bool = True,
+    min_seconds: float = 0.0,
+) -> Timing:
     """Check `kernel` on `case` against the written-out attention, then time it."""
     import torch
 
@@ -126,8 +140,15 @@ def time_case(case, kernel: str, backward: bool = False, dtype=None, device: str
 
     dtype = dtype or torch.float32
     name = dtype_name(dtype)
-    timing = Timing(case.name, case.kind, kernel, name, "forward+backward" if backward else "forward", "ok",
-                    flops=case.flops(backward))
+    timing = Timing(
+        case.name,
+        case.kind,
+        kernel,
+        name,
+        "forward+backward" if backward else "forward",
+        "ok",
+        flops=case.flops(backward),
+    )
     try:
         preflight(kernel, backward, device, dtype)
         timing.max_error = agreement(case, kernel, backward, dtype, device)

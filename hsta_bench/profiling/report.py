@@ -21,8 +21,6 @@ def _pct(fraction):
     return "-" if fraction is None else f"{fraction:.0%}"
 
 
-
-
 def attention_rows(profile) -> list[dict]:
     """One row per (case, kernel, dtype, pass), with what bounds the case."""
     by_name = {c.name: c for c in profile.cases}
@@ -30,19 +28,35 @@ def attention_rows(profile) -> list[dict]:
     for t in profile.attention:
         case = by_name[t.case]
         dtype = _short(t.dtype)
-        rows.append({"model": case.model, "case": t.case, "kind": t.kind, "calls_per_forward": case.count,
-                     "pass": t.passes, "dtype": dtype, "bound": profile.bound(case, dtype, t.passes),
-                     "kernel": t.backend, "status": t.status, "ms": None if t.seconds is None else t.seconds * 1e3,
-                     "gflop": t.flops / 1e9, "flops_source": t.flops_source, "gflops_per_s": t.gflops_per_s,
-                     "ceiling_fraction": t.ceiling_fraction, "ceiling_gflops": t.ceiling_gflops,
-                     "peak_mb": None if t.peak_bytes is None else t.peak_bytes / 2**20, "max_error": t.max_error, "mask_density": case.density()})
+        rows.append(
+            {
+                "model": case.model,
+                "case": t.case,
+                "kind": t.kind,
+                "calls_per_forward": case.count,
+                "pass": t.passes,
+                "dtype": dtype,
+                "bound": profile.bound(case, dtype, t.passes),
+                "kernel": t.backend,
+                "status": t.status,
+                "ms": None if t.seconds is None else t.seconds * 1e3,
+                "gflop": t.flops / 1e9,
+                "flops_source": t.flops_source,
+                "gflops_per_s": t.gflops_per_s,
+                "ceiling_fraction": t.ceiling_fraction,
+                "ceiling_gflops": t.ceiling_gflops,
+                "peak_mb": None if t.peak_bytes is None else t.peak_bytes / 2**20,
+                "max_error": t.max_error,
+                "mask_density": case.density(),
+            }
+        )
     return rows
 
 
 def model_rows(profile) -> list[dict]:
     """One row per (model, mode, kernel, dtype); `attention_share` is the time its attention calls take with the
     same kernel (the measured cases times their calls per forward) as a fraction of the whole."""
-    attention = defaultdict(float)
+    attention: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
     complete = defaultdict(lambda: True)
     counts = {c.name: c.count for c in profile.cases}
     for t in profile.attention:
@@ -56,11 +70,23 @@ def model_rows(profile) -> list[dict]:
         passes = "forward" if t.mode == "inference" else "forward+backward"
         key = (t.model, passes, t.backend, t.dtype)
         share = attention[key] / t.seconds if t.seconds and key in attention and complete[key] else None
-        rows.append({"model": t.model, "mode": t.mode, "dtype": _short(t.dtype), "kernel": t.backend, "batch": t.batch,
-                     "status": t.status, "ms": None if t.seconds is None else t.seconds * 1e3,
-                     "samples_per_s": t.samples_per_s, "gflop": t.flops / 1e9, "gflops_per_s": t.gflops_per_s,
-                     "ceiling_fraction": t.ceiling_fraction, "attention_share": share,
-                     "peak_mb": None if t.peak_bytes is None else t.peak_bytes / 2**20})
+        rows.append(
+            {
+                "model": t.model,
+                "mode": t.mode,
+                "dtype": _short(t.dtype),
+                "kernel": t.backend,
+                "batch": t.batch,
+                "status": t.status,
+                "ms": None if t.seconds is None else t.seconds * 1e3,
+                "samples_per_s": t.samples_per_s,
+                "gflop": t.flops / 1e9,
+                "gflops_per_s": t.gflops_per_s,
+                "ceiling_fraction": t.ceiling_fraction,
+                "attention_share": share,
+                "peak_mb": None if t.peak_bytes is None else t.peak_bytes / 2**20,
+            }
+        )
     return rows
 
 
@@ -84,29 +110,44 @@ def findings(profile) -> list[dict]:
         case, bound = cases[name], group[0]["bound"]
         fused = [r for r in group if r["kernel"] not in UNFUSED and r["ceiling_fraction"] is not None]
         best = max(fused, key=lambda r: r["ceiling_fraction"]) if fused else None
-        verdict = {"case": name, "pass": passes, "dtype": dtype, "bound": bound,
-                   "kernel": best and best["kernel"], "fraction": best and best["ceiling_fraction"], "met": None}
+        verdict = {
+            "case": name,
+            "pass": passes,
+            "dtype": dtype,
+            "bound": bound,
+            "kernel": best and best["kernel"],
+            "fraction": best and best["ceiling_fraction"],
+            "met": None,
+        }
         if best is None:
             tried = "; ".join(f"{r['kernel']} {r['status']}" for r in group if r["kernel"] not in UNFUSED)
             text = f"no fused kernel ran ({tried or 'none was chosen'})"
         elif bound == "compute":
             verdict["met"] = best["ceiling_fraction"] >= goal
             ceiling = best["ceiling_gflops"] or profile.ceilings[dtype]
-            text = (f"{best['kernel']} reaches {_pct(best['ceiling_fraction'])} of the {dtype} ceiling "
-                    f"({best['gflops_per_s']:.1f} of {ceiling:.1f} GFLOP/s): goal {goal:.0%} "
-                    f"{'met' if verdict['met'] else 'NOT met'}")
+            text = (
+                f"{best['kernel']} reaches {_pct(best['ceiling_fraction'])} of the {dtype} ceiling "
+                f"({best['gflops_per_s']:.1f} of {ceiling:.1f} GFLOP/s): goal {goal:.0%} "
+                f"{'met' if verdict['met'] else 'NOT met'}"
+            )
             products = profile.product_rates.get((name, dtype))
             if products:
                 verdict["products_fraction"] = products / ceiling
-                text += (f"; for comparison, its two matrix products alone, written out (inner dimensions "
-                         f"{case.head_dim} and {case.kv_len}), run at {_pct(verdict['products_fraction'])}")
+                text += (
+                    f"; for comparison, its two matrix products alone, written out (inner dimensions "
+                    f"{case.head_dim} and {case.kv_len}), run at {_pct(verdict['products_fraction'])}"
+                )
         elif bound == "memory":
             size = 4 if dtype == "fp32" else 2
-            text = (f"{case.intensity(size):.2g} FLOP/byte, below the balance of {profile.balance[dtype]:.2g} "
-                    f"(best fused: {best['kernel']} {_pct(best['ceiling_fraction'])})")
+            text = (
+                f"{case.intensity(size):.2g} FLOP/byte, below the balance of {profile.balance[dtype]:.2g} "
+                f"(best fused: {best['kernel']} {_pct(best['ceiling_fraction'])})"
+            )
         else:
             ideal = case.flops(passes == "forward+backward") / (profile.ceilings[dtype] * 1e9)
-            text = f"{ideal * 1e6:.3g} µs at the ceiling (best fused: {best['kernel']} {_pct(best['ceiling_fraction'])})"
+            text = (
+                f"{ideal * 1e6:.3g} µs at the ceiling (best fused: {best['kernel']} {_pct(best['ceiling_fraction'])})"
+            )
         verdict["text"] = f"{name}, {passes}, {dtype}: {text}"
         verdicts.append(verdict)
     return verdicts
@@ -115,9 +156,9 @@ def findings(profile) -> list[dict]:
 BOUND_TITLES = {
     "compute": "Bound by compute: the ceiling applies, and the goal with it",
     "memory": "Bound by memory: fewer FLOPs per byte than the machine's balance (ceiling / bandwidth); the ceiling "
-              "does not apply",
+    "does not apply",
     "overhead": "Bound by per-call overhead: even at the ceiling a call would take less than ten one-token calls; "
-                "the ceiling does not apply",
+    "the ceiling does not apply",
 }
 
 
@@ -130,9 +171,11 @@ def findings_text(profile, brief: bool = False) -> list[str]:
         chosen = [v for v in verdicts if v["bound"] == bound]
         if not chosen:
             if bound == "compute":
-                lines.append(f"No case is bound by compute here, so the goal of {profile.settings.goal_fraction:.0%} of "
-                             "the ceiling applies to none (small inputs give tiny calls; profile hsta_base_224 "
-                             "with --preset paper).")
+                lines.append(
+                    f"No case is bound by compute here, so the goal of {profile.settings.goal_fraction:.0%} of "
+                    "the ceiling applies to none (small inputs give tiny calls; profile hsta_base_224 "
+                    "with --preset paper)."
+                )
             continue
         if brief and bound != "compute":
             lines.append(f"{title}: {len(chosen)} (case, pass) pairs, listed in the report.")
@@ -150,7 +193,8 @@ def _cell(row) -> str:
 
 def tables(profile):
     """Two rich tables: the attention cases (a column per kernel: median time, fraction of the ceiling, peak
-    memory) and the models (a column per kernel: median time, samples/s, attention's share of the time)."""
+    memory; left out when no model has attention) and the models (a column per kernel they ran with: median
+    time, samples/s, attention's share of the time)."""
     from rich.table import Table
 
     kernels = list(profile.settings.kernels)
@@ -163,12 +207,21 @@ def tables(profile):
     for row in attention_rows(profile):
         grouped[(row["case"], row["pass"], row["dtype"], row["bound"], row["gflop"])][row["kernel"]] = row
     for (case, passes, dtype, bound, gflop), by_kernel in grouped.items():
-        a.add_row(case, passes, dtype, bound, f"{gflop:.3g}",
-                  *[_cell(by_kernel[k]) if k in by_kernel else "" for k in kernels])
+        a.add_row(
+            case,
+            passes,
+            dtype,
+            bound,
+            f"{gflop:.3g}",
+            *[_cell(by_kernel[k]) if k in by_kernel else "" for k in kernels],
+        )
+    attention = [a] if grouped else []  # no model profiled has attention: no empty table
     m = Table(title="Models (median ms, samples/s, attention's share of the time)", title_justify="left")
     for column in ("model", "mode", "dtype", "batch", "GFLOP"):
         m.add_column(column, justify="right" if column in ("batch", "GFLOP") else "left")
-    model_kernels = kernels + (["-"] if any(t.backend == "-" for t in profile.models) else [])
+    model_kernels = [k for k in kernels if any(t.backend == k for t in profile.models)] + (
+        ["-"] if any(t.backend == "-" for t in profile.models) else []
+    )
     for kernel in model_kernels:
         m.add_column(kernel if kernel != "-" else "(no attention)", justify="right")
     grouped = defaultdict(dict)
@@ -186,54 +239,81 @@ def tables(profile):
                 share = f" {_pct(row['attention_share'])} attn" if row["attention_share"] is not None else ""
                 cells.append(f"{row['ms']:.3g} ms {row['samples_per_s']:.3g}/s{share}")
         m.add_row(model, mode, dtype, str(batch), f"{gflop:.3g}", *cells)
-    return a, m
+    return (*attention, m)
 
 
 def header(profile) -> list[str]:
     env, s = profile.environment, profile.settings
-    ceilings = ", ".join(f"{d} {g:.1f} GFLOP/s (median of {len(profile.ceiling_samples.get(d, []))}, "
-                         f"{min(profile.ceiling_samples.get(d, [g])):.1f}-{max(profile.ceiling_samples.get(d, [g])):.1f}; "
-                         "each fraction uses the one measured just before it)" for d, g in profile.ceilings.items())
-    return [f"torch {env['torch']} · {env['device']}: {env['device_name']} · {env['threads']} threads · "
-            f"python {env['python']} · hsta-bench {env['hsta_bench']} (commit {env['commit'] or 'unknown'})",
-            f"matrix-product ceiling ({s.ceiling_size}² product): {ceilings}; memory bandwidth (copy) "
-            f"{profile.bandwidth:.1f} GB/s; a one-token sdpa call: "
-            + ", ".join(f"{p} {v * 1e6:.3g} µs" for p, v in profile.floors.items()),
-            f"preset {s.preset} ({'small' if s.small_inputs else 'full-size'} inputs), batch {s.batch}, median of "
-            f"{s.repeats} calls after {s.warmup} warm-up"]
+    ceilings = ", ".join(
+        f"{d} {g:.1f} GFLOP/s (median of {len(profile.ceiling_samples.get(d, []))}, "
+        f"{min(profile.ceiling_samples.get(d, [g])):.1f}-{max(profile.ceiling_samples.get(d, [g])):.1f}; "
+        "each fraction uses the one measured just before it)"
+        for d, g in profile.ceilings.items()
+    )
+    return [
+        f"torch {env['torch']} · {env['device']}: {env['device_name']} · {env['threads']} threads · "
+        f"python {env['python']} · hsta-bench {env['hsta_bench']} (commit {env['commit'] or 'unknown'})",
+        f"matrix-product ceiling ({s.ceiling_size}² product): {ceilings}; memory bandwidth (copy) "
+        f"{profile.bandwidth:.1f} GB/s; a one-token sdpa call: "
+        + ", ".join(f"{p} {v * 1e6:.3g} µs" for p, v in profile.floors.items()),
+        f"preset {s.preset} ({'small' if s.small_inputs else 'full-size'} inputs), batch {s.batch}, median of "
+        f"{s.repeats} calls after {s.warmup} warm-up",
+    ]
 
 
 def markdown(profile, files: dict[str, str]) -> str:
-    from hsta_bench.tuning.report import fmt
+    from hsta_bench.text import fmt
 
-    lines = ["# hsta-bench profile", "", *[f"- {line}" for line in header(profile)], "",
-             "How to read it: FLOPs are dense (every query-key pair; counted by torch's FLOP counter where it sees the "
-             "kernel, analytically otherwise, as the table says), so a masked case run by flex, which skips masked "
-             "blocks, can exceed the ceiling. 'bound' says what limits a case here: compute (its FLOPs per byte reach "
-             "the balance of ceiling and bandwidth, and it is long enough: the ceiling applies), memory, or per-call "
-             "overhead (a call costs more than its arithmetic). Every kernel was checked against the written-out "
-             "attention (outputs, and gradients when the backward pass is timed) before it was timed.", "",
-             "## Findings", "", *findings_text(profile), "",
-             f"![time and fraction of the ceiling per kernel]({files['plot']})", "",
-             "## Attention", "",
-             "| case | pass | dtype | bound | kernel | status | ms | GFLOP (source) | GFLOP/s | % ceiling | peak MB | max error |",
-             "|---|---|---|---|---|---|--:|---|--:|--:|--:|--:|"]
+    lines = [
+        "# hsta-bench profile",
+        "",
+        *[f"- {line}" for line in header(profile)],
+        "",
+        "How to read it: FLOPs are dense (every query-key pair; counted by torch's FLOP counter where it sees the "
+        "kernel, analytically otherwise, as the table says), so a masked case run by flex, which skips masked "
+        "blocks, can exceed the ceiling. 'bound' says what limits a case here: compute (its FLOPs per byte reach "
+        "the balance of ceiling and bandwidth, and it is long enough: the ceiling applies), memory, or per-call "
+        "overhead (a call costs more than its arithmetic). Every kernel was checked against the written-out "
+        "attention (outputs, and gradients when the backward pass is timed) before it was timed.",
+        "",
+        "## Findings",
+        "",
+        *findings_text(profile),
+        "",
+        f"![time and fraction of the ceiling per kernel]({files['plot']})",
+        "",
+        "## Attention",
+        "",
+        "| case | pass | dtype | bound | kernel | status | ms | GFLOP (source) | GFLOP/s | % ceiling | peak MB | "
+        "max error |",
+        "|---|---|---|---|---|---|--:|---|--:|--:|--:|--:|",
+    ]
     for r in attention_rows(profile):
         source = "counter" if r["flops_source"].startswith("torch") else "analytic"
-        lines.append(f"| {r['case']} | {r['pass']} | {r['dtype']} | {r['bound']} | {r['kernel']} | {r['status']} | "
-                     f"{fmt(r['ms'])} | {r['gflop']:.3g} ({source}) | {fmt(r['gflops_per_s'], 1)} | "
-                     f"{_pct(r['ceiling_fraction'])} | {fmt(r['peak_mb'], 2)} | "
-                     f"{'-' if r['max_error'] is None else format(r['max_error'], '.1e')} |")
-    lines += ["", "## Models", "",
-              "Inference: a forward pass without gradients; train step: forward, loss, backward and an AdamW update. "
-              "GFLOP by torch's FLOP counter (the dense work); attention share: the model's attention calls timed "
-              "alone with the same kernel, as a fraction of the whole.", "",
-              "| model | mode | dtype | kernel | batch | status | ms | samples/s | GFLOP | GFLOP/s | % ceiling | attention share | peak MB |",
-              "|---|---|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|"]
+        lines.append(
+            f"| {r['case']} | {r['pass']} | {r['dtype']} | {r['bound']} | {r['kernel']} | {r['status']} | "
+            f"{fmt(r['ms'])} | {r['gflop']:.3g} ({source}) | {fmt(r['gflops_per_s'], 1)} | "
+            f"{_pct(r['ceiling_fraction'])} | {fmt(r['peak_mb'], 2)} | "
+            f"{'-' if r['max_error'] is None else format(r['max_error'], '.1e')} |"
+        )
+    lines += [
+        "",
+        "## Models",
+        "",
+        "Inference: a forward pass without gradients; train step: forward, loss, backward and an AdamW update. "
+        "GFLOP by torch's FLOP counter (the dense work); attention share: the model's attention calls timed "
+        "alone with the same kernel, as a fraction of the whole.",
+        "",
+        "| model | mode | dtype | kernel | batch | status | ms | samples/s | GFLOP | GFLOP/s | % ceiling | "
+        "attention share | peak MB |",
+        "|---|---|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in model_rows(profile):
-        lines.append(f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['kernel']} | {r['batch']} | {r['status']} | "
-                     f"{fmt(r['ms'])} | {fmt(r['samples_per_s'], 1)} | {r['gflop']:.3g} | {fmt(r['gflops_per_s'], 1)} | "
-                     f"{_pct(r['ceiling_fraction'])} | {_pct(r['attention_share'])} | {fmt(r['peak_mb'], 2)} |")
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['kernel']} | {r['batch']} | {r['status']} | "
+            f"{fmt(r['ms'])} | {fmt(r['samples_per_s'], 1)} | {r['gflop']:.3g} | {fmt(r['gflops_per_s'], 1)} | "
+            f"{_pct(r['ceiling_fraction'])} | {_pct(r['attention_share'])} | {fmt(r['peak_mb'], 2)} |"
+        )
     lines += ["", "Files: " + ", ".join(f"`{name}`" for name in files.values()), ""]
     return "\n".join(lines)
 
@@ -246,7 +326,7 @@ def plot(profile, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     rows = [r for r in attention_rows(profile) if r["status"] == "ok"]
     passes = list(profile.settings.passes)
@@ -256,14 +336,24 @@ def plot(profile, path: Path) -> None:
     fig, axes = plt.subplots(len(passes), 2, figsize=(12, height * len(passes)), dpi=100, squeeze=False)
     bar = 0.8 / max(len(series), 1)
     for i, p in enumerate(passes):
-        for j, (column, label) in enumerate((("ms", "median time (ms, log scale)"),
-                                             ("ceiling_fraction", "fraction of the matrix-product ceiling"))):
+        for j, (column, label) in enumerate(
+            (("ms", "median time (ms, log scale)"), ("ceiling_fraction", "fraction of the matrix-product ceiling"))
+        ):
             ax = axes[i][j]
             for s, (kernel, dtype) in enumerate(series):
-                values = {r["case"]: r[column] for r in rows if r["pass"] == p and (r["kernel"], r["dtype"]) == (kernel, dtype)}
+                values = {
+                    r["case"]: r[column]
+                    for r in rows
+                    if r["pass"] == p and (r["kernel"], r["dtype"]) == (kernel, dtype)
+                }
                 ys = [c for c in range(len(cases)) if cases[c] in values]
-                ax.barh([y + s * bar for y in ys], [values[cases[y]] for y in ys], height=bar, color=f"C{s % 10}",
-                        label=kernel if len(profile.settings.dtypes) == 1 else f"{kernel} {dtype}")
+                ax.barh(
+                    [y + s * bar for y in ys],
+                    [values[cases[y]] for y in ys],
+                    height=bar,
+                    color=f"C{s % 10}",
+                    label=kernel if len(profile.settings.dtypes) == 1 else f"{kernel} {dtype}",
+                )
             ax.set_yticks([c + 0.4 - bar / 2 for c in range(len(cases))])
             ax.set_yticklabels(cases if j == 0 else [""] * len(cases), fontsize=7)
             ax.invert_yaxis()
@@ -274,7 +364,7 @@ def plot(profile, path: Path) -> None:
                 ax.set_xscale("log")
             else:
                 ax.axvline(profile.settings.goal_fraction, color="k", linestyle="--", linewidth=1)
-            if i == 0 and j == 1:
+            if i == 0 and j == 1 and series:  # models without attention (your own CNN) have no case to plot
                 ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(" · ".join(header(profile)[:1]), fontsize=8)
     fig.tight_layout()
@@ -299,12 +389,17 @@ def document(profile, files: dict[str, str]) -> dict:
 
 def write(profile, folder: Path) -> dict[str, str]:
     """Every file of the profile, each written whole (temporary file, then renamed); returns their names."""
-    from hsta_bench.engine.results import atomic_write, write_json
+    from hsta_bench.io import atomic_write, write_json
     from hsta_bench.profiling.session import slug
 
     env = slug(profile.environment, profile.settings.dtypes)
-    files = {"report": f"report-{env}.md", "json": f"profile-{env}.json", "attention": f"attention-{env}.csv",
-             "models": f"models-{env}.csv", "plot": f"plot-{env}.png"}
+    files = {
+        "report": f"report-{env}.md",
+        "json": f"profile-{env}.json",
+        "attention": f"attention-{env}.csv",
+        "models": f"models-{env}.csv",
+        "plot": f"plot-{env}.png",
+    }
     folder.mkdir(parents=True, exist_ok=True)
     for key, rows in (("attention", attention_rows(profile)), ("models", model_rows(profile))):
         atomic_write(folder / files[key], lambda tmp, rows=rows: _write_csv(rows, tmp))

@@ -39,8 +39,9 @@ class Settings:
     small_inputs: bool
 
 
-def settings(cfg: dict, preset: str, models=None, backends=None, dtypes=None, device=None, batch=None,
-             repeats=None) -> Settings:
+def settings(
+    cfg: dict, preset: str, models=None, backends=None, dtypes=None, device=None, batch=None, repeats=None
+) -> Settings:
     """The checked settings: every mistake is one line naming the option or config key (the preset and the
     model names are checked by the command, cli/run.py's check_names, as for run and tune)."""
     from hsta_bench.profiling.kernels import KERNELS
@@ -77,23 +78,40 @@ def settings(cfg: dict, preset: str, models=None, backends=None, dtypes=None, de
     for option, value in (("--batch", batch), ("--repeats", repeats)):
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{option} {value}: must be a whole number of at least 1")
-    return Settings(preset, chosen, kernels, chosen_dtypes, device, batch, repeats, int(spec["warmup"]),
-                    list(spec["passes"]), bool(spec["steps"]), bool(spec["memory"]), float(spec["min_seconds"]),
-                    float(spec["goal_fraction"]),
-                    int(spec["ceiling_size"]), bool(cfg["presets"][preset].get("small_inputs")))
+    return Settings(
+        preset,
+        chosen,
+        kernels,
+        chosen_dtypes,
+        device,
+        batch,
+        repeats,
+        int(spec["warmup"]),
+        list(spec["passes"]),
+        bool(spec["steps"]),
+        bool(spec["memory"]),
+        float(spec["min_seconds"]),
+        float(spec["goal_fraction"]),
+        int(spec["ceiling_size"]),
+        bool(cfg["presets"][preset].get("small_inputs")),
+    )
 
 
 def environment(device: str) -> dict:
     """What the numbers depend on: library versions, the processor or GPU, and the threads torch uses."""
     import torch
 
-    from hsta_bench.engine.results import environment as run_environment
-    from hsta_bench.engine.results import git_commit
+    from hsta_bench.io import environment as run_environment
+    from hsta_bench.io import git_commit
 
     env = run_environment()
-    env.update(commit=git_commit(), threads=torch.get_num_threads(), device=device,
-               device_name=torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name(),
-               cuda_version=torch.version.cuda if device == "cuda" else None)
+    env.update(
+        commit=git_commit(),
+        threads=torch.get_num_threads(),
+        device=device,
+        device_name=torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name(),
+        cuda_version=torch.version.cuda if device == "cuda" else None,
+    )
     return env
 
 
@@ -150,17 +168,37 @@ class Profile:
         return "compute" if case.intensity(size) >= self.balance[dtype] else "memory"
 
     def as_dict(self) -> dict:
-        return {"settings": asdict(self.settings), "environment": self.environment, "ceilings_gflops": self.ceilings,
-                "ceiling_samples_gflops": self.ceiling_samples,
-                "bandwidth_gbs": self.bandwidth, "balance_flop_per_byte": self.balance, "call_floor_s": self.floors,
-                "cases": [{"name": c.name, "model": c.model, "kind": c.kind, "batch": c.batch, "heads": c.heads,
-                           "q_len": c.q_len, "kv_len": c.kv_len, "head_dim": c.head_dim, "count": c.count,
-                           "mask_density": c.density(), "intensity": c.intensity(),
-                           "bound": {f"{d} {p}": self.bound(c, d, p) for d in self.settings.dtypes
-                                     for p in self.settings.passes},
-                           "products_gflops": {d: self.product_rates.get((c.name, d)) for d in self.settings.dtypes}}
-                          for c in self.cases],
-                "attention": [asdict(t) for t in self.attention], "models": [asdict(t) for t in self.models]}
+        return {
+            "settings": asdict(self.settings),
+            "environment": self.environment,
+            "ceilings_gflops": self.ceilings,
+            "ceiling_samples_gflops": self.ceiling_samples,
+            "bandwidth_gbs": self.bandwidth,
+            "balance_flop_per_byte": self.balance,
+            "call_floor_s": self.floors,
+            "cases": [
+                {
+                    "name": c.name,
+                    "model": c.model,
+                    "kind": c.kind,
+                    "batch": c.batch,
+                    "heads": c.heads,
+                    "q_len": c.q_len,
+                    "kv_len": c.kv_len,
+                    "head_dim": c.head_dim,
+                    "count": c.count,
+                    "mask_density": c.density(),
+                    "intensity": c.intensity(),
+                    "bound": {
+                        f"{d} {p}": self.bound(c, d, p) for d in self.settings.dtypes for p in self.settings.passes
+                    },
+                    "products_gflops": {d: self.product_rates.get((c.name, d)) for d in self.settings.dtypes},
+                }
+                for c in self.cases
+            ],
+            "attention": [asdict(t) for t in self.attention],
+            "models": [asdict(t) for t in self.models],
+        }
 
 
 def _allow_recompiles() -> None:
@@ -178,8 +216,10 @@ def work(s: Settings, case_counts: dict[str, int]) -> int:
     from hsta_bench.profiling.steps import MODES
 
     # a model without attention has its steps timed once, not once per kernel
-    per_dtype = sum(n * len(s.kernels) * len(s.passes) + (len(MODES) * (len(s.kernels) if n else 1) if s.steps else 0)
-                    for n in case_counts.values())
+    per_dtype = sum(
+        n * len(s.kernels) * len(s.passes) + (len(MODES) * (len(s.kernels) if n else 1) if s.steps else 0)
+        for n in case_counts.values()
+    )
     return 1 + len(s.dtypes) * per_dtype
 
 
@@ -225,8 +265,17 @@ def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Pro
     profile.bandwidth = memory_bandwidth(s.device)
     one_token = AttentionCase("floor", "joint", 1, 1, 1, 1, 16)
     for passes in s.passes:
-        profile.floors[passes] = time_case(one_token, "sdpa", passes == "forward+backward", device=s.device,
-                                           repeats=max(s.repeats, 5), memory=False, min_seconds=s.min_seconds).seconds
+        # None when sdpa fails on the one-token case (seconds of an unsupported kernel): not refused here, so
+        # Profile's floor comparison and the report's floor line would then fail on None
+        profile.floors[passes] = time_case(  # type: ignore[assignment]
+            one_token,
+            "sdpa",
+            passes == "forward+backward",
+            device=s.device,
+            repeats=max(s.repeats, 5),
+            memory=False,
+            min_seconds=s.min_seconds,
+        ).seconds
     for name, (model, inputs, cases) in built.items():
         profile.cases += cases
         for dtype in s.dtypes:
@@ -235,23 +284,50 @@ def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Pro
                 ceiling = profile.ceilings[dtype]
                 if any(profile.bound(case, dtype, p) == "compute" for p in s.passes):
                     ceiling = ceiling_now(dtype)
-                    profile.product_rates[(case.name, dtype)] = products_rate(case, torch_dtype, s.device, s.min_seconds)
+                    profile.product_rates[(case.name, dtype)] = products_rate(
+                        case, torch_dtype, s.device, s.min_seconds
+                    )
                 for kernel in s.kernels:
                     for passes in s.passes:
                         step(f"{case.name} {kernel} {dtype} {passes}")
-                        profile.attention.append(time_case(
-                            case, kernel, passes == "forward+backward", torch_dtype, s.device, s.repeats, s.warmup,
-                            ceiling, s.memory, s.min_seconds))
+                        profile.attention.append(
+                            time_case(
+                                case,
+                                kernel,
+                                passes == "forward+backward",
+                                torch_dtype,
+                                s.device,
+                                s.repeats,
+                                s.warmup,
+                                ceiling,
+                                s.memory,
+                                s.min_seconds,
+                            )
+                        )
             if not s.steps:
                 continue
             ceiling = ceiling_now(dtype)
             for mode in MODES:
                 flops = model_flops(model, inputs, mode, s.device)
-                for kernel in (s.kernels if cases else ["-"]):
+                for kernel in s.kernels if cases else ["-"]:
                     step(f"{name} {mode} {kernel} {dtype}")
-                    profile.models.append(time_model(name, model, inputs, mode, kernel, torch_dtype, s.device,
-                                                     s.repeats, s.warmup, flops, ceiling, s.memory,
-                                                     s.min_seconds))
+                    profile.models.append(
+                        time_model(
+                            name,
+                            model,
+                            inputs,
+                            mode,
+                            kernel,
+                            torch_dtype,
+                            s.device,
+                            s.repeats,
+                            s.warmup,
+                            flops,
+                            ceiling,
+                            s.memory,
+                            s.min_seconds,
+                        )
+                    )
     return profile
 
 

@@ -67,14 +67,26 @@ def model_flops(model, inputs: dict, mode: str, device: str = "cpu") -> int:
     return counted_flops(_caller(model, inputs, mode, "naive", torch.float32, device))
 
 
-def time_model(name: str, model, inputs: dict, mode: str, kernel: str, dtype=None, device: str = "cpu",
-               repeats: int = 5, warmup: int = 2, flops: int = 0, ceiling_gflops: float | None = None,
-               memory: bool = True, min_seconds: float = 0.0) -> ModelTiming:
+def time_model(
+    name: str,
+    model,
+    inputs: dict,
+    mode: str,
+    kernel: str,
+    dtype=None,
+    device: str = "cpu",
+    repeats: int = 5,
+    warmup: int = 2,
+    flops: int = 0,
+    ceiling_gflops: float | None = None,
+    memory: bool = True,
+    min_seconds: float = 0.0,
+) -> ModelTiming:
     """Time `mode` of `model` on `inputs` with `kernel` ("-": a model without attention)."""
     import torch
 
-    from hsta_bench.profiling.measure import dtype_name, forget_failed_compilation, median_seconds, unsupported
     from hsta_bench.profiling.kernels import preflight
+    from hsta_bench.profiling.measure import dtype_name, forget_failed_compilation, median_seconds, unsupported
     from hsta_bench.profiling.memory import peak_bytes
 
     dtype = dtype or torch.float32

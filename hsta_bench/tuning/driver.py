@@ -23,10 +23,10 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from hsta_bench.errors import UserError
+from hsta_bench.orchestrate.runner import Outcome  # a tune's outcome has a run's shape: metrics are the outer run's
 
 
 class TuneIncomplete(UserError):
@@ -37,14 +37,6 @@ class TuneInterrupted(UserError):
     exit_code = 130
 
 
-@dataclass
-class Outcome:
-    path: Path
-    info: dict
-    outer: object  # the outer run's metrics (scope all), or None
-    problem: UserError | None
-
-
 def _now() -> str:
     from datetime import datetime, timezone
 
@@ -52,20 +44,33 @@ def _now() -> str:
 
 
 def new_tune_id() -> str:
-    from hsta_bench.engine.results import new_run_id
+    from hsta_bench.io import new_run_id
 
     return "tune-" + new_run_id()
 
 
-def start(model: str, dataset: str, cfg: dict, preset: str, trials: int, output: Path, address: str | None,
-          console) -> Outcome:
-    from hsta_bench.engine.results import environment, git_commit, write_json
+def start(
+    model: str, dataset: str, cfg: dict, preset: str, trials: int, output: Path, address: str | None, console
+) -> Outcome:
+    from hsta_bench.io import environment, git_commit, write_json
+    from hsta_bench.models import plugins
 
     tune_id = new_tune_id()
     path = Path(output) / tune_id
-    info = {"tune_id": tune_id, "created": _now(), "command": sys.argv, "model": model, "dataset": dataset,
-            "preset": preset, "trials": trials, "git_commit": git_commit(), "environment": environment(),
-            "config": cfg, "status": "planning"}
+    info = {
+        "tune_id": tune_id,
+        "created": _now(),
+        "command": sys.argv,
+        "model": model,
+        "dataset": dataset,
+        "preset": preset,
+        "trials": trials,
+        "git_commit": git_commit(),
+        "environment": environment(),
+        **plugins.record([model]),
+        "config": cfg,
+        "status": "planning",
+    }
     path.mkdir(parents=True, exist_ok=True)
     write_json(info, path / "tune.json")
     return _execute(path, info, Path(output), address, console)
@@ -73,20 +78,23 @@ def start(model: str, dataset: str, cfg: dict, preset: str, trials: int, output:
 
 def resume(tune_id: str, output: Path, address: str | None, trials: int | None, console) -> Outcome:
     """Finish tune `tune_id` (to `trials` per study when given, else its own count)."""
-    from hsta_bench.engine.results import git_commit, read_record
+    from hsta_bench.io import git_commit, read_record
+    from hsta_bench.models import plugins
 
     path = Path(output) / tune_id
     info = read_record(path, "tune.json", f"--resume {tune_id}")
+    plugins.add_imports(info.get("imports"))  # the model it tunes, when it came from --import
     if trials is not None:
         info["trials"] = trials
-    info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": git_commit(),
-                                           "trials": info["trials"]})
+    info.setdefault("resumed", []).append(
+        {"at": _now(), "command": sys.argv, "git_commit": git_commit(), "trials": info["trials"]}
+    )
     return _execute(path, info, Path(output), address, console)
 
 
 def _execute(path: Path, info: dict, output: Path, address: str | None, console) -> Outcome:
     from hsta_bench.engine.evaluate import plan
-    from hsta_bench.engine.results import write_json, write_parquet
+    from hsta_bench.io import write_json, write_parquet
     from hsta_bench.orchestrate.ray_tune import Session
     from hsta_bench.orchestrate.trials import dispatch_config, resources
     from hsta_bench.tuning import nested, space, studies
@@ -100,8 +108,10 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
     plan_studies = nested.studies(p, tc)
     described = [s.describe() for s in plan_studies]
     if info.get("studies") not in (None, described):
-        raise UserError(f"--resume {info['tune_id']}: {model} on {dataset} no longer divides into the studies it had "
-                        "(the data or the tune settings changed); start a new tune")
+        raise UserError(
+            f"--resume {info['tune_id']}: {model} on {dataset} no longer divides into the studies it had "
+            "(the data or the tune settings changed); start a new tune"
+        )
     store = studies.storage(path / "study.db", tc.storage)
     session = Session(address or d.address or os.environ.get("RAY_ADDRESS"), d, path / "logs")
     try:
@@ -113,17 +123,25 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
         raise
     datas = [nested.study_data(p, s, tc, cpus, gpus) for s in plan_studies]
     write_parquet(nested.splits_table(p, datas), path / "splits.parquet")
-    info.update(studies=described, protocol=p.protocol, space={dim.name: dim.spec() for dim in dims},
-                budget_epochs=p.recipe.train.epochs,
-                grace_epochs=tc.grace(p.recipe.train.epochs, p.recipe.train.warmup_epochs),
-                startup_trials=tc.startup(tc.trials),
-                recipe=p.recipe.source, status="running")
+    info.update(
+        studies=described,
+        protocol=p.protocol,
+        space={dim.name: dim.spec() for dim in dims},
+        budget_epochs=p.recipe.train.epochs,
+        grace_epochs=tc.grace(p.recipe.train.epochs, p.recipe.train.warmup_epochs),
+        startup_trials=tc.startup(tc.trials),
+        recipe=p.recipe.source,
+        status="running",
+    )
     write_json(info, path / "tune.json")
     console.print(f"tune {info['tune_id']} -> {path}")
-    console.print(f"{model} on {dataset} ({p.protocol}): {len(plan_studies)} studies of {tc.trials} trials, "
-                  f"{len(p.folds)} outer folds in {sum(1 for s in plan_studies if s.outer_folds)} groups, "
-                  f"inner {tc.inner_k}-fold validation, {p.recipe.train.epochs} epochs at most")
+    console.print(
+        f"{model} on {dataset} ({p.protocol}): {len(plan_studies)} studies of {tc.trials} trials, "
+        f"{len(p.folds)} outer folds in {sum(1 for s in plan_studies if s.outer_folds)} groups, "
+        f"inner {tc.inner_k}-fold validation, {p.recipe.train.epochs} epochs at most"
+    )
 
+    problem: UserError | None  # a TuneIncomplete, or the TuneInterrupted below
     problem, interrupted, outer = None, False, None
     started = time.perf_counter()
     try:
@@ -131,16 +149,33 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
         for s in plan_studies:
             what = f"holds out {', '.join(s.held_out)}" if s.held_out else "every subject"
             console.print(f"study {s.name}: {what}; tunes on {len(s.subjects)} subjects")
-        errors = studies.run(datas, dims, store, info["tune_id"], tc, tc.trials, d, cpus, gpus, path / "ray",
-                             report=console.print, cluster=cluster)
-        short = {s.name: n for s in plan_studies
-                 if (n := studies.finished(studies.load(store, info["tune_id"], s))) < tc.trials}
+        errors = studies.run(
+            datas,
+            dims,
+            store,
+            info["tune_id"],
+            tc,
+            tc.trials,
+            d,
+            cpus,
+            gpus,
+            path / "ray",
+            report=console.print,
+            cluster=cluster,
+        )
+        short = {
+            s.name: n
+            for s in plan_studies
+            if (n := studies.finished(studies.load(store, info["tune_id"], s))) < tc.trials
+        }
         if short:
             counts = ", ".join(f"{name} {n}/{tc.trials}" for name, n in short.items())
             problem = TuneIncomplete(
-                f"tune {info['tune_id']}: studies short of their trials ({counts}: {'; '.join(errors[:2]) or 'failed'}); "
+                f"tune {info['tune_id']}: studies short of their trials "
+                f"({counts}: {'; '.join(errors[:2]) or 'failed'}); "
                 f"tracebacks under {path / 'ray'}; finish it with: hsta-bench tune --resume {info['tune_id']} "
-                f"--output {output}")
+                f"--output {output}"
+            )
         if problem is None:
             outer, problem = _outer(path, info, p, plan_studies, store, output, session, console)
     except KeyboardInterrupt:
@@ -151,16 +186,19 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
 
     if interrupted:
         info["status"] = "interrupted"
-        problem = TuneInterrupted(f"tune {info['tune_id']} interrupted; finish it with: "
-                                  f"hsta-bench tune --resume {info['tune_id']} --output {output}")
+        problem = TuneInterrupted(
+            f"tune {info['tune_id']} interrupted; finish it with: "
+            f"hsta-bench tune --resume {info['tune_id']} --output {output}"
+        )
     elif problem is not None:
         info["status"] = "failed"
     else:
         info["status"], info["finished"] = "finished", _now()
     if outer is not None and outer.height:
         row = outer.row(0, named=True)
-        info["outer_score"] = {k: row[k] for k in ("uf1", "uar", "acc", "n", "uf1_ci_low", "uf1_ci_high",
-                                                    "uar_ci_low", "uar_ci_high")}
+        info["outer_score"] = {
+            k: row[k] for k in ("uf1", "uar", "acc", "n", "uf1_ci_low", "uf1_ci_high", "uar_ci_low", "uar_ci_high")
+        }
     _write_best(path, info, p, plan_studies, store)
     _write_reports(path, info, plan_studies, store)
     write_json(info, path / "tune.json")
@@ -177,7 +215,7 @@ def best_trial(s):
 
 def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session, console):
     """The outer run: every outer fold trained with the best configuration of its group's study."""
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
     from hsta_bench.orchestrate import runner
     from hsta_bench.tuning import space, studies
 
@@ -187,9 +225,11 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
             continue
         best = best_trial(studies.load(store, info["tune_id"], s))
         if best is None:  # every trial stopped early: no configuration trained the whole budget
-            return None, TuneIncomplete(f"tune {info['tune_id']}: study {s.name} has no trial that trained every epoch; "
-                                        f"add trials with: hsta-bench tune --resume {info['tune_id']} --trials N "
-                                        f"--output {output}")
+            return None, TuneIncomplete(
+                f"tune {info['tune_id']}: study {s.name} has no trial that trained every epoch; "
+                f"add trials with: hsta-bench tune --resume {info['tune_id']} --trials N "
+                f"--output {output}"
+            )
         params = space.nested(best.params)
         chosen[s.name] = {"trial": best.number, "value": best.value, "params": params}
         for name in s.outer_folds:  # with the subjects that chose it, which `run` checks against the fold's
@@ -199,10 +239,12 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
     tuned = {"tuned": {model: {"folds": {dataset: folds}}}}
     key = hashlib.sha256(json.dumps(tuned, sort_keys=True).encode()).hexdigest()[:8]
     run_id = f"{info['tune_id']}/outer-{key}"
-    header = (f"# The outer run of tune {info['tune_id']}: each test fold of {model} on {dataset} trained with the\n"
-              f"# configuration its group's study chose without that fold's subjects. Reproduce it with the tune's\n"
-              f"# own settings (tune.json) plus:\n"
-              f"#   hsta-bench run --config outer.yaml --model {model} --dataset {dataset} --preset {info['preset']}\n")
+    header = (
+        f"# The outer run of tune {info['tune_id']}: each test fold of {model} on {dataset} trained with the\n"
+        f"# configuration its group's study chose without that fold's subjects. Reproduce it with the tune's\n"
+        f"# own settings (tune.json) plus:\n"
+        f"#   hsta-bench run --config outer.yaml --model {model} --dataset {dataset} --preset {info['preset']}\n"
+    )
     atomic_write(path / "outer.yaml", lambda tmp: tmp.write_text(header + _yaml(tuned), encoding="utf-8"))
     info["outer"] = {"run_id": run_id, "path": str(output / run_id)}
 
@@ -217,16 +259,30 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
         metrics = pl.read_parquet(output / run_id / "metrics.parquet")
         return metrics.filter(pl.col("scope") == "all"), None
     if run_json.is_file():
-        _, summary, problem = runner.resume(run_id, output, None, False, console, executor=session)
+        run = runner.resume(run_id, output, None, False, console, executor=session)
     else:
         extra = {"tune": {"tune_id": info["tune_id"], "chosen": chosen}}
-        _, summary, problem = runner.start([(model, dataset)], [], cfg, info["preset"], output, None, False, console,
-                                           run_id=run_id, executor=session, extra=extra)
+        run = runner.start(
+            [(model, dataset)],
+            [],
+            cfg,
+            info["preset"],
+            output,
+            None,
+            False,
+            console,
+            run_id=run_id,
+            executor=session,
+            extra=extra,
+        )
+    summary, problem = run.metrics, run.problem
     if isinstance(problem, runner.RunInterrupted):
         raise KeyboardInterrupt  # the tune's own handler records it and says how to resume
     if problem is not None:
-        problem = TuneIncomplete(f"tune {info['tune_id']}: the outer run did not finish ({problem}); finish it with: "
-                                 f"hsta-bench tune --resume {info['tune_id']} --output {output}")
+        problem = TuneIncomplete(
+            f"tune {info['tune_id']}: the outer run did not finish ({problem}); finish it with: "
+            f"hsta-bench tune --resume {info['tune_id']} --output {output}"
+        )
     return summary, problem
 
 
@@ -246,8 +302,8 @@ def _yaml(data) -> str:
 
 def _write_best(path: Path, info: dict, p, plan_studies, store) -> None:
     """best.yaml: the final study's best configuration as a config file (only once that study is complete)."""
-    from hsta_bench.engine.results import atomic_write
-    from hsta_bench.tuning import studies, space
+    from hsta_bench.io import atomic_write
+    from hsta_bench.tuning import space, studies
 
     final = [s for s in plan_studies if not s.outer_folds]
     if not final:
@@ -267,22 +323,27 @@ def _write_best(path: Path, info: dict, p, plan_studies, store) -> None:
         mine["subjects"] = sorted(set(mine["subjects"]) | set(before.get("subjects") or ()))
     earlier["tuned_on"] = mine
     outer = info.get("outer_score")
-    honest = (f"# The nested estimate of this procedure on {dataset} is the tune's outer score"
-              + (f": UF1 {outer['uf1']:.3f}" if outer else "") + ".\n")
-    header = (f"# Tuned by `hsta-bench tune` ({info['tune_id']}, commit {info.get('git_commit')}): {model} on "
-              f"{dataset}\n# ({info.get('protocol')}, preset {info['preset']}); trial {best.number} of study `all`, "
-              f"the best of {studies.finished(s)} by validation {info['config']['tune']['metric']} "
-              f"{best.value:.3f} (inner folds over every subject).\n"
-              f"# Use: hsta-bench run --config best.yaml --model {model} --dataset DATASET --preset {info['preset']}\n"
-              f"# Every subject of {dataset} helped choose it (tuned_on), so `run` refuses to test it on them.\n"
-              + honest)
-    atomic_write(path / "best.yaml", lambda tmp: tmp.write_text(header + _yaml({"tuned": {model: earlier}}),
-                                                                encoding="utf-8"))
+    honest = (
+        f"# The nested estimate of this procedure on {dataset} is the tune's outer score"
+        + (f": UF1 {outer['uf1']:.3f}" if outer else "")
+        + ".\n"
+    )
+    header = (
+        f"# Tuned by `hsta-bench tune` ({info['tune_id']}, commit {info.get('git_commit')}): {model} on "
+        f"{dataset}\n# ({info.get('protocol')}, preset {info['preset']}); trial {best.number} of study `all`, "
+        f"the best of {studies.finished(s)} by validation {info['config']['tune']['metric']} "
+        f"{best.value:.3f} (inner folds over every subject).\n"
+        f"# Use: hsta-bench run --config best.yaml --model {model} --dataset DATASET --preset {info['preset']}\n"
+        f"# Every subject of {dataset} helped choose it (tuned_on), so `run` refuses to test it on them.\n" + honest
+    )
+    atomic_write(
+        path / "best.yaml", lambda tmp: tmp.write_text(header + _yaml({"tuned": {model: earlier}}), encoding="utf-8")
+    )
     info["best"] = {"trial": best.number, "value": best.value, "params": params, "file": str(path / "best.yaml")}
 
 
 def _write_reports(path: Path, info: dict, plan_studies, store) -> None:
-    from hsta_bench.engine.results import atomic_write, write_parquet
+    from hsta_bench.io import atomic_write, write_parquet
     from hsta_bench.tuning import report
 
     table = report.trials_table(store, info["tune_id"], plan_studies)

@@ -13,11 +13,16 @@ the object a trial gets, so no trial can touch them, whatever it does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hsta_bench.engine.evaluate import subject_names
 from hsta_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from hsta_bench.engine.recipes import Recipe
+    from hsta_bench.engine.train import Inputs
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,11 @@ def tune_config(cfg: dict, trials: int | None = None) -> TuneConfig:
     if tc.startup_trials != "auto" and not (isinstance(tc.startup_trials, int) and tc.startup_trials >= 1):
         raise UserError(f"tune.startup_trials={tc.startup_trials!r}: expected auto or a whole number >= 1")
     grace, factor = tc.asha.get("grace_period", "auto"), tc.asha.get("reduction_factor", 2)
-    if (set(tc.asha) - {"grace_period", "reduction_factor"} or not (grace == "auto" or (isinstance(grace, int) and grace >= 1))
-            or not (isinstance(factor, int) and factor >= 2)):
+    if (
+        set(tc.asha) - {"grace_period", "reduction_factor"}
+        or not (grace == "auto" or (isinstance(grace, int) and grace >= 1))
+        or not (isinstance(factor, int) and factor >= 2)
+    ):
         raise UserError("tune.asha: grace_period auto or >= 1, reduction_factor >= 2 (no other keys)")
     return tc
 
@@ -82,8 +90,12 @@ class Study:
     subjects: tuple[str, ...]  # subjects it tunes on
 
     def describe(self) -> dict:
-        return {"name": self.name, "outer_folds": list(self.outer_folds), "held_out": list(self.held_out),
-                "subjects": list(self.subjects)}
+        return {
+            "name": self.name,
+            "outer_folds": list(self.outer_folds),
+            "held_out": list(self.held_out),
+            "subjects": list(self.subjects),
+        }
 
 
 def studies(plan, tc: TuneConfig) -> list[Study]:
@@ -91,7 +103,11 @@ def studies(plan, tc: TuneConfig) -> list[Study]:
     subjects = subject_names(plan.manifest)
     everyone = sorted(set(subjects.tolist()))
     n = len(plan.folds)
-    groups = n if tc.outer_groups == "per_fold" else min(tc.outer_groups, n)
+    if tc.outer_groups == "per_fold":
+        groups = n
+    else:
+        assert isinstance(tc.outer_groups, int)  # tune_config allows per_fold or a whole number only
+        groups = min(tc.outer_groups, n)
     if groups < 2:
         raise UserError(f"{plan.dataset}: {n} outer fold(s); a nested tune needs at least two")
     order = np.random.default_rng([tc.seed, 7]).permutation(n)
@@ -99,15 +115,22 @@ def studies(plan, tc: TuneConfig) -> list[Study]:
     for g in range(groups):
         folds = [plan.folds[i] for i in sorted(order[g::groups].tolist())]
         held = sorted(set(subjects[np.concatenate([f.test for f in folds])].tolist()))
-        out.append(Study(g, f"g{g}", tuple(f.name for f in folds), tuple(held),
-                         tuple(s for s in everyone if s not in held)))
+        out.append(
+            Study(g, f"g{g}", tuple(f.name for f in folds), tuple(held), tuple(s for s in everyone if s not in held))
+        )
     if tc.final:
         out.append(Study(groups, "all", (), (), tuple(everyone)))
     for s in out:
-        inner = len(s.subjects) if tc.inner_k == "loso" else tc.inner_k
+        if tc.inner_k == "loso":
+            inner = len(s.subjects)
+        else:
+            assert isinstance(tc.inner_k, int)  # tune_config allows loso or a whole number only
+            inner = tc.inner_k
         if len(s.subjects) < 2 or inner > len(s.subjects):
-            raise UserError(f"tune.inner_k={tc.inner_k}: study {s.name} has {len(s.subjects)} subject(s) to tune on "
-                            f"(lower tune.inner_k or tune.outer_groups)")
+            raise UserError(
+                f"tune.inner_k={tc.inner_k}: study {s.name} has {len(s.subjects)} subject(s) to tune on "
+                f"(lower tune.inner_k or tune.outer_groups)"
+            )
     return out
 
 
@@ -120,8 +143,8 @@ class StudyData:
     dataset: str
     protocol: str
     classes: tuple[str, ...]
-    recipe: object  # evaluate.Recipe: the base every sampled point is applied to
-    inputs: object  # train.Inputs over the study's samples only
+    recipe: Recipe  # the base every sampled point is applied to
+    inputs: Inputs  # over the study's samples only
     y: np.ndarray
     subjects: np.ndarray
     sample_ids: np.ndarray
@@ -140,15 +163,31 @@ def study_data(plan, study: Study, tc: TuneConfig, cpus: float, gpus: float = 0.
     if set(subjects[rows].tolist()) & set(study.held_out):  # by construction; checked because it is the point
         raise splits.LeakageError(f"study {study.name}: a held-out subject is among its samples")
     mine = subjects[rows]
-    scheme, k = ("loso", 0) if tc.inner_k == "loso" else ("kfold", tc.inner_k)
+    if tc.inner_k == "loso":
+        scheme, k = "loso", 0
+    else:
+        assert isinstance(tc.inner_k, int)  # tune_config allows loso or a whole number only
+        scheme, k = "kfold", tc.inner_k
     inner = splits.make_folds(mine, scheme, k, 0, tc.seed + study.index)
     # the inner folds' held-out side is validation: a study has no test side
     folds = [splits.Fold(f.index, f.name, f.train, f.test, np.zeros(0, dtype=int)) for f in inner]
-    inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()},
-                    encoding=plan.inputs.encoding)
-    return StudyData(study, plan.model, plan.dataset, plan.protocol, plan.classes, plan.recipe, inputs,
-                     plan.y[rows], mine, plan.manifest["sample_id"].to_numpy()[rows].astype(str), folds, tc.metric,
-                     cpus, gpus)
+    inputs = Inputs({kind: array[rows] for kind, array in plan.inputs.arrays.items()}, encoding=plan.inputs.encoding)
+    return StudyData(
+        study,
+        plan.model,
+        plan.dataset,
+        plan.protocol,
+        plan.classes,
+        plan.recipe,
+        inputs,
+        plan.y[rows],
+        mine,
+        plan.manifest["sample_id"].to_numpy()[rows].astype(str),
+        folds,
+        tc.metric,
+        cpus,
+        gpus,
+    )
 
 
 def splits_table(plan, items: list[StudyData]):
@@ -161,11 +200,32 @@ def splits_table(plan, items: list[StudyData]):
     for data in items:
         for fold in data.folds:
             for role, rows in (("train", fold.train), ("val", fold.val)):
-                parts.append(pl.DataFrame({"study": data.study.name, "fold": fold.name,
-                                           "subject": data.subjects[rows], "sample_id": data.sample_ids[rows],
-                                           "role": role}))
+                parts.append(
+                    pl.DataFrame(
+                        {
+                            "study": data.study.name,
+                            "fold": fold.name,
+                            "subject": data.subjects[rows],
+                            "sample_id": data.sample_ids[rows],
+                            "role": role,
+                        }
+                    )
+                )
         held = np.isin(subjects, list(data.study.held_out))
-        parts.append(pl.DataFrame({"study": data.study.name, "fold": "-", "subject": subjects[held],
-                                   "sample_id": ids[held], "role": "held_out"}))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "study": data.study.name,
+                    "fold": "-",
+                    "subject": subjects[held],
+                    "sample_id": ids[held],
+                    "role": "held_out",
+                }
+            )
+        )
     schema = {"study": pl.Utf8, "fold": pl.Utf8, "subject": pl.Utf8, "sample_id": pl.Utf8, "role": pl.Utf8}
-    return pl.concat([p.cast(schema) for p in parts]) if parts else pl.DataFrame(schema=schema)
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    # polars types cast's mapping as keyed by a union of column names, selectors and types: Mapping's key type is
+    # invariant, so no dict keyed by str fits it
+    return pl.concat([p.cast(schema) for p in parts])  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ samples are in the data a trial gets (nested.py): a held-out subject cannot be t
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -33,8 +33,17 @@ def epochs(data, params: dict) -> Iterator[dict]:
     torch.set_num_threads(max(1, int(data.cpus)))
     placement = placement_for(recipe.train, granted_gpus(), data.gpus)  # where Ray's grant puts this trial
     nothing = np.zeros(0, dtype=int)
-    trainers = [FoldTrainer(build, FoldData(data.inputs, f.train, data.y[f.train], f.val, data.y[f.val], nothing),
-                            recipe.train, n_classes, recipe.train.seed + f.index, placement) for f in data.folds]
+    trainers = [
+        FoldTrainer(
+            build,
+            FoldData(data.inputs, f.train, data.y[f.train], f.val, data.y[f.val], nothing),
+            recipe.train,
+            n_classes,
+            recipe.train.seed + f.index,
+            placement,
+        )
+        for f in data.folds
+    ]
     val = np.concatenate([f.val for f in data.folds])
     seen = sorted(set(data.subjects[np.concatenate([f.train for f in data.folds] + [val])].tolist()))
     for epoch in range(1, recipe.train.epochs + 1):
@@ -42,9 +51,17 @@ def epochs(data, params: dict) -> Iterator[dict]:
             trainer.train_epoch()
         pred = np.concatenate([t.predict(f.val).argmax(1) for t, f in zip(trainers, data.folds)])
         s = scores(data.y[val], pred, n_classes)
-        yield {"epoch": epoch, "val_uf1": float(s["uf1"]), "val_uar": float(s["uar"]), "val_acc": float(s["acc"]),
-               "val_n": int(len(val)), "subjects_seen": seen, "device": placement.device,
-               "device_name": placement.name, "precision": placement.precision}
+        yield {
+            "epoch": epoch,
+            "val_uf1": float(s["uf1"]),
+            "val_uar": float(s["uar"]),
+            "val_acc": float(s["acc"]),
+            "val_n": int(len(val)),
+            "subjects_seen": seen,
+            "device": placement.device,
+            "device_name": placement.name,
+            "precision": placement.precision,
+        }
 
 
 def trainable(config: dict, data: dict) -> None:

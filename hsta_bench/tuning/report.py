@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hsta_bench.text import fmt, params_text
+
 
 def _studies(store, tune_id: str, plan_studies):
     """(study, optuna study) for those that exist in the storage yet."""
@@ -13,8 +15,11 @@ def _studies(store, tune_id: str, plan_studies):
     from hsta_bench.tuning.studies import study_name
 
     names = set(optuna.get_all_study_names(store))
-    return [(s, optuna.load_study(study_name=study_name(tune_id, s), storage=store))
-            for s in plan_studies if study_name(tune_id, s) in names]
+    return [
+        (s, optuna.load_study(study_name=study_name(tune_id, s), storage=store))
+        for s in plan_studies
+        if study_name(tune_id, s) in names
+    ]
 
 
 def trials_table(store, tune_id: str, plan_studies):
@@ -24,15 +29,32 @@ def trials_table(store, tune_id: str, plan_studies):
     rows = []
     for s, study in _studies(store, tune_id, plan_studies):
         for t in study.get_trials(deepcopy=False):
-            seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
-                if t.datetime_complete and t.datetime_start else None
-            row = {"study": s.name, "number": t.number, "state": t.state.name, "value": t.value,
-                   "epochs": t.user_attrs.get("epochs"), "seconds": seconds}
+            seconds = (
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                if t.datetime_complete and t.datetime_start
+                else None
+            )
+            row = {
+                "study": s.name,
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "epochs": t.user_attrs.get("epochs"),
+                "seconds": seconds,
+            }
             row.update({name.replace("/", "."): value for name, value in t.params.items()})
             rows.append(row)
     if not rows:
-        return pl.DataFrame(schema={"study": pl.Utf8, "number": pl.Int64, "state": pl.Utf8, "value": pl.Float64,
-                                    "epochs": pl.Int64, "seconds": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "study": pl.Utf8,
+                "number": pl.Int64,
+                "state": pl.Utf8,
+                "value": pl.Float64,
+                "epochs": pl.Int64,
+                "seconds": pl.Float64,
+            }
+        )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
@@ -41,7 +63,7 @@ def importances(store, tune_id: str, plan_studies, seed: int) -> dict:
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
     from optuna.trial import TrialState
 
-    out = {}
+    out: dict[str, dict[str, str | float]] = {}
     for s, study in _studies(store, tune_id, plan_studies):
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if len(complete) < 2:
@@ -65,7 +87,7 @@ def history_plot(table, path: Path, metric: str) -> None:
     import matplotlib.pyplot as plt
     import polars as pl
 
-    from hsta_bench.engine.results import atomic_write
+    from hsta_bench.io import atomic_write
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     for i, (name,) in enumerate(table.select("study").unique(maintain_order=True).iter_rows()):
@@ -93,20 +115,6 @@ def history_plot(table, path: Path, metric: str) -> None:
     plt.close(fig)
 
 
-def fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-2 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def params_text(params: dict, sep: str = ", ") -> str:
-    """train.lr=0.000125, model.drop_path=0.163: a point as the names --space takes (non-sections skipped)."""
-    return sep.join(f"{section}.{k}={fmt(v)}" for section, values in params.items() if isinstance(values, dict)
-                    for k, v in values.items())
-
-
 def study_rows(info: dict, table) -> list[dict]:
     """One row per study: what it held out, its trial counts and its best trial."""
     import polars as pl
@@ -114,68 +122,103 @@ def study_rows(info: dict, table) -> list[dict]:
     rows = []
     for s in info.get("studies", []):
         mine = table.filter(pl.col("study") == s["name"]) if table.height else None
-        count = {state: mine.filter(pl.col("state") == state).height if mine is not None else 0
-                 for state in ("COMPLETE", "PRUNED", "FAIL")}
+        count = {
+            state: mine.filter(pl.col("state") == state).height if mine is not None else 0
+            for state in ("COMPLETE", "PRUNED", "FAIL")
+        }
         best = None
         if mine is not None:
             complete = mine.filter(pl.col("state") == "COMPLETE").sort(["value", "number"], descending=[True, False])
             best = complete.row(0, named=True) if complete.height else None
-        params = {}
+        params: dict[str, dict] = {}
         if best:
             for name, value in best.items():
                 if "." in name and value is not None:
                     section, _, key = name.partition(".")
                     params.setdefault(section, {})[key] = value
-        rows.append({"study": s["name"], "held_out": s["held_out"], "subjects": len(s["subjects"]),
-                     "outer_folds": s["outer_folds"], **{k.lower(): v for k, v in count.items()},
-                     "best_value": best["value"] if best else None, "best_trial": best["number"] if best else None,
-                     "best_params": params})
+        rows.append(
+            {
+                "study": s["name"],
+                "held_out": s["held_out"],
+                "subjects": len(s["subjects"]),
+                "outer_folds": s["outer_folds"],
+                **{k.lower(): v for k, v in count.items()},
+                "best_value": best["value"] if best else None,
+                "best_trial": best["number"] if best else None,
+                "best_params": params,
+            }
+        )
     return rows
 
 
 def markdown(info: dict, table) -> str:
     metric = f"val_{info['config']['tune']['metric']}"
     tc = info["config"]["tune"]
-    lines = [f"# Tune {info['tune_id']}: {info['model']} on {info['dataset']}", "",
-             f"- status: **{info['status']}**; protocol {info.get('protocol')}, preset {info['preset']}, "
-             f"{info['trials']} trials per study, at most {info.get('budget_epochs')} epochs each (ASHA: grace "
-             f"{info.get('grace_epochs')} epochs, reduction {tc['asha'].get('reduction_factor', 2)})",
-             f"- objective: {metric}, pooled over the validation subjects of {tc['inner_k']}-fold inner splits; "
-             f"TPE seeded {tc['seed']} ({info.get('startup_trials')} random trials first)",
-             "- search space: " + ", ".join(f"`{k}={v}`" for k, v in info.get("space", {}).items()),
-             f"- commit {info.get('git_commit')}, {info.get('environment', {}).get('platform')}, "
-             f"{info.get('seconds', 0):.0f} s", "",
-             "## Nested protocol", "",
-             "Each study tunes on the subjects outside its group and never sees the others: its group's outer "
-             "test folds are then trained with the configuration it chose. Study `all` tunes on every subject: "
-             "its best configuration is `best.yaml` (for use elsewhere; it has no test score on this dataset).", "",
-             "| study | held out | tuned on | complete | stopped (ASHA) | failed | best " + metric + " | best configuration |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# Tune {info['tune_id']}: {info['model']} on {info['dataset']}",
+        "",
+        f"- status: **{info['status']}**; protocol {info.get('protocol')}, preset {info['preset']}, "
+        f"{info['trials']} trials per study, at most {info.get('budget_epochs')} epochs each (ASHA: grace "
+        f"{info.get('grace_epochs')} epochs, reduction {tc['asha'].get('reduction_factor', 2)})",
+        f"- objective: {metric}, pooled over the validation subjects of {tc['inner_k']}-fold inner splits; "
+        f"TPE seeded {tc['seed']} ({info.get('startup_trials')} random trials first)",
+        "- search space: " + ", ".join(f"`{k}={v}`" for k, v in info.get("space", {}).items()),
+        f"- commit {info.get('git_commit')}, {info.get('environment', {}).get('platform')}, "
+        f"{info.get('seconds', 0):.0f} s",
+        "",
+        "## Nested protocol",
+        "",
+        "Each study tunes on the subjects outside its group and never sees the others: its group's outer "
+        "test folds are then trained with the configuration it chose. Study `all` tunes on every subject: "
+        "its best configuration is `best.yaml` (for use elsewhere; it has no test score on this dataset).",
+        "",
+        "| study | held out | tuned on | complete | stopped (ASHA) | failed | best "
+        + metric
+        + " | best configuration |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in study_rows(info, table):
         held = ", ".join(r["held_out"]) or "none"
-        lines.append(f"| {r['study']} | {held} | {r['subjects']} subjects | {r['complete']} | {r['pruned']} | "
-                     f"{r['fail']} | {fmt(r['best_value'])} | {params_text(r['best_params']) or '-'} |")
+        lines.append(
+            f"| {r['study']} | {held} | {r['subjects']} subjects | {r['complete']} | {r['pruned']} | "
+            f"{r['fail']} | {fmt(r['best_value'])} | {params_text(r['best_params']) or '-'} |"
+        )
     lines += ["", "## Test score: the outer run", ""]
     score = info.get("outer_score")
     if score:
+
         def ci(stat):
             low, high = score.get(f"{stat}_ci_low"), score.get(f"{stat}_ci_high")
             return f"{score[stat]:.3f}" + (f" ({low:.3f}-{high:.3f})" if low is not None else "")
 
-        lines += ["| UF1 (95% CI) | UAR (95% CI) | accuracy | n | run |", "|---:|---:|---:|---:|---|",
-                  f"| {ci('uf1')} | {ci('uar')} | {score['acc']:.3f} | {score['n']} | `{info['outer']['run_id']}` |", "",
-                  "Every outer fold trained with its group's configuration (`outer.yaml`); scored like any run "
-                  "(pooled over folds, subject-bootstrap intervals)."]
+        lines += [
+            "| UF1 (95% CI) | UAR (95% CI) | accuracy | n | run |",
+            "|---:|---:|---:|---:|---|",
+            f"| {ci('uf1')} | {ci('uar')} | {score['acc']:.3f} | {score['n']} | `{info['outer']['run_id']}` |",
+            "",
+            "Every outer fold trained with its group's configuration (`outer.yaml`); scored like any run "
+            "(pooled over folds, subject-bootstrap intervals).",
+        ]
     else:
         lines.append("Not run yet (the studies are not all complete).")
     lines += ["", "## Best configuration", ""]
     best = info.get("best")
     if best:
-        sets = " ".join(f"--set tuned.{info['model']}.{section}.{k}={v!r}" for section, values in best["params"].items()
-                        for k, v in values.items())
-        lines += [f"Study `all`, trial {best['trial']}: {metric} {best['value']:.3f}. In `best.yaml`:", "",
-                  f"    hsta-bench run --config {best['file']} --model {info['model']} --dataset DATASET "
-                  f"--preset {info['preset']}", "", "or as options:", "", f"    {sets}"]
+        sets = " ".join(
+            f"--set tuned.{info['model']}.{section}.{k}={v!r}"
+            for section, values in best["params"].items()
+            for k, v in values.items()
+        )
+        lines += [
+            f"Study `all`, trial {best['trial']}: {metric} {best['value']:.3f}. In `best.yaml`:",
+            "",
+            f"    hsta-bench run --config {best['file']} --model {info['model']} --dataset DATASET "
+            f"--preset {info['preset']}",
+            "",
+            "or as options:",
+            "",
+            f"    {sets}",
+        ]
     else:
         lines.append("Not yet (study `all` is not complete, or the tune has no final study).")
     lines += ["", "## Parameter importances (fANOVA over complete trials)", ""]
@@ -193,9 +236,13 @@ def markdown(info: dict, table) -> str:
     lines += ["", "## History", "", "![history](history.png)", "", "## Trials", ""]
     if table.height:
         params = [c for c in table.columns if "." in c]
-        lines += ["| study | # | state | " + metric + " | epochs | s | " + " | ".join(params) + " |",
-                  "|---|---:|---|---:|---:|---:|" + "---:|" * len(params)]
+        lines += [
+            "| study | # | state | " + metric + " | epochs | s | " + " | ".join(params) + " |",
+            "|---|---:|---|---:|---:|---:|" + "---:|" * len(params),
+        ]
         for r in table.iter_rows(named=True):
-            lines.append(f"| {r['study']} | {r['number']} | {r['state']} | {fmt(r['value'])} | {fmt(r['epochs'])} | "
-                         f"{fmt(r['seconds'], 1)} | " + " | ".join(fmt(r[c]) for c in params) + " |")
+            lines.append(
+                f"| {r['study']} | {r['number']} | {r['state']} | {fmt(r['value'])} | {fmt(r['epochs'])} | "
+                f"{fmt(r['seconds'], 1)} | " + " | ".join(fmt(r[c]) for c in params) + " |"
+            )
     return "\n".join(lines) + "\n"

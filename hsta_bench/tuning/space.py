@@ -24,8 +24,12 @@ from hsta_bench.errors import UserError
 
 KINDS = ("uniform", "loguniform", "int", "logint", "choice")
 # not hyperparameters of a search: the epoch budget is ASHA's, the rest say how or where a run trains
-NOT_SEARCHED = {"epochs": "the epoch budget is ASHA's (set it with the recipe or the preset)",
-                "seed": "seeds are not searched", "device": "not a hyperparameter", "fold_batch": "not a hyperparameter"}
+NOT_SEARCHED = {
+    "epochs": "the epoch budget is ASHA's (set it with the recipe or the preset)",
+    "seed": "seeds are not searched",
+    "device": "not a hyperparameter",
+    "fold_batch": "not a hyperparameter",
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def parse(name: str, spec, where: str) -> Dimension | None:
 def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
     """`--space KEY=SPEC` options as the `--set` overrides they stand for (on the model's recipe)."""
     from hsta_bench import config as config_mod
-    from hsta_bench.engine.evaluate import recipe_name
+    from hsta_bench.engine.recipes import recipe_name
 
     name = recipe_name(model, cfg)
     sets = []
@@ -122,7 +126,7 @@ def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
 
 def dimensions(model: str, cfg: dict) -> list[Dimension]:
     """The search space of `model` from its recipe, checked."""
-    from hsta_bench.engine.evaluate import recipe_name
+    from hsta_bench.engine.recipes import recipe_name
 
     name = recipe_name(model, cfg)
     raw = (cfg["models"].get(name) or {}).get("space") or {} if name else {}
@@ -143,18 +147,17 @@ def dimensions(model: str, cfg: dict) -> list[Dimension]:
 def check_model_settings(model: str, n_classes: int, dims: list[Dimension], base_overrides: dict) -> None:
     """Build the model at the ends of every model.* range: an unknown setting, or one that changes the
     inputs the prepared data was made for, is an error before any trial starts."""
-    from hsta_bench.models import create_model
+    from hsta_bench.models import model_inputs
 
-    reference = create_model(model, n_classes, **base_overrides).inputs
+    reference = model_inputs(model, n_classes, **base_overrides)
     for d in dims:
         if d.section != "model":
             continue
         for value in d.values():
             try:
-                inputs = create_model(model, n_classes, **{**base_overrides, d.key: value}).inputs
-            except (TypeError, ValueError) as exc:
-                raise UserError(f"space model.{d.key}={d.spec()}: {model} cannot be built with {d.key}={value!r} "
-                                f"({exc})") from None
+                inputs = model_inputs(model, n_classes, **{**base_overrides, d.key: value})
+            except UserError as exc:  # the registry's line: the model, the settings, what the builder said
+                raise UserError(f"space model.{d.key}={d.spec()}: {exc}") from None
             if inputs != reference:
                 raise UserError(f"space model.{d.key}: changes the inputs {model} reads; it cannot be searched")
 
@@ -167,13 +170,14 @@ def distributions(dims: list[Dimension]) -> dict:
 def apply(recipe, params: dict):
     """`recipe` with a sampled point ({"train": {...}, "model": {...}}) applied; checked like a recipe."""
     from hsta_bench import config as config_mod
-    from hsta_bench.engine.evaluate import Recipe
+    from hsta_bench.engine.recipes import Recipe
     from hsta_bench.engine.train import TrainConfig
 
     values = {**dataclasses.asdict(recipe.train), **(params.get("train") or {})}
     train = config_mod.typed(TrainConfig, values, "tuned train").check("tuned train")
-    return Recipe(train, {**recipe.overrides, **(params.get("model") or {})}, recipe.source + " + searched",
-                  recipe.resources)
+    return Recipe(
+        train, {**recipe.overrides, **(params.get("model") or {})}, recipe.source + " + searched", recipe.resources
+    )
 
 
 def nested(flat: dict) -> dict:

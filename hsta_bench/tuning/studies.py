@@ -27,8 +27,9 @@ def storage(path: Path, url: str | None = None):
         except Exception as exc:  # noqa: BLE001 - any reason the database cannot be opened is one line
             raise UserError(f"tune.storage={url}: cannot open it ({str(exc).splitlines()[0]})") from None
     # timeout: the driver is the only writer, but a report being read while it writes must wait, not fail
-    return optuna.storages.RDBStorage(f"sqlite:///{Path(path).resolve()}",
-                                      engine_kwargs={"connect_args": {"timeout": 30}})
+    return optuna.storages.RDBStorage(
+        f"sqlite:///{Path(path).resolve()}", engine_kwargs={"connect_args": {"timeout": 30}}
+    )
 
 
 def study_name(tune_id: str, study) -> str:
@@ -41,8 +42,9 @@ def open_study(store, tune_id: str, study):
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    s = optuna.create_study(storage=store, study_name=study_name(tune_id, study), direction="maximize",
-                            load_if_exists=True)
+    s = optuna.create_study(
+        storage=store, study_name=study_name(tune_id, study), direction="maximize", load_if_exists=True
+    )
     for key, value in study.describe().items():
         s.set_user_attr(key, value)
     for t in s.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
@@ -173,8 +175,20 @@ def _classes():
 _CLASSES = None
 
 
-def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: float, gpus: float,
-        ray_dir: Path, report, cluster) -> list[str]:
+def run(
+    datas: list,
+    dims: list,
+    store,
+    tune_id: str,
+    tc,
+    trials: int,
+    d,
+    cpus: float,
+    gpus: float,
+    ray_dir: Path,
+    report,
+    cluster,
+) -> list[str]:
     """Run the studies of `datas` (nested.StudyData) over the search space `dims` until each holds `trials`
     finished trials, in one Ray Tune experiment on `cluster` (its nodes, orchestrate/cluster.py); returns the
     errors of trials that failed every attempt."""
@@ -196,35 +210,60 @@ def run(datas: list, dims: list, store, tune_id: str, tc, trials: int, d, cpus: 
         if counts[name] >= trials:
             continue
         sampler = TPESampler(seed=tc.seed + data.study.index, n_startup_trials=tc.startup(trials))
-        search = StudySearch(space=space.distributions(dims), metric=metric, mode="max", sampler=sampler,
-                             study_name=study_name(tune_id, data.study), storage=store, budget=budget)
+        search = StudySearch(
+            space=space.distributions(dims),
+            metric=metric,
+            mode="max",
+            sampler=sampler,
+            study_name=study_name(tune_id, data.study),
+            storage=store,
+            budget=budget,
+        )
         entries.append((name, search, trials - counts[name]))
-        schedulers[name] = ASHAScheduler(time_attr="epoch", metric=metric, mode="max", max_t=budget,
-                                         grace_period=tc.grace(budget, datas[0].recipe.train.warmup_epochs),
-                                         reduction_factor=tc.asha.get("reduction_factor", 2))
+        schedulers[name] = ASHAScheduler(
+            time_attr="epoch",
+            metric=metric,
+            mode="max",
+            max_t=budget,
+            grace_period=tc.grace(budget, datas[0].recipe.train.warmup_epochs),
+            reduction_factor=tc.asha.get("reduction_factor", 2),
+        )
         refs[name] = ray.put(data)
     total = sum(left for _, _, left in entries)
     if not total:
         return []
     at_once = cluster.require(cpus, gpus, datas[0].model)
     search = ConcurrencyLimiter(Studies(entries, metric), max_concurrent=min(total, at_once))
-    trainable = tune.with_resources(tune.with_parameters(objective.trainable, data=refs),
-                                    tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}]))
+    trainable = tune.with_resources(
+        tune.with_parameters(objective.trainable, data=refs), tune.PlacementGroupFactory([{"CPU": cpus, "GPU": gpus}])
+    )
     ray_dir.mkdir(parents=True, exist_ok=True)
     attempt = len([p for p in ray_dir.iterdir() if p.is_dir()]) + 1
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=search, scheduler=PerStudy(schedulers), num_samples=total,
-                                    reuse_actors=True, trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_name),
+        tune_config=tune.TuneConfig(
+            search_alg=search,
+            scheduler=PerStudy(schedulers),
+            num_samples=total,
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
         run_config=tune.RunConfig(
-            name=f"attempt-{attempt}", storage_path=str(Path(ray_dir).resolve()), verbose=0,
-            failure_config=tune.FailureConfig(max_failures=d.max_failures), progress_reporter=None,
-            callbacks=[_callback(report, counts, trials, budget, metric)]),
+            name=f"attempt-{attempt}",
+            storage_path=str(Path(ray_dir).resolve()),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=d.max_failures),
+            progress_reporter=None,
+            callbacks=[_callback(report, counts, trials, budget, metric)],
+        ),
     )
     grid = tuner.fit()  # Ctrl-C: KeyboardInterrupt, handled by the driver
-    return [f"{r.config.get('study')}: " + (str(r.error).strip().splitlines()[-1] if str(r.error).strip() else "failed")
-            for r in grid if r.error is not None]
+    return [
+        f"{r.config.get('study')}: " + (str(r.error).strip().splitlines()[-1] if str(r.error).strip() else "failed")
+        for r in grid  # type: ignore[attr-defined]  # ResultGrid iterates by __getitem__ and __len__ (no __iter__)
+        if r.error is not None
+    ]
 
 
 def _trial_name(trial) -> str:
@@ -235,7 +274,7 @@ def _callback(report, counts: dict, target: int, budget: int, metric: str):
     """A Ray Tune callback that reports each finished trial in one line (Tune calls it in the driver)."""
     from ray import tune
 
-    from hsta_bench.tuning.report import params_text
+    from hsta_bench.text import params_text
 
     class Lines(tune.Callback):
         def __init__(self, report):  # an argument, not a closure: the class is pickled, the report must not be
@@ -257,8 +296,10 @@ def _callback(report, counts: dict, target: int, budget: int, metric: str):
             epoch = result.get("epoch", 0)
             how = "" if epoch >= budget else f", stopped by ASHA at epoch {epoch}"
             if self.report is not None:
-                self.report(f"{name} {self.done[name]}/{target}: {metric} {result.get(metric, float('nan')):.3f}{how}  "
-                            f"{params_text(trial.config, ' ')}")
+                self.report(
+                    f"{name} {self.done[name]}/{target}: {metric} {result.get(metric, float('nan')):.3f}{how}  "
+                    f"{params_text(trial.config, ' ')}"
+                )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             if self.report is not None:

@@ -59,7 +59,9 @@ def pytest_terminal_summary(terminalreporter):
             if base and name != "baseline":
                 ratio = base / seconds
                 goal = _GOALS.get((group, name))
-                line += f"   {ratio:7.2f}x the baseline" + (f" (goal >= {goal}x: {'met' if ratio >= goal else 'NOT met'})" if goal else "")
+                line += f"   {ratio:7.2f}x the baseline" + (
+                    f" (goal >= {goal}x: {'met' if ratio >= goal else 'NOT met'})" if goal else ""
+                )
             terminalreporter.write_line(line)
         for text in _NOTES.get(group, []):
             terminalreporter.write_line(f"{group:28s} {text}")

@@ -16,8 +16,10 @@ from hsta_bench.profiling.cases import AttentionCase
 from hsta_bench.profiling.ceiling import matmul_ceiling
 from hsta_bench.profiling.measure import TOLERANCE, _call, agreement
 
-CASES = [AttentionCase("hsta_base_224", "joint", 2, 12, 325, 325, 32),
-         AttentionCase("hsta_base_224", "joint", 2, 12, 589, 589, 64)]
+CASES = [
+    AttentionCase("hsta_base_224", "joint", 2, 12, 325, 325, 32),
+    AttentionCase("hsta_base_224", "joint", 2, 12, 589, 589, 64),
+]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 KERNELS = ["naive", "sdpa", "flex"] + (["sdpa-flash", "sdpa-efficient", "sdpa-cudnn"] if DEVICE == "cuda" else [])
 
@@ -25,8 +27,10 @@ KERNELS = ["naive", "sdpa", "flex"] + (["sdpa-flash", "sdpa-efficient", "sdpa-cu
 @pytest.fixture(scope="module")
 def ceiling(timings):
     gflops = matmul_ceiling(torch.float32, 2048, DEVICE)
-    timings.note("attention ceiling", f"fp32 matrix-product ceiling {gflops:.1f} GFLOP/s on {DEVICE}, "
-                                      f"{torch.get_num_threads()} threads")
+    timings.note(
+        "attention ceiling",
+        f"fp32 matrix-product ceiling {gflops:.1f} GFLOP/s on {DEVICE}, {torch.get_num_threads()} threads",
+    )
     return gflops
 
 
@@ -36,8 +40,10 @@ def test_hsta_base_224_is_the_source_of_these_cases():
 
     torch.manual_seed(0)
     model = create_model("hsta_base_224", 3)
-    captured = {(c.kind, c.batch, c.heads, c.q_len, c.kv_len, c.head_dim) for c in capture(model, "hsta_base_224",
-                                                                                          model.example_input(2))}
+    captured = {
+        (c.kind, c.batch, c.heads, c.q_len, c.kv_len, c.head_dim)
+        for c in capture(model, "hsta_base_224", model.example_input(2))
+    }
     assert {(c.kind, c.batch, c.heads, c.q_len, c.kv_len, c.head_dim) for c in CASES} <= captured
 
 
@@ -64,8 +70,14 @@ def test_attention_kernel(benchmark, timings, ceiling, case, kernel, backward):
         sync()
 
     benchmark.group = group
-    benchmark.pedantic(timings.timed(group, "baseline" if kernel == "naive" else kernel, run, goal=None),
-                       rounds=5, iterations=1, warmup_rounds=2)
+    benchmark.pedantic(
+        timings.timed(group, "baseline" if kernel == "naive" else kernel, run, goal=None),
+        rounds=5,
+        iterations=1,
+        warmup_rounds=2,
+    )
     seconds = timings.best(group, "baseline" if kernel == "naive" else kernel)
     gflops = case.flops(backward) / seconds / 1e9
-    timings.note(group, f"{kernel}: {gflops:.1f} GFLOP/s = {gflops / ceiling:.0%} of the ceiling (best of the rounds run)")
+    timings.note(
+        group, f"{kernel}: {gflops:.1f} GFLOP/s = {gflops / ceiling:.0%} of the ceiling (best of the rounds run)"
+    )

@@ -34,8 +34,17 @@ def folds():
     inputs = Inputs({"flow": rng.integers(0, 256, (442, 28, 28, 3), dtype=np.uint8)})
     y = rng.integers(0, 3, 442)
     subjects = np.sort(rng.integers(0, 68, 442))
-    return [FoldData(inputs, np.flatnonzero(subjects != s), y[subjects != s], np.zeros(0, int), np.zeros(0, int),
-                     np.flatnonzero(subjects == s)) for s in range(68)]
+    return [
+        FoldData(
+            inputs,
+            np.flatnonzero(subjects != s),
+            y[subjects != s],
+            np.zeros(0, int),
+            np.zeros(0, int),
+            np.flatnonzero(subjects == s),
+        )
+        for s in range(68)
+    ]
 
 
 def build():
@@ -65,6 +74,9 @@ def test_fold_batched_against_plain_loop(benchmark, timings, folds):
     steps = EPOCHS * 2  # ~435 samples at batch 256
     per_step = timings.best(GROUP, "baseline") / 68 / steps
     elements = 256 * 16 * 30 * 30  # activations of the three conv streams per step
-    timings.note(GROUP, f"plain step {per_step * 1e3:.0f} ms for {elements / 1e6:.1f} M conv activations "
-                        f"({elements / per_step / 1e9:.2f} G activations/s, {threads} threads): bound by per-element "
-                        f"work, not overhead; 800 epochs x 68 folds plain = {per_step * 1600 * 68 / 3600:.1f} h")
+    timings.note(
+        GROUP,
+        f"plain step {per_step * 1e3:.0f} ms for {elements / 1e6:.1f} M conv activations "
+        f"({elements / per_step / 1e9:.2f} G activations/s, {threads} threads): bound by per-element "
+        f"work, not overhead; 800 epochs x 68 folds plain = {per_step * 1600 * 68 / 3600:.1f} h",
+    )

@@ -34,9 +34,12 @@ def setup(timings):
     with FlopCounterMode(display=False) as counter:
         step(model, optimizer, batch, target, None)
     flops = counter.get_total_flops()
-    timings.note(GROUP, f"one step = {flops / 1e9:.1f} GFLOP (torch FLOP counter, forward + backward); "
-                        f"matrix-product ceiling fp32 {ceilings['fp32']:.1f} GFLOP/s, bf16 {ceilings['bf16']:.1f} GFLOP/s, "
-                        f"{torch.get_num_threads()} threads")
+    timings.note(
+        GROUP,
+        f"one step = {flops / 1e9:.1f} GFLOP (torch FLOP counter, forward + backward); "
+        f"matrix-product ceiling fp32 {ceilings['fp32']:.1f} GFLOP/s, bf16 {ceilings['bf16']:.1f} GFLOP/s, "
+        f"{torch.get_num_threads()} threads",
+    )
     return model, optimizer, batch, target, ceilings, flops
 
 
@@ -50,7 +53,11 @@ def step(model, optimizer, batch, target, dtype):
     return loss
 
 
-CASES = [("naive", None, "baseline", None), ("sdpa", None, "sdpa fp32", 2.5), ("sdpa", torch.bfloat16, "sdpa bf16", 2.5)]
+CASES = [
+    ("naive", None, "baseline", None),
+    ("sdpa", None, "sdpa fp32", 2.5),
+    ("sdpa", torch.bfloat16, "sdpa bf16", 2.5),
+]
 
 
 @pytest.mark.slow
@@ -59,8 +66,11 @@ def test_hsta_base_step(benchmark, timings, setup, kernel, dtype, name, goal):
     model, optimizer, batch, target, ceilings, flops = setup
     ceiling = ceilings["bf16" if dtype is torch.bfloat16 else "fp32"]
     if dtype is torch.bfloat16 and ceilings["bf16"] < 0.5 * ceilings["fp32"]:
-        timings.note(GROUP, f"{name}: not timed: bf16 matrix products run at {ceilings['bf16']:.1f} GFLOP/s here, "
-                            f"{ceilings['fp32'] / ceilings['bf16']:.0f}x slower than fp32 (no bf16 instructions on this CPU)")
+        timings.note(
+            GROUP,
+            f"{name}: not timed: bf16 matrix products run at {ceilings['bf16']:.1f} GFLOP/s here, "
+            f"{ceilings['fp32'] / ceilings['bf16']:.0f}x slower than fp32 (no bf16 instructions on this CPU)",
+        )
         pytest.skip("bf16 matrix products are emulated on this processor")
     set_backend(model, kernel)
     run = timings.timed(GROUP, name, lambda: step(model, optimizer, batch, target, dtype), goal)
@@ -68,5 +78,8 @@ def test_hsta_base_step(benchmark, timings, setup, kernel, dtype, name, goal):
     loss = benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
     assert torch.isfinite(loss)
     seconds = timings.best(GROUP, name)
-    timings.note(GROUP, f"{name}: {BATCH / seconds:.2f} samples/s, {flops / seconds / 1e9:.1f} GFLOP/s = "
-                        f"{flops / seconds / 1e9 / ceiling:.0%} of the {'bf16' if dtype else 'fp32'} ceiling")
+    timings.note(
+        GROUP,
+        f"{name}: {BATCH / seconds:.2f} samples/s, {flops / seconds / 1e9:.1f} GFLOP/s = "
+        f"{flops / seconds / 1e9 / ceiling:.0%} of the {'bf16' if dtype else 'fp32'} ceiling",
+    )

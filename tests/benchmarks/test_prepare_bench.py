@@ -30,7 +30,9 @@ def clear():
 
 @pytest.fixture(scope="module", autouse=True)
 def standin_ready():
-    prepare(DATASET, config.load(sets=[*SETTINGS, "preprocess.inputs=[flow]", "preprocess.flow.size=8"]))  # writes the stand-in
+    prepare(
+        DATASET, config.load(sets=[*SETTINGS, "preprocess.inputs=[flow]", "preprocess.flow.size=8"])
+    )  # writes the stand-in
 
 
 @pytest.mark.slow

@@ -24,9 +24,11 @@ from hsta_bench.engine.evaluate import plan
 
 FULL = (config.load()["presets"]["smoke"]["models"], None)  # HSTA and the baselines, --all-datasets
 PART = (["ststnet", "off_apexnet", "hsta_tiny"], ["casme2", "samm"])
-CASES = [("baseline", ["--in-process"], None),
-         ("ray, 1 trial at a time", ["--set", "dispatch.num_cpus=1"], 1 / 1.15),
-         ("ray, 2 trials at once", ["--set", "dispatch.num_cpus=2"], None)]
+CASES = [
+    ("baseline", ["--in-process"], None),
+    ("ray, 1 trial at a time", ["--set", "dispatch.num_cpus=1"], 1 / 1.15),
+    ("ray, 2 trials at once", ["--set", "dispatch.num_cpus=2"], None),
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,22 @@ def test_run_in_process_and_through_ray(benchmark, timings, workload, prediction
     models, datasets, full = workload
     group = "run smoke workload (wall)" if full else "run part of the smoke workload (wall)"
     goal = goal if full else None
-    command = [sys.executable, "-m", "hsta_bench", "run",
-               *([a for d in datasets for a in ("--dataset", d)] if datasets else ["--all-datasets"]),
-               *[a for m in models for a in ("--model", m)], "--preset", "smoke", "--set", "evaluation.bootstrap=100",
-               "--output", str(tmp_path), "--json", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "hsta_bench",
+        "run",
+        *([a for d in datasets for a in ("--dataset", d)] if datasets else ["--all-datasets"]),
+        *[a for m in models for a in ("--model", m)],
+        "--preset",
+        "smoke",
+        "--set",
+        "evaluation.bootstrap=100",
+        "--output",
+        str(tmp_path),
+        "--json",
+        *args,
+    ]
 
     def once():
         start = time.perf_counter()
@@ -76,13 +90,20 @@ def test_run_in_process_and_through_ray(benchmark, timings, workload, prediction
     run = json.loads((tmp_path / summary["run_id"] / "run.json").read_text())
     if name != "baseline":
         assert run["dispatch"]["cpus"] == (1 if "1 trial" in name else 2)
-        timings.note(group, f"{name}: Ray started in {run['dispatch']['start_seconds']:.1f} s, "
-                            f"stopped in {run['dispatch']['stop_seconds']:.1f} s")
-    predictions[name] = pl.read_parquet(tmp_path / summary["run_id"] / "predictions.parquet").sort("model", "dataset",
-                                                                                                  "sample_id")
+        timings.note(
+            group,
+            f"{name}: Ray started in {run['dispatch']['start_seconds']:.1f} s, "
+            f"stopped in {run['dispatch']['stop_seconds']:.1f} s",
+        )
+    predictions[name] = pl.read_parquet(tmp_path / summary["run_id"] / "predictions.parquet").sort(
+        "model", "dataset", "sample_id"
+    )
     if len(predictions) == len(CASES):
         first, *others = predictions.values()
         assert all(first.equals(other) for other in others)  # the executor changes nothing but the time
-        timings.note(group, f"{sum(e['folds'] for e in run['evaluations'])} folds, same predictions in all three; "
-                            f"{len(run['trials'])} trials with 2 CPUs" + ("" if full else
-                            "; too short to amortise Ray's start and stop (`make bench` times the whole workload)"))
+        timings.note(
+            group,
+            f"{sum(e['folds'] for e in run['evaluations'])} folds, same predictions in all three; "
+            f"{len(run['trials'])} trials with 2 CPUs"
+            + ("" if full else "; too short to amortise Ray's start and stop (`make bench` times the whole workload)"),
+        )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import NoReturn, overload
 
 from hsta_bench.data.clips import settle_clip
 from hsta_bench.data.manifest import ERROR, ManifestBuilder, Sample, where
@@ -78,21 +79,41 @@ def read_coded_clips(
             continue
         parsed = {name: parse_frame(cells.get(name)) for name in ("onset", "apex", "offset")}
         sample = Sample(
-            source=builder.name, subject=subject, clip=clip_id(cells, parsed["onset"][0]),
-            emotion=cells.get("emotion"), source_file=str(sheet), source_row=row.number,
-            frame_dir=str(frame_dir(subject, cells)), onset=parsed["onset"][0], apex=parsed["apex"][0],
-            offset=parsed["offset"][0], fps=settings.fps, face_crop=cropped,
+            source=builder.name,
+            subject=subject,
+            clip=clip_id(cells, parsed["onset"][0]),
+            emotion=cells.get("emotion"),
+            source_file=str(sheet),
+            source_row=row.number,
+            frame_dir=str(frame_dir(subject, cells)),
+            onset=parsed["onset"][0],
+            apex=parsed["apex"][0],
+            offset=parsed["offset"][0],
+            fps=settings.fps,
+            face_crop=cropped,
         )
         builder.add(sample)
         for name, (_, understood) in parsed.items():
             if not understood:
-                builder.problem(ERROR, f"bad-{name}", at, f"{settings.columns[name]} {cells[name]!r} is not a frame number", sample)
+                builder.problem(
+                    ERROR, f"bad-{name}", at, f"{settings.columns[name]} {cells[name]!r} is not a frame number", sample
+                )
         if fold_emotion(sample.emotion) not in known:
-            builder.problem(ERROR, "unknown-emotion", at, f"unknown emotion {sample.emotion!r} (known: {', '.join(settings.emotions)})", sample)
+            builder.problem(
+                ERROR,
+                "unknown-emotion",
+                at,
+                f"unknown emotion {sample.emotion!r} (known: {', '.join(settings.emotions)})",
+                sample,
+            )
         if all(understood for _, understood in parsed.values()):
             settle_clip(builder, sample, apex_text=cells.get("apex"))
 
 
+@overload
+def require(found: None, root: Path, what: str, setting: str) -> NoReturn: ...
+@overload
+def require(found: Path | None, root: Path, what: str, setting: str) -> Path: ...
 def require(found: Path | None, root: Path, what: str, setting: str) -> Path:
     if found is None:
         raise UserError(f"{root}: no {what} found here or one folder below (is this the dataset's root? see {setting})")

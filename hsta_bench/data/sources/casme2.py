@@ -49,7 +49,9 @@ class Casme2(DatasetSource):
         sheet = find_file(root, s.sheets, "CASME II coding sheet", "datasets.casme2.sheets")
         frames, variant = self.frames_root(root, s)
         read_coded_clips(
-            builder, sheet, s,
+            builder,
+            sheet,
+            s,
             subject_id=subject_id,
             clip_id=lambda cells, onset: cells["clip"],
             frame_dir=lambda subject, cells: frames / subject / cells["clip"],
@@ -61,7 +63,15 @@ class Casme2(DatasetSource):
         cropped = tree.layout.get("frames", "cropped") == "cropped"
         folder = root / s.frame_dirs["cropped" if cropped else "raw"]
         prefix = "reg_img" if cropped else "img"
-        header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
+        header: list[str | None] = [
+            "Subject",
+            "Filename",
+            "OnsetFrame",
+            "ApexFrame",
+            "OffsetFrame",
+            "Action Units",
+            "Estimated Emotion",
+        ]
         if version == "20190701":  # two blank columns and the objective classes
             header = header[:2] + [None] + header[2:5] + [None] + header[5:] + ["Objective Classes"]
         rows = [header]
@@ -76,4 +86,3 @@ class Casme2(DatasetSource):
                 cells = cells[:2] + [None] + cells[2:5] + [None] + cells[5:] + [1]
             rows.append(cells)
         tree.write_sheet(root / f"CASME2-coding-{version}.xlsx", "Sheet1", rows)
-

@@ -18,6 +18,7 @@ import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from hsta_bench.data.frames import list_frames
 from hsta_bench.data.manifest import REPAIRED, ManifestBuilder, Sample, where
@@ -120,8 +121,13 @@ class _RepairingOffsets:
         written = sample.offset
         sample.offset, how = repaired_offset(sample.onset, sample.apex, self._length, max(frames) if frames else None)
         what = "is not a frame" if written == 0 else f"is before onset {sample.onset}"
-        self._builder.problem(REPAIRED, "offset-not-a-frame", where(sample.source_file, sample.source_row),
-                              f"offset {written} {what}: repaired to {sample.offset}, {how}", sample)
+        self._builder.problem(
+            REPAIRED,
+            "offset-not-a-frame",
+            where(sample.source_file, sample.source_row),
+            f"offset {written} {what}: repaired to {sample.offset}, {how}",
+            sample,
+        )
 
 
 @register
@@ -136,10 +142,15 @@ class Casme3(DatasetSource):
         sheet = find_file(root, s.sheets, "CAS(ME)^3 label sheet", "datasets.casme3.sheets")
         subjects = find_subject_dirs(root, s.search_depth)
         if not subjects:
-            raise UserError(f"{root}: no CAS(ME)^3 subject folders (spNO.1/ ...) within {s.search_depth} levels "
-                            "(see datasets.casme3.search_depth)")
+            raise UserError(
+                f"{root}: no CAS(ME)^3 subject folders (spNO.1/ ...) within {s.search_depth} levels "
+                "(see datasets.casme3.search_depth)"
+            )
+        repairing = cast(ManifestBuilder, _RepairingOffsets(builder, median_length(sheet, s)))  # proxies the builder
         read_coded_clips(
-            _RepairingOffsets(builder, median_length(sheet, s)), sheet, s,
+            repairing,
+            sheet,
+            s,
             subject_id=subject_id,
             clip_id=lambda cells, onset: f"{cells['clip']}_{onset if onset is not None else 'unknown'}",
             frame_dir=lambda subject, cells: subjects.get(subject, root / subject) / cells["clip"] / s.color_dir,
@@ -147,7 +158,9 @@ class Casme3(DatasetSource):
         )
 
     def write_synthetic(self, root: Path, s: Casme3Settings, tree) -> None:
-        rows = [["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]]
+        rows: list[list[str | int]] = [
+            ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
+        ]
         for video in tree.videos:
             letter = _letters(video.index)
             # releases spell the subject folder spNO or spNo; the stand-in has both
@@ -168,4 +181,3 @@ def _letters(index: int) -> str:
     stand-in gives one subject more than 26 videos (a single letter ran out there)."""
     alphabet = "abcdefghijklmnopqrstuvwxyz"
     return alphabet[index] if index < 26 else _letters(index // 26 - 1) + alphabet[index % 26]
-

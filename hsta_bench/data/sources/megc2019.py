@@ -52,7 +52,9 @@ class Megc2019Composite(DatasetSource):
                 if p.sample_id is None or p.sample_id in ids:
                     problems.append(p)
                 elif p.kind == "unknown-emotion":  # cannot be in the composite, but say so
-                    problems.append(Problem(WARNING, p.kind, p.where, p.message + "; left out of the composite", p.sample_id))
+                    problems.append(
+                        Problem(WARNING, p.kind, p.where, p.message + "; left out of the composite", p.sample_id)
+                    )
         frame = pl.concat(frames).with_columns(pl.lit(COMPOSITE).alias("dataset"))
         root = "; ".join(f"{m.name}={m.root}" for m in manifests)
         return Manifest(COMPOSITE, root, any(m.synthetic for m in manifests), frame, problems)
@@ -79,11 +81,15 @@ class Megc2019Flow(DatasetSource):
     def read(self, root: Path, s: FlowSettings, builder: ManifestBuilder) -> None:
         csv = root / s.csv
         if not csv.is_file():
-            raise UserError(f"{root}: no {s.csv} (is this the precomputed MEGC2019 composite? see datasets.megc2019-flow.csv)")
+            raise UserError(
+                f"{root}: no {s.csv} (is this the precomputed MEGC2019 composite? see datasets.megc2019-flow.csv)"
+            )
         try:
             table = pl.read_csv(csv, infer_schema=False)
         except Exception as exc:  # polars raises several types for malformed CSV
-            raise UserError(f"{csv}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise UserError(
+                f"{csv}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
         needed = ["dataset", "sub", "filename_o", "label", "imagename"]
         missing = [c for c in needed if c not in table.columns]
         if missing:
@@ -95,7 +101,9 @@ class Megc2019Flow(DatasetSource):
             at = where(csv, number)
             source = s.sources.get((row["dataset"] or "").strip())
             if source is None:
-                builder.problem(ERROR, "bad-dataset", at, f"dataset {row['dataset']!r} is not one of {', '.join(s.sources)}")
+                builder.problem(
+                    ERROR, "bad-dataset", at, f"dataset {row['dataset']!r} is not one of {', '.join(s.sources)}"
+                )
                 continue
             try:
                 subject = SUBJECT_IDS[source](row["sub"])
@@ -111,22 +119,39 @@ class Megc2019Flow(DatasetSource):
             flow = root / s.flow_dir / s.flow_name.format(**{k: (v or "") for k, v in row.items()})
             crop = root / s.crops_dir / row["imagename"].strip() if row["imagename"] else None
             sample = Sample(
-                source=source, subject=subject, clip=CLIP_IDS.get(source, str)(clip), emotion=emotion,
-                source_file=str(csv), source_row=number, flow_path=str(flow),
-                apex_image=str(crop) if crop else None, apex_source=None, face_crop=True,
+                source=source,
+                subject=subject,
+                clip=CLIP_IDS.get(source, str)(clip),
+                emotion=emotion,
+                source_file=str(csv),
+                source_row=number,
+                flow_path=str(flow),
+                apex_image=str(crop) if crop else None,
+                apex_source=None,
+                face_crop=True,
             )
             builder.add(sample)
             if emotion not in s.labels:
-                builder.problem(ERROR, "unknown-emotion", at, f"label {code!r} is not a code 0..{len(s.labels) - 1}", sample)
+                builder.problem(
+                    ERROR, "unknown-emotion", at, f"label {code!r} is not a code 0..{len(s.labels) - 1}", sample
+                )
             if not flow.is_file():
                 builder.problem(ERROR, "missing-flow", str(flow), "flow image not found", sample)
             elif reason := image_problem(flow):
                 builder.problem(ERROR, "unreadable-image", str(flow), reason, sample)
             if crop is None or not crop.is_file():
-                builder.problem(WARNING, "missing-crop", str(crop or csv), "apex crop not found (flow-only models still use the sample)", sample)
+                builder.problem(
+                    WARNING,
+                    "missing-crop",
+                    str(crop or csv),
+                    "apex crop not found (flow-only models still use the sample)",
+                    sample,
+                )
                 sample.apex_image = None
             elif reason := image_problem(crop):
-                builder.problem(WARNING, "unreadable-image", str(crop), reason + " (flow-only models still use the sample)", sample)
+                builder.problem(
+                    WARNING, "unreadable-image", str(crop), reason + " (flow-only models still use the sample)", sample
+                )
                 sample.apex_image = None
 
     def write_synthetic(self, root: Path, s: FlowSettings, tree) -> None:

@@ -13,7 +13,12 @@ from pathlib import Path
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sheets import find_file
 from hsta_bench.data.sources._common import (
-    CodedSheetSettings, find_dir, holds_dirs_like, numbered_id, read_coded_clips, require,
+    CodedSheetSettings,
+    find_dir,
+    holds_dirs_like,
+    numbered_id,
+    read_coded_clips,
+    require,
 )
 
 SUBJECT_DIR = r"^\d{3}$"
@@ -46,9 +51,16 @@ class Samm(DatasetSource):
 
     def read(self, root: Path, s: SammSettings, builder) -> None:
         sheet = find_file(root, s.sheets, "SAMM FACS sheet", "datasets.samm.sheets")
-        frames = require(find_dir(root, s.frame_dirs, holds_dirs_like(SUBJECT_DIR)), root, "SAMM subject folders (006/ ...)", "datasets.samm.frame_dirs")
+        frames = require(
+            find_dir(root, s.frame_dirs, holds_dirs_like(SUBJECT_DIR)),
+            root,
+            "SAMM subject folders (006/ ...)",
+            "datasets.samm.frame_dirs",
+        )
         read_coded_clips(
-            builder, sheet, s,
+            builder,
+            sheet,
+            s,
             subject_id=subject_id,
             clip_id=lambda cells, onset: cells["clip"],
             frame_dir=lambda subject, cells: frames / subject / cells["clip"],
@@ -57,14 +69,40 @@ class Samm(DatasetSource):
 
     def write_synthetic(self, root: Path, s: SammSettings, tree) -> None:
         tree.name_clips(lambda event, k: f"{event.subject}_{1 + k % 7}_{k}")
-        header = ["Subject", "Filename", "Inducement Code", "Onset\nFrame", "Apex\nFrame", "Offset\nFrame",
-                  "Duration", "Micro", "Action\nUnits", "Estimated\nEmotion", "Objective\nClasses", "Notes"]
+        header = [
+            "Subject",
+            "Filename",
+            "Inducement Code",
+            "Onset\nFrame",
+            "Apex\nFrame",
+            "Offset\nFrame",
+            "Duration",
+            "Micro",
+            "Action\nUnits",
+            "Estimated\nEmotion",
+            "Objective\nClasses",
+            "Notes",
+        ]
         rows: list[list] = [[note] for note in NOTES] + [[], header]
         for video in tree.videos:
             event = video.events[0]
             tree.write_frames(video, root / "SAMM" / event.subject / event.clip, event.subject + "_{n:05d}.jpg")
             apex = event.offset + 3 if event.apex_cell == "outside" else event.apex
             # subject as a number, as in the distributed sheet: 6, not '006'
-            rows.append([int(event.subject), event.clip, 1, event.onset, apex, event.offset,
-                         event.offset - event.onset + 1, "Micro - 1/2", "R12", event.emotion, 1, None])
+            rows.append(
+                [
+                    int(event.subject),
+                    event.clip,
+                    1,
+                    event.onset,
+                    apex,
+                    event.offset,
+                    event.offset - event.onset + 1,
+                    "Micro - 1/2",
+                    "R12",
+                    event.emotion,
+                    1,
+                    None,
+                ]
+            )
         tree.write_sheet(root / "SAMM_Micro_FACS_Codes_v2.xlsx", "MICRO_ONLY", rows)

@@ -50,9 +50,16 @@ class Smic(DatasetSource):
     Settings = SmicSettings
 
     def read(self, root: Path, s: SmicSettings, builder) -> None:
-        hs = require(find_dir(root, s.hs_dirs, holds_dirs_like(_SUBJECT_DIR.pattern)), root, "SMIC-HS subject folders (HS/s1/ ...)", "datasets.smic.hs_dirs")
+        hs = require(
+            find_dir(root, s.hs_dirs, holds_dirs_like(_SUBJECT_DIR.pattern)),
+            root,
+            "SMIC-HS subject folders (HS/s1/ ...)",
+            "datasets.smic.hs_dirs",
+        )
         known = {fold_emotion(e) for e in s.emotions}
-        subjects = sorted((p for p in hs.iterdir() if p.is_dir() and _SUBJECT_DIR.match(p.name)), key=lambda p: int(p.name[1:]))
+        subjects = sorted(
+            (p for p in hs.iterdir() if p.is_dir() and _SUBJECT_DIR.match(p.name)), key=lambda p: int(p.name[1:])
+        )
         found_micro = False
         for subject_dir in subjects:
             micro = subject_dir / s.micro_dir
@@ -62,20 +69,36 @@ class Smic(DatasetSource):
             for label_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
                 for clip_dir in sorted(p for p in label_dir.iterdir() if p.is_dir()):
                     sample = Sample(
-                        source=builder.name, subject=subject_id(subject_dir.name), clip=clip_id(clip_dir.name),
-                        emotion=label_dir.name, source_file=str(clip_dir), frame_dir=str(clip_dir), fps=s.fps,
-                        apex_source="middle", face_crop=s.cropped,
+                        source=builder.name,
+                        subject=subject_id(subject_dir.name),
+                        clip=clip_id(clip_dir.name),
+                        emotion=label_dir.name,
+                        source_file=str(clip_dir),
+                        frame_dir=str(clip_dir),
+                        fps=s.fps,
+                        apex_source="middle",
+                        face_crop=s.cropped,
                     )
                     builder.add(sample)
                     if fold_emotion(label_dir.name) not in known:
-                        builder.problem(ERROR, "unknown-emotion", str(label_dir),
-                                        f"unknown label folder {label_dir.name!r} (known: {', '.join(s.emotions)})", sample)
+                        builder.problem(
+                            ERROR,
+                            "unknown-emotion",
+                            str(label_dir),
+                            f"unknown label folder {label_dir.name!r} (known: {', '.join(s.emotions)})",
+                            sample,
+                        )
                     frames = list_frames(clip_dir)
                     if frames:
                         sample.onset, sample.offset = min(frames), max(frames)
                         sample.apex = (sample.onset + sample.offset) // 2
                     settle_clip(builder, sample)
-        require(hs if found_micro else None, root, f"SMIC-HS '{s.micro_dir}' folders under the subject folders", "datasets.smic.micro_dir")
+        require(
+            hs if found_micro else None,
+            root,
+            f"SMIC-HS '{s.micro_dir}' folders under the subject folders",
+            "datasets.smic.micro_dir",
+        )
 
     def write_synthetic(self, root: Path, s: SmicSettings, tree) -> None:
         def name(event, k):

@@ -2,7 +2,8 @@
 
 A stand-in lives in `<home>/synthetic/<name>-<size>-<key>/`, where the key hashes the generator
 settings (`datasets.<name>.synthetic`), the size and the generator's code (this package and the
-dataset's adapter): changing either makes a new one, and an existing one is never rewritten. Each tree carries a SYNTHETIC.json marker, so anything read
+dataset's adapter): changing either makes a new one, and an existing one is never rewritten. Each tree carries a
+SYNTHETIC.json marker, so anything read
 from it, even through --data-root, is marked synthetic. Trees are written to a temporary folder and
 renamed into place, so a stand-in is never half-written.
 """
@@ -40,13 +41,20 @@ def synth_settings(name: str, cfg: dict) -> SynthSettings:
 def _code_digest(name: str) -> str:
     from hsta_bench.data.registry import get_source
 
-    files = sorted(Path(__file__).parent.glob("*.py")) + [Path(sys.modules[type(get_source(name)).__module__].__file__)]
+    adapter_file = sys.modules[type(get_source(name)).__module__].__file__
+    assert adapter_file is not None  # adapters are modules loaded from .py files
+    files = sorted(Path(__file__).parent.glob("*.py")) + [Path(adapter_file)]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
 def _key(name: str, cfg: dict, size: str) -> str:
-    spec = {"name": name, "size": size, "version": GENERATOR_VERSION, "code": _code_digest(name),
-            "settings": cfg["datasets"][name].get("synthetic")}
+    spec = {
+        "name": name,
+        "size": size,
+        "version": GENERATOR_VERSION,
+        "code": _code_digest(name),
+        "settings": cfg["datasets"][name].get("synthetic"),
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -90,8 +98,14 @@ def write_standin(name: str, cfg: dict, dest: Path, size: str = "small", force: 
     tmp.mkdir()
     try:
         source.write_synthetic(tmp, settings_for(name, cfg), SynthTree(settings, videos))
-        marker = {"dataset": name, "size": size, "generator_version": GENERATOR_VERSION, "seed": settings.seed,
-                  "samples": sum(len(v.events) for v in videos), "subjects": len({v.subject for v in videos})}
+        marker = {
+            "dataset": name,
+            "size": size,
+            "generator_version": GENERATOR_VERSION,
+            "seed": settings.seed,
+            "samples": sum(len(v.events) for v in videos),
+            "subjects": len({v.subject for v in videos}),
+        }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if dest.exists():
             old = dest.parent / f".{dest.name}.old-{os.getpid()}"

@@ -14,16 +14,25 @@ import numpy as np
 
 # Landmarks in face coordinates: x right, y down, the face ellipse spanning -1..1 on both axes.
 LANDMARKS = {
-    "brow_l_out": (-0.55, -0.42), "brow_l_in": (-0.18, -0.40),
-    "brow_r_in": (0.18, -0.40), "brow_r_out": (0.55, -0.42),
-    "eye_l": (-0.36, -0.20), "eye_r": (0.36, -0.20),
-    "nose": (0.0, 0.12), "nostril_l": (-0.11, 0.22), "nostril_r": (0.11, 0.22),
-    "upper_lip": (0.0, 0.44), "mouth_l": (-0.30, 0.50), "mouth_c": (0.0, 0.50), "mouth_r": (0.30, 0.50),
-    "lower_lip": (0.0, 0.58), "chin": (0.0, 0.78),
+    "brow_l_out": (-0.55, -0.42),
+    "brow_l_in": (-0.18, -0.40),
+    "brow_r_in": (0.18, -0.40),
+    "brow_r_out": (0.55, -0.42),
+    "eye_l": (-0.36, -0.20),
+    "eye_r": (0.36, -0.20),
+    "nose": (0.0, 0.12),
+    "nostril_l": (-0.11, 0.22),
+    "nostril_r": (0.11, 0.22),
+    "upper_lip": (0.0, 0.44),
+    "mouth_l": (-0.30, 0.50),
+    "mouth_c": (0.0, 0.50),
+    "mouth_r": (0.30, 0.50),
+    "lower_lip": (0.0, 0.58),
+    "chin": (0.0, 0.78),
 }
 
 # Emotion -> {landmark: direction (x, y)}; the apex displacement is amplitude * direction.
-MOTIONS = {
+MOTIONS: dict[str, dict[str, tuple[float, float]]] = {
     "happiness": {"mouth_l": (-0.7, -0.7), "mouth_r": (0.7, -0.7)},
     "surprise": {"brow_l_in": (0, -1), "brow_l_out": (0, -1), "brow_r_in": (0, -1), "brow_r_out": (0, -1)},
     "disgust": {"nostril_l": (0, -1), "nostril_r": (0, -1), "upper_lip": (0, -0.8)},
@@ -34,7 +43,10 @@ MOTIONS = {
     "contempt": {"mouth_r": (0.8, -0.6)},
 }
 ALIASES = {
-    "happy": "happiness", "positive": "happiness", "sad": "sadness", "other": "others",
+    "happy": "happiness",
+    "positive": "happiness",
+    "sad": "sadness",
+    "other": "others",
 }
 NEGATIVES = ("anger", "disgust", "sadness", "fear")  # SMIC's `negative` folder mixes these
 
@@ -77,7 +89,7 @@ def make_face(size: int, rng: np.random.Generator) -> Face:
     image = background * (1 - mask) + skin * shade * mask
 
     # Skin texture: smoothed noise, so optical flow has something to track everywhere on the face.
-    texture = rng.normal(0, 1, (size // 2 + 2, size // 2 + 2)).astype(np.float32)
+    texture: np.ndarray = rng.normal(0, 1, (size // 2 + 2, size // 2 + 2)).astype(np.float32)
     texture = np.kron(texture, np.ones((2, 2), np.float32))[:size, :size]
     texture = (texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1) + np.roll(texture, (1, 1), (0, 1))) / 4
     image += (rng.uniform(6, 12) * texture)[..., None] * mask
@@ -106,7 +118,7 @@ def make_face(size: int, rng: np.random.Generator) -> Face:
     (lx, ly), (_, my), (rx_, ry_) = points["mouth_l"], points["mouth_c"], points["mouth_r"]
     for t in np.linspace(0, 1, 9):
         px = lx + t * (rx_ - lx)
-        py = (1 - t) ** 2 * ly + 2 * t * (1 - t) * (my + 1.5 * s) + t ** 2 * ry_
+        py = (1 - t) ** 2 * ly + 2 * t * (1 - t) * (my + 1.5 * s) + t**2 * ry_
         blob(px, py, 2.2 * s, 1.4 * s, rng.uniform(55, 75))
     ux, uy = points["upper_lip"]
     blob(ux, uy, 5.0 * s, 1.5 * s, 25)
@@ -147,7 +159,7 @@ def render(face: Face, field: np.ndarray, weight: float, rng: np.random.Generato
     # Backward warp: the pixel at x shows what the still face had at x - d(x) (fine for small d).
     map_x = xx - weight * field[..., 0]
     map_y = yy - weight * field[..., 1]
-    frame = cv2.remap(face.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    frame: np.ndarray = cv2.remap(face.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     frame = frame + rng.normal(0, face.noise, frame.shape).astype(np.float32)
     if gray:
         frame = frame.mean(axis=2)

@@ -72,7 +72,7 @@ def subject_rng(seed: int, subject: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(subject.encode())])
 
 
-def plan(settings: SynthSettings, size: str, composite_classes: set[str]) -> list[Video]:
+def plan(settings: SynthSettings, size: str, composite_classes: set[str | None]) -> list[Video]:
     if size not in settings.sizes:
         raise KeyError(size)
     spec = settings.sizes[size]
@@ -120,9 +120,15 @@ def _video(settings: SynthSettings, rng, subject: str, index: int, items) -> Vid
             apex = onset
         events.append(
             Event(
-                subject=subject, emotion=emotion, onset=onset, apex=apex, offset=offset,
-                amplitude=float(rng.uniform(*settings.amplitude)), motion=motion_for(emotion, rng),
-                clip=planted.get("clip") if planted else None, apex_cell=apex_cell,
+                subject=subject,
+                emotion=emotion,
+                onset=onset,
+                apex=apex,
+                offset=offset,
+                amplitude=float(rng.uniform(*settings.amplitude)),
+                motion=motion_for(emotion, rng),
+                clip=planted.get("clip") if planted else None,
+                apex_cell=apex_cell,
                 offset_cell=planted.get("offset_cell") if planted else None,
             )
         )

@@ -1,0 +1,139 @@
+"""A model's recipe: how it is trained and built in a run, resolved from the configuration.
+
+configs/models/NAME.yaml   the recipe whose `applies_to` matches the model (or a user's --config)
+presets/                   a preset's training settings over it (and its small inputs)
+configs/tuned.yaml         what `hsta-bench tune` chose, over both; per fold where a tune chose per fold,
+                           each refused on the subjects whose labels chose it (check_tuned_on)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hsta_bench.errors import UserError
+
+if TYPE_CHECKING:
+    from hsta_bench.engine.train import TrainConfig
+
+
+@dataclass
+class Recipe:
+    """How a model is trained and built in a run: TrainConfig plus create_model overrides, and the
+    resources one of its trials asks for (empty: configs/dispatch.yaml's)."""
+
+    train: TrainConfig
+    overrides: dict
+    source: str  # which recipe file (or "defaults")
+    resources: dict = field(default_factory=dict)
+
+
+def recipe_name(model: str, cfg: dict) -> str | None:
+    """The recipe (configs/models/NAME.yaml) that applies to `model`: the first whose `applies_to` matches."""
+    for name, spec in cfg.get("models", {}).items():
+        if any(fnmatch.fnmatch(model, pattern) for pattern in spec.get("applies_to", [name])):
+            return name
+    return None
+
+
+def recipe_source(name: str | None) -> str:
+    """Where recipe `name` comes from, as records say it: its file in configs/models/, or a user's --config
+    (a `models.NAME` entry that configs/ does not ship), or "defaults" (no recipe: configs/train.yaml)."""
+    from hsta_bench.paths import configs_dir
+
+    if name is None:
+        return "defaults"
+    if (configs_dir() / "models" / f"{name}.yaml").is_file():
+        return f"configs/models/{name}.yaml"
+    return f"models.{name} (--config)"
+
+
+def recipe_of(source: str | None) -> str | None:
+    """The recipe's name in a recorded `source` (recipe_source's, with " + tuned..." after it), or None."""
+    first = (source or "").split(" ")[0]
+    if first.startswith("configs/models/") and first.endswith(".yaml"):
+        return first[len("configs/models/") : -len(".yaml")]
+    return first[len("models.") :] if first.startswith("models.") else None
+
+
+def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
+    from hsta_bench import config as config_mod
+    from hsta_bench.engine.train import TrainConfig
+    from hsta_bench.models import small_overrides
+
+    name = recipe_name(model, cfg)
+    found = cfg["models"][name] if name else {}
+    source = recipe_source(name)
+    values = {**cfg["train"], **(found.get("train") or {})}
+    overrides = dict(found.get("model") or {})
+    if preset is not None:
+        spec = cfg.get("presets", {}).get(preset)
+        if spec is None:
+            raise UserError(f"--preset {preset}: unknown preset (known: {', '.join(cfg.get('presets', {}))})")
+        values.update(spec.get("train") or {})
+        if spec.get("small_inputs"):
+            overrides = {**small_overrides(model), **overrides}
+    tuned = tuned_entry(cfg, model)
+    if tuned.get("train") or tuned.get("model"):
+        values.update(tuned.get("train") or {})
+        overrides.update(tuned.get("model") or {})
+        source += f" + tuned.{model}"
+    train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
+    return Recipe(train, overrides, source, dict(found.get("resources") or {}))
+
+
+def tuned_entry(cfg: dict, model: str) -> dict:
+    """configs/tuned.yaml's entry for `model` (settings over its recipe and the preset), checked for shape."""
+    entry = (cfg.get("tuned") or {}).get(model) or {}
+    if not isinstance(entry, dict) or set(entry) - {"train", "model", "folds", "tuned_on"}:
+        raise UserError(f"tuned.{model}: expected a mapping of train, model, folds and tuned_on")
+    for key in ("train", "model", "folds", "tuned_on"):
+        if not isinstance(entry.get(key) or {}, dict):
+            raise UserError(f"tuned.{model}.{key}: expected a mapping")
+    return entry
+
+
+def check_tuned_on(tuned_on: dict | None, tested: np.ndarray, synthetic: bool, where: str) -> None:
+    """Refuse settings chosen with the labels of a subject they would now be tested on. `tuned_on` is what
+    `hsta-bench tune` records with them: {tune, synthetic, subjects: [source/subject, ...]}."""
+    from hsta_bench.engine.splits import LeakageError
+
+    if not tuned_on or bool(tuned_on.get("synthetic")) != synthetic:  # stand-ins and real data share names only
+        return
+    shared = sorted(set(tuned_on.get("subjects") or ()) & set(tested.tolist()))
+    if shared:
+        more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
+        raise LeakageError(
+            f"{where} was chosen with the labels of subject(s) this run tests ({', '.join(shared[:3])}{more}; "
+            f"tune {tuned_on.get('tune', '?')}): their scores would not be test scores. The tune's outer "
+            "run is the tuned model's test score; use these settings on other subjects"
+        )
+
+
+def fold_recipes(
+    model: str, dataset: str, folds: list, base: Recipe, cfg: dict, keys: np.ndarray, synthetic: bool
+) -> dict[int, Recipe]:
+    """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index;
+    `keys` are the rows' source/subject names, to check each fold's `tuned_on` against its test subjects."""
+    from hsta_bench import config as config_mod
+    from hsta_bench.engine.train import TrainConfig
+
+    entries = (tuned_entry(cfg, model).get("folds") or {}).get(dataset) or {}
+    index = {f.name: f.index for f in folds}
+    out = {}
+    for name, spec in entries.items():
+        where = f"tuned.{model}.folds.{dataset}.{name}"
+        if str(name) not in index:
+            raise UserError(f"{where}: {dataset} has no fold {name!s} (folds: {', '.join(index)})")
+        if not isinstance(spec, dict) or set(spec) - {"train", "model", "tuned_on"}:
+            raise UserError(f"{where}: expected a mapping of train, model and tuned_on")
+        check_tuned_on(spec.get("tuned_on"), keys[folds[index[str(name)]].test], synthetic, where)
+        values = {**asdict(base.train), **(spec.get("train") or {})}
+        train = config_mod.typed(TrainConfig, values, where).check(where)
+        out[index[str(name)]] = Recipe(
+            train, {**base.overrides, **(spec.get("model") or {})}, f"{base.source} + {where}", base.resources
+        )
+    return out
