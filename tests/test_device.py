@@ -145,25 +145,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("name", FOLD_BATCHABLE)
 def test_fold_batched_equals_one_fold_at_a_time_on_cuda(name):
     """As test_engine's CPU test, on CUDA in fp32 with TF32 off: the stacked models are the one-by-one models."""
-    from test_engine import fold_problem
+    from test_engine import ragged_folds
 
-    inputs, y = fold_problem(90)
-    folds = [
-        FoldData(inputs, np.arange(s), y[:s], np.zeros(0, int), np.zeros(0, int), np.arange(60 + 10 * k, 70 + 10 * k))
-        for k, s in enumerate((50, 43, 37))
-    ]
-    cfg = TrainConfig(
-        optimizer="sgd",
-        lr=3e-2,
-        weight_decay=0.01,
-        batch_size=16,
-        epochs=3,
-        warmup_epochs=1,
-        balanced=True,
-        augment=True,
-        precision="fp32",
-        device="cuda",
-    )
+    folds, cfg = ragged_folds(precision="fp32", device="cuda")
     build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
     from hsta_bench.engine.batched import fit_predict_folds
 

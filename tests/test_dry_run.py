@@ -217,22 +217,9 @@ def test_cluster_options_are_one_line_errors(capsys):
 
 
 def test_tune_dry_run_prints_studies_and_an_upper_bound(capsys, tmp_path):
-    proc = run_main(
-        capsys,
-        "tune",
-        "--model",
-        "ststnet",
-        "--dataset",
-        "samm",
-        "--trials",
-        "3",
-        "--dry-run",
-        "--cluster",
-        ONE_GPU,
-        "--output",
-        str(tmp_path / "out"),
-        "--json",
-    )
+    tune = ("tune", "--model", "ststnet", "--dataset", "samm", "--trials", "3", "--dry-run", "--cluster", ONE_GPU)
+    tune += ("--output", str(tmp_path / "out"))
+    proc = run_main(capsys, *tune, "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     studies = data["studies"]
@@ -248,21 +235,7 @@ def test_tune_dry_run_prints_studies_and_an_upper_bound(capsys, tmp_path):
     assert data["total"]["pflops_upper_bound"] == pytest.approx(data["tune"]["pflops_upper_bound"] + outer["pflops"])
     assert not (tmp_path / "out").exists()
 
-    text = run_main(
-        capsys,
-        "tune",
-        "--model",
-        "ststnet",
-        "--dataset",
-        "samm",
-        "--trials",
-        "3",
-        "--dry-run",
-        "--cluster",
-        ONE_GPU,
-        "--output",
-        str(tmp_path / "out"),
-    )
+    text = run_main(capsys, *tune)
     assert text.returncode == 0, text.stderr
     assert "tune dry run" in text.stdout and "PFLOP <=" in text.stdout and "at most" in text.stdout
     assert "outer run" in text.stdout and "g4" in text.stdout

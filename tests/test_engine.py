@@ -125,6 +125,29 @@ def test_the_trainer_never_sees_test_labels(selection):
     assert out.logits.shape == (10, 3)
 
 
+def ragged_folds(**settings):
+    """Three folds of different sizes on fold_problem, and the training settings the fold-batching tests use
+    (SGD, warm-up, balanced sampling, flips), with `settings` on top."""
+    inputs, y = fold_problem(90)
+    folds = []
+    for k, size in enumerate((50, 43, 37)):
+        test = np.arange(60 + 10 * k, 70 + 10 * k)
+        train_rows = np.arange(size)
+        folds.append(FoldData(inputs, train_rows, y[train_rows], np.zeros(0, int), np.zeros(0, int), test))
+    cfg = TrainConfig(
+        optimizer="sgd",
+        lr=3e-2,
+        weight_decay=0.01,
+        batch_size=16,
+        epochs=3,
+        warmup_epochs=1,
+        balanced=True,
+        augment=True,
+        **settings,
+    )
+    return folds, cfg
+
+
 def test_scrambled_test_labels_change_nothing(cfg):
     """The same evaluation with the test side's labels scrambled gives the same predictions: labels of
     the test fold reach only the scoring."""
@@ -153,22 +176,7 @@ def test_fold_batched_training_equals_one_fold_at_a_time(name):
     Adam divides each gradient by its own running size, so a gradient that is zero up to rounding
     (STSTNet's conv biases before ReLU and batch norm: ~1e-8) becomes a full step whose sign is the
     rounding's; Adam's arithmetic is checked on its own below."""
-    inputs, y = fold_problem(90)
-    folds = []
-    for k, size in enumerate((50, 43, 37)):
-        test = np.arange(60 + 10 * k, 70 + 10 * k)
-        train_rows = np.arange(size)
-        folds.append(FoldData(inputs, train_rows, y[train_rows], np.zeros(0, int), np.zeros(0, int), test))
-    cfg = TrainConfig(
-        optimizer="sgd",
-        lr=3e-2,
-        weight_decay=0.01,
-        batch_size=16,
-        epochs=3,
-        warmup_epochs=1,
-        balanced=True,
-        augment=True,
-    )
+    folds, cfg = ragged_folds()
     build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
     plain = [train.fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
     batched = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])

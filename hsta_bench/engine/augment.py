@@ -57,19 +57,8 @@ OPS = (
     "translate_x",
     "translate_y",
 )
-COLOUR = {
-    "autocontrast",
-    "equalize",
-    "invert",
-    "posterize",
-    "solarize",
-    "solarize_add",
-    "color",
-    "contrast",
-    "brightness",
-    "sharpness",
-}
-GEOMETRIC = tuple(op for op in OPS if op not in COLOUR)  # rotate, shear_x/y, translate_x/y
+GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")  # they move pixels; the rest recolour
+COLOUR = set(OPS) - set(GEOMETRIC)
 MAX_MAGNITUDE = 10.0
 OP_PROB = 0.5  # each chosen op applies with this probability (timm's default for RandAugment)
 
