@@ -5,21 +5,23 @@ The tree has one section per YAML file in configs/ (`protocols`, `preprocess`, `
 `--config FILE` (a YAML file of the same shape), `--set key.path=value` and `--data-root NAME=PATH`
 (short for `--set datasets.NAME.root=PATH`). Every key a user sets must already exist, so a typo is an
 error naming the option instead of a silently ignored setting. Sections read by code become typed
-dataclasses through `typed()`.
+dataclasses through `typed()`: their field types (pydantic) check what a user wrote; their values
+live once, in configs/ (`shipped()` for code without a loaded configuration).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import re
-import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, Strict, TypeAdapter, ValidationError
 
 from hsta_bench.errors import UserError
 from hsta_bench.paths import configs_dir
@@ -37,8 +39,15 @@ def _read_yaml(path: Path) -> Any:
         raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
 
 
+@functools.cache
+def shipped() -> dict:
+    """The shipped configuration tree, read once: the defaults of every setting, for code that builds a
+    section without a loaded configuration (tests, helpers). Shared: never change it (load() makes a copy)."""
+    return defaults()
+
+
 def defaults() -> dict:
-    """The shipped configuration tree."""
+    """The shipped configuration tree (a fresh copy)."""
     root = configs_dir()
     tree: dict = {path.stem: _read_yaml(path) or {} for path in sorted(root.glob("*.yaml"))}
     for folder in ("datasets", "models", "presets"):
@@ -102,7 +111,7 @@ def load(
     data_roots: Iterable[str] = (),
 ) -> dict:
     """The effective configuration: defaults, then the user's file, then --data-root, then --set."""
-    tree = copy.deepcopy(defaults())
+    tree = copy.deepcopy(shipped())
     if config_file is not None:
         user = _read_yaml(config_file)
         if user is None:
@@ -142,56 +151,85 @@ def apply_sets(tree: dict, sets: Iterable[str]) -> dict:
 _EXPONENT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+def _exponent(value: Any) -> Any:
+    # YAML 1.1 reads 1e-3 (no dot) as a string; everyone means the number
+    return float(value) if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()) else value
+
+
+# The types settings are declared with (pydantic validates them; `typed` reports what it finds). Strict: a
+# bool is no int (YAML's `true` is not 1), "3" is no int; a float may be written as an int or as `1e-3`.
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Float = Annotated[float, Strict(), BeforeValidator(_exponent)]
+ExpandedPath = Annotated[Path, AfterValidator(Path.expanduser)]  # `~` is the user's home
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[list[str], dict[str, type]]:
+    """The settings of `cls`, and those of them that are sections of their own (dataclasses)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    return names, {n: hints[n] for n in names if isinstance(hints[n], type) and dataclasses.is_dataclass(hints[n])}
+
+
+def _check_keys(cls: type, mapping: Mapping, where: str) -> None:
+    """Unknown keys, at every level that is a dataclass (pydantic would ignore them in a stdlib dataclass)."""
+    names, sections = _fields(cls)
+    unknown = sorted(set(map(str, mapping)) - set(names))
+    if unknown:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(names)})")
+    for name, inner in sections.items():
+        if isinstance(mapping.get(name), Mapping):
+            _check_keys(inner, mapping[name], f"{where}.{name}")
+
+
+def _located(value: Any, loc: tuple) -> Any:
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check_type(value, arg, where)
-            except UserError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise UserError(f"{where}: expected a list, got {value!r}")
-        return tuple(_check_type(v, args[0], where) for v in value) if args else tuple(value)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise UserError(f"{where}: expected a mapping, got {value!r}")
-        return {k: _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; everyone means the number
-    if hint is Path:
-        if not isinstance(value, (str, Path)):
-            raise UserError(f"{where}: expected a path, got {value!r}")
-        return Path(value).expanduser()
-    if isinstance(hint, type) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
     return value
 
 
+def _message(exc: ValidationError, mapping: Mapping, where: str) -> str:
+    """A ValidationError as one line naming the setting: the first problem only (the one to fix first).
+    The members of a union each report their own error; those become one message ("... or ...")."""
+    errors = exc.errors()
+    first = errors[0]
+    if not first["loc"]:  # a check over several settings (__post_init__ raising ValueError)
+        return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+    same = [e for e in errors if e["loc"][:1] == first["loc"][:1]]
+    path = list(first["loc"])  # where they part is the setting (past it: each union member's tag)
+    for e in same[1:]:
+        n = 0
+        while n < min(len(path), len(e["loc"])) and path[n] == e["loc"][n]:
+            n += 1
+        path = path[:n]
+    if first["type"] == "missing":
+        return f"{'.'.join([where, *map(str, path[:-1])])}: missing setting {str(path[-1])!r}"
+    name = ".".join([where, *map(str, path)])
+    said: list[str] = []  # "Input should be a valid integer or 'auto'": each member's text, once
+    for e in same:
+        text = e["msg"].removeprefix("Value error, ")
+        if text.removeprefix("Input should be ") not in [s.removeprefix("Input should be ") for s in said]:
+            said.append(text.removeprefix("Input should be ") if said else text)
+    got = _located(mapping, tuple(path)) if len(same) > 1 else first.get("input")
+    return f"{name}: {' or '.join(said)} (got {got!r})"
+
+
 def typed(cls: type, mapping: Mapping | None, where: str):
-    """Build dataclass `cls` from a config section, checking keys and types; `where` names the section."""
+    """Build dataclass `cls` from a config section, validated by pydantic against its field types (`Int`,
+    `Float`, `Literal[...]` for choices, `Field(ge=...)` for ranges); `where` names the section. Every
+    problem is one UserError line: `where.setting: what is wrong (got value)`."""
     mapping = dict(mapping or {})
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(mapping) - set(fields))
-    if unknown:
-        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(fields)})")
-    values = {}
-    for name, field in fields.items():
-        if name in mapping:
-            values[name] = _check_type(mapping[name], hints[name], f"{where}.{name}")
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise UserError(f"{where}: missing setting '{name}'")
-    return cls(**values)
+    _check_keys(cls, mapping, where)
+    try:
+        return _adapter(cls).validate_python(mapping)
+    except ValidationError as exc:
+        raise UserError(_message(exc, mapping, where)) from None

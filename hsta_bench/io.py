@@ -14,8 +14,12 @@ import platform
 import subprocess
 import tempfile
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
+
+from hsta_bench import __version__
 from hsta_bench.errors import UserError
 
 
@@ -76,12 +80,9 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 
 def environment() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import numpy as np
-    import torch  # here, not at the top: the leaderboard and the CLI write records without torch
-
-    from hsta_bench import __version__
+    # torch here, not at the top: io is the floor the leaderboard and the light commands stand on, and only
+    # a run's record asks which torch (and which accelerator) it ran on
+    import torch  # noqa: PLC0415
 
     try:
         polars = version("polars")

@@ -1,4 +1,5 @@
-"""Where things live: the shipped configs, and the per-user home for caches and synthetic stand-ins."""
+"""Where things live: the shipped configs, and the per-user home for caches and synthetic stand-ins; and how a
+record names where a recipe came from (read back by the leaderboard, which must not need the engine)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,21 @@ def home() -> Path:
 
 def synthetic_dir() -> Path:
     return home() / "synthetic"
+
+
+def recipe_source(name: str | None) -> str:
+    """Where recipe `name` comes from, as records say it: its file in configs/models/, or a user's --config
+    (a `models.NAME` entry that configs/ does not ship), or "defaults" (no recipe: configs/train.yaml)."""
+    if name is None:
+        return "defaults"
+    if (configs_dir() / "models" / f"{name}.yaml").is_file():
+        return f"configs/models/{name}.yaml"
+    return f"models.{name} (--config)"
+
+
+def recipe_of(source: str | None) -> str | None:
+    """The recipe's name in a recorded `source` (recipe_source's, with " + tuned..." after it), or None."""
+    first = (source or "").split(" ")[0]
+    if first.startswith("configs/models/") and first.endswith(".yaml"):
+        return first[len("configs/models/") : -len(".yaml")]
+    return first[len("models.") :] if first.startswith("models.") else None

@@ -208,7 +208,7 @@ chosen=""
 for name in "${STEP_NAMES[@]}"; do selected "$name" && chosen+=" $name${OWN[$name]+=${OWN[$name]}}"; done
 say "python: $PYTHON; device: $DEVICE${QUICK:+ (quick)}; steps:$chosen; budget scale $SCALE; window ${WINDOW}s"
 
-# 1-4: scripts/gpu_checks.py (torch, numpy, pyyaml)
+# 1-4: scripts/gpu_checks.py (torch, numpy, pyyaml, pydantic)
 if selected env; then
     run_step env "$(budget_of env)" -- "$PYTHON" scripts/gpu_checks.py env --device "$DEVICE" --out "$OUT"
 fi

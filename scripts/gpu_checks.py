@@ -12,8 +12,8 @@ markdown table and writes OUT/<subcommand>.json (everything) and OUT/<subcommand
 Steps are timed through the trainer a run uses (engine/train.py FoldTrainer, engine/batched.py), on
 synthetic uint8 inputs of the real shapes. `--device cuda` (the default) fails with one line where torch
 sees no CUDA device; `--device cpu --quick` runs everything at tiny sizes (how tests/test_gpu_checks.py
-runs it). Needs torch, numpy and pyyaml only (not Ray, not polars); the package is imported from this
-checkout.
+runs it). Needs torch, numpy, pyyaml and pydantic only (not Ray, not polars; pydantic checks the settings
+sections, hsta_bench/config.py); the package is imported from this checkout.
 
     python scripts/gpu_checks.py fold-batch --out results/gpu-check
 """
@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:  # the package as it is in this checkout, installe
 OPTIONAL = {
     "numpy": "numpy",
     "yaml": "PyYAML",
+    "pydantic": "pydantic",
     "ray": "ray",
     "polars": "polars",
     "typer": "typer",
@@ -369,7 +370,7 @@ def check_fold_batch(args) -> int:
     import numpy as np
 
     from hsta_bench.engine.batched import fit_predict_folds
-    from hsta_bench.engine.train import TrainConfig, fit_predict, placement_for
+    from hsta_bench.engine.train import fit_predict, placement_for, train_config
     from hsta_bench.models import create_model
 
     atol = args.atol if args.atol is not None else (1e-3 if device.startswith("cuda") else 1e-4)
@@ -379,7 +380,7 @@ def check_fold_batch(args) -> int:
     doc = {**header(args, device), "atol": atol, "equality": [], "speed": []}
 
     # 1. the same maths: SGD, no dropout, fp32 with TF32 off (test_engine.py's comparison, on this device)
-    same = TrainConfig(
+    same = train_config(
         optimizer="sgd",
         lr=3e-2,
         weight_decay=0.01,

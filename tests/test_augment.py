@@ -40,10 +40,12 @@ def test_the_release_spec_parses_and_bad_specs_name_the_setting():
     [({"erase": 1.5}, "erase"), ({"repeat": 0}, "repeat"), ({"randaugment": "rand-n2"}, "randaugment")],
 )
 def test_train_config_check_refuses_bad_augmentation_settings(values, message):
+    from hsta_bench import config
     from hsta_bench.engine.train import TrainConfig
 
     with pytest.raises(UserError, match=f"models.hsta.train.{message}"):
-        TrainConfig(**values).check("models.hsta.train")
+        values = {**config.shipped()["train"], **values}
+        config.typed(TrainConfig, values, "models.hsta.train").check("models.hsta.train")
 
 
 @pytest.mark.parametrize("op", augment.OPS)
@@ -132,7 +134,7 @@ def test_repeated_augmentation_doubles_the_batch_and_its_labels():
 
 def test_a_fold_trains_with_every_augmentation_and_repeat_doubles_the_rows_a_step_sees():
     """The trainer applies them to its batches (engine/train.py): a step with repeat 2 runs on twice the rows."""
-    from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, TrainConfig
+    from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, train_config
     from hsta_bench.models import create_model
 
     rng = np.random.default_rng(0)
@@ -144,7 +146,7 @@ def test_a_fold_trains_with_every_augmentation_and_repeat_doubles_the_rows_a_ste
     )
     labels = np.arange(24) % 3
     data = FoldData(inputs, np.arange(16), labels[:16], np.zeros(0, int), np.zeros(0, int), np.arange(16, 24))
-    cfg = TrainConfig(batch_size=8, epochs=1, augment=True, randaugment=RELEASE, erase=0.2, repeat=2).check("t")
+    cfg = train_config(batch_size=8, epochs=1, augment=True, randaugment=RELEASE, erase=0.2, repeat=2).check("t")
     seen = []
     build = lambda: create_model("hsta_flow", 3, img_size=32, width=16, heads=[2, 2], layers=1)  # noqa: E731
     trainer = FoldTrainer(build, data, cfg, 3, seed=0)

@@ -12,7 +12,7 @@ from hsta_bench import config
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.engine import train
 from hsta_bench.engine.batched import fit_predict_folds
-from hsta_bench.engine.train import FoldData, Inputs, TrainConfig
+from hsta_bench.engine.train import FoldData, Inputs, train_config
 from hsta_bench.models import create_model, list_models, model_class
 
 FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
@@ -44,24 +44,24 @@ def test_recipes_come_from_configs_and_presets_override_them(cfg):
 def test_a_bad_training_setting_names_itself():
     from hsta_bench.errors import UserError
 
-    with pytest.raises(UserError, match="optimizer='rmsprop'"):
+    with pytest.raises(UserError, match=r"train \(ststnet, .*\)\.optimizer: .*'sgd' \(got 'rmsprop'\)"):
         ev.recipe("ststnet", config.load(sets=["models.ststnet.train.optimizer=rmsprop"]), "paper")
     with pytest.raises(UserError, match="unknown setting\\(s\\) lr_typo"):
         ev.recipe("ststnet", config.load(sets=["models.ststnet.train.lr_typo=1"]), "paper")
 
 
 def test_schedule_warms_up_then_follows_a_cosine_to_min_lr():
-    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_epochs=1, schedule="cosine")
+    cfg = train_config(lr=1.0, min_lr=0.1, warmup_epochs=1, schedule="cosine")
     factors = [train.lr_factor(s, 100, 10, cfg) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
     assert factors[-1] == pytest.approx(0.1, abs=0.01)
-    assert train.lr_factor(50, 100, 0, TrainConfig(schedule="constant")) == 1.0
+    assert train.lr_factor(50, 100, 0, train_config(schedule="constant")) == 1.0
 
 
 def test_layer_decay_scales_hsta_layers_and_spares_norms_from_weight_decay():
     model = create_model("hsta_tiny", 3, img_size=32)
-    groups = train.param_groups(model, TrainConfig(layer_decay=0.5, weight_decay=0.05))
+    groups = train.param_groups(model, train_config(layer_decay=0.5, weight_decay=0.05))
     scales = sorted({g["lr_scale"] for g in groups})
     assert scales == [0.125, 0.25, 0.5, 1.0]  # embeddings, 2 HSTA layers, head (tiny has 2 layers)
     by_param = {id(p): g for g in groups for p in g["params"]}
@@ -104,7 +104,7 @@ def fold_problem(n=60, seed=0):
 def test_the_trainer_never_sees_test_labels(selection):
     inputs, y = fold_problem()
     rows = np.arange(len(y))
-    cfg = TrainConfig(epochs=3, batch_size=8, selection=selection, lr=1e-2)
+    cfg = train_config(epochs=3, batch_size=8, selection=selection, lr=1e-2)
     data = FoldData(inputs, rows[:40], y[:40], rows[40:50], y[40:50], rows[50:])
     assert "test_labels" not in {f.name for f in dataclasses.fields(FoldData)}
     seen = []
@@ -134,7 +134,7 @@ def ragged_folds(**settings):
         test = np.arange(60 + 10 * k, 70 + 10 * k)
         train_rows = np.arange(size)
         folds.append(FoldData(inputs, train_rows, y[train_rows], np.zeros(0, int), np.zeros(0, int), test))
-    cfg = TrainConfig(
+    cfg = train_config(
         optimizer="sgd",
         lr=3e-2,
         weight_decay=0.01,
@@ -194,7 +194,7 @@ def test_stacked_optimizer_is_torch_optimizer_per_fold(optimizer):
     g = torch.Generator().manual_seed(0)
     folds = 3
     start = torch.randn(folds, 4, 5, generator=g)
-    cfg = TrainConfig(optimizer=optimizer, weight_decay=0.1, momentum=0.9)
+    cfg = train_config(optimizer=optimizer, weight_decay=0.1, momentum=0.9)
     stacked = {"w": start.clone().requires_grad_(True)}
     opt = StackedOptimizer(stacked, cfg, {"w": 0.1})
     singles = [start[f].clone().requires_grad_(True) for f in range(folds)]

@@ -71,7 +71,7 @@ def train_and_predict(
 def test_hsta_tiny_fits_its_training_set():
     """Warm-up and a cosine schedule (as HSTA's release trains) let hsta_tiny fit the stand-in's training
     side; a constant lr leaves it oscillating near chance even there."""
-    from hsta_bench.engine.train import FoldData, Inputs, TrainConfig, fit_predict
+    from hsta_bench.engine.train import FoldData, Inputs, fit_predict, train_config
 
     name = "hsta_tiny"
     overrides = small_overrides(name)
@@ -81,7 +81,7 @@ def test_hsta_tiny_fits_its_training_set():
     y = data["label_megc2019_composite"].replace_strict(["negative", "positive", "surprise"], [0, 1, 2]).to_numpy()
     inputs = Inputs({kind: prepared.inputs(kind) for kind in model.inputs})
     train = np.flatnonzero(subject_folds(data["subject"].to_numpy())[0])
-    cfg = TrainConfig(
+    cfg = train_config(
         optimizer="adamw", lr=3e-4, weight_decay=0.01, batch_size=16, epochs=100, warmup_epochs=10, schedule="cosine"
     )
     fold = FoldData(inputs, train, y[train], np.zeros(0, int), np.zeros(0, int), train)

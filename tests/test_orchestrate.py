@@ -9,13 +9,19 @@ import polars as pl
 import pytest
 
 from helpers import assert_one_line_error, run_cli
+from hsta_bench import config
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.errors import UserError
 from hsta_bench.orchestrate import fragments
 from hsta_bench.orchestrate.cluster import Cluster, Node
-from hsta_bench.orchestrate.trials import DispatchConfig, dispatch_config, folds_done, make_trials, run_trial
+from hsta_bench.orchestrate.trials import dispatch_config, folds_done, make_trials, run_trial
 
 SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50"]
+
+
+def dispatch(**changes):
+    """configs/dispatch.yaml's settings with `changes`."""
+    return dispatch_config({"dispatch": {**config.shipped()["dispatch"], **changes}})
 
 
 def cpus(n: int, gpus: float = 0) -> Cluster:
@@ -30,7 +36,7 @@ def plans(cfg):
 
 @pytest.mark.parametrize("groups,slots", [("auto", 1), ("auto", 2), ("auto", 64), (3, 1), (64, 1)])
 def test_trials_cover_every_fold_exactly_once(plans, groups, slots):
-    trials = make_trials(plans, DispatchConfig(fold_groups=groups), cpus(slots))
+    trials = make_trials(plans, dispatch(fold_groups=groups), cpus(slots))
     for p in plans.values():
         mine = [t for t in trials if t.model == p.model]
         folds = [i for t in mine for i in t.folds]
@@ -46,7 +52,7 @@ def test_fold_batched_models_take_all_their_folds_in_one_trial(cfg):
     batched = config.load(sets=["models.ststnet.train.fold_batch=always"])
     p = ev.plan("ststnet", "casme2", batched, "smoke")
     assert ev.use_fold_batch(p, "cpu")
-    trials = make_trials({"x": p}, DispatchConfig(), cpus(4))
+    trials = make_trials({"x": p}, dispatch(), cpus(4))
     assert len(trials) == 1 and trials[0].folds == tuple(range(len(p.folds)))
 
 
@@ -119,7 +125,7 @@ def test_a_node_that_cannot_run_trials_is_named_in_one_line(tmp_path):
 
 def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tmp_path):
     p = plans["ststnet@casme2"]
-    (first, second) = make_trials({"x": p}, DispatchConfig(), cpus(2))
+    (first, second) = make_trials({"x": p}, dispatch(), cpus(2))
     seen = []
     did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
     assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
@@ -140,7 +146,7 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
 
 def test_a_fragment_that_does_not_hold_its_folds_samples_is_refused(plans, tmp_path):
     p = plans["off_apexnet@casme2"]
-    for t in make_trials({"x": p}, DispatchConfig(), cpus(1)):
+    for t in make_trials({"x": p}, dispatch(), cpus(1)):
         run_trial(t, p, tmp_path)
     path = fragments.fragment_path(tmp_path, p.model, p.dataset, p.protocol, 0)
     frame = pl.read_parquet(path)
@@ -223,8 +229,11 @@ def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path)
     [
         (["--resume", "19990101-000000-0000"], ["--resume 19990101-000000-0000: no run.json at"]),
         (["--resume", "x", "--model", "ststnet"], ["keeps its own settings; drop --model"]),
-        (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups=0"]),
-        (["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"], ["dispatch: cpus_per_trial must be > 0"]),
+        (["--dataset", "casme2", "--set", "dispatch.fold_groups=0"], ["dispatch.fold_groups:", "(got 0)"]),
+        (
+            ["--dataset", "casme2", "--set", "dispatch.cpus_per_trial=0"],
+            ["dispatch.cpus_per_trial: Input should be greater than 0"],
+        ),
     ],
 )
 def test_run_option_errors_are_one_line(args, fragments_, tmp_path):
@@ -260,7 +269,7 @@ def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans)
 
     from hsta_bench.orchestrate.view import TrialView
 
-    trials = make_trials(plans, DispatchConfig(), cpus(2))
+    trials = make_trials(plans, dispatch(), cpus(2))
     log = io.StringIO()
     view = TrialView(trials, Console(file=log, force_terminal=False, width=200), already={trials[0].name: 1})
     assert view.eta() is None  # nothing trained yet in this session

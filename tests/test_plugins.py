@@ -221,7 +221,7 @@ def test_a_module_that_does_not_import_is_one_line(tmp_path, monkeypatch, module
 
 
 def test_a_recorded_recipe_source_names_its_recipe():
-    from hsta_bench.engine.recipes import recipe_of, recipe_source
+    from hsta_bench.paths import recipe_of, recipe_source
 
     assert recipe_source("hsta") == "configs/models/hsta.yaml" and recipe_source(None) == "defaults"
     assert recipe_of("configs/models/hsta_flow.yaml + tuned.hsta_flow") == "hsta_flow"
@@ -250,7 +250,7 @@ def test_a_recipe_for_no_registered_model_is_refused(tmp_path):
 
 
 def test_a_training_loss_that_becomes_nan_stops_the_fold_with_one_line():
-    from hsta_bench.engine.train import FoldData, Inputs, NonFiniteLoss, TrainConfig, fit_predict
+    from hsta_bench.engine.train import FoldData, Inputs, NonFiniteLoss, fit_predict, train_config
     from hsta_bench.models import create_model
 
     def diverging():  # finite until its first step, then NaN from the second batch on
@@ -263,7 +263,7 @@ def test_a_training_loss_that_becomes_nan_stops_the_fold_with_one_line():
     inputs = Inputs({"flow": rng.integers(0, 255, (12, 14, 14, 3), dtype=np.uint8)})
     y = np.arange(12) % 3
     fold = FoldData(inputs, np.arange(8), y[:8], np.zeros(0, int), np.zeros(0, int), np.arange(8, 12))
-    cfg = TrainConfig(epochs=3, batch_size=4, warmup_epochs=0)
+    cfg = train_config(epochs=3, batch_size=4, warmup_epochs=0)
     with pytest.raises(NonFiniteLoss, match="training loss nan in epoch 1 "):
         fit_predict(diverging, fold, cfg, 3, seed=0)
     assert issubclass(NonFiniteLoss, UserError)  # the CLI's one line

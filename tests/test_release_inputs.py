@@ -158,7 +158,7 @@ def test_saved_weights_scored_give_the_runs_own_predictions_and_the_audit_is_rec
 def test_audited_training_is_the_same_training():
     """Recording test predictions every epoch changes nothing the fold learns (plain and fold-batched)."""
     from hsta_bench.engine.batched import fit_predict_folds
-    from hsta_bench.engine.train import FoldData, Inputs, TrainConfig, fit_predict
+    from hsta_bench.engine.train import FoldData, Inputs, fit_predict, train_config
 
     rng = np.random.default_rng(0)
     inputs = Inputs({"flow": rng.integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)}, encoding={"flow": "bgr255"})
@@ -167,7 +167,7 @@ def test_audited_training_is_the_same_training():
         FoldData(inputs, np.arange(0, 30), labels[:30], np.zeros(0, int), np.zeros(0, int), np.arange(30, 40)),
         FoldData(inputs, np.arange(10, 40), labels[10:], np.zeros(0, int), np.zeros(0, int), np.arange(0, 10)),
     ]
-    cfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=8, epochs=3, schedule="constant", augment=True)
+    cfg = train_config(optimizer="adam", lr=1e-3, batch_size=8, epochs=3, schedule="constant", augment=True)
 
     def build():
         return create_model("ststnet", 3)

@@ -227,7 +227,7 @@ def test_the_leaderboard_refuses_a_damaged_run_folder_in_one_line(smoke_run, tmp
                 "--preset",
                 "smoke",
             ],
-            ["evaluation.scheme='random'"],
+            ["evaluation.scheme", "'random'"],
         ),
     ],
 )

@@ -14,7 +14,7 @@ from hsta_bench import config
 from hsta_bench.data import list_sources
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.engine.splits import Fold, make_folds
-from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, TrainConfig, fit_predict
+from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs, fit_predict, train_config
 from hsta_bench.errors import UserError
 from hsta_bench.models import create_model, list_models, small_overrides
 from hsta_bench.models.registry import is_builtin
@@ -193,7 +193,11 @@ def test_study_settings_that_cannot_work_are_one_line(cfg):
     with pytest.raises(UserError, match="study g0 has 2 subject"):
         nested.studies(p, _tc(outer_groups=2, inner_k=3))
     tc = _tc()
-    assert (tc.grace(2), tc.grace(800), _tc(asha={"grace_period": 5}).grace(3)) == (1, 100, 3)
+    assert (tc.grace(2), tc.grace(800), _tc(asha=nested.AshaConfig(grace_period=5, reduction_factor=2)).grace(3)) == (
+        1,
+        100,
+        3,
+    )
     # auto waits out the warm-up: a trial is first judged one epoch after its lr peaks (never past the budget)
     assert (tc.grace(30, warmup=3), tc.grace(800, warmup=5), tc.grace(4, warmup=5)) == (4, 100, 4)
     assert (tc.startup(6), tc.startup(60), _tc(startup_trials=4).startup(6)) == (2, 10, 4)
@@ -224,7 +228,7 @@ def test_lockstep_trainers_give_the_models_of_one_by_one_training():
     alone: dropout's random stream is per trainer."""
     inputs, y, _ = signal_problem()
     rows = np.arange(len(y))
-    cfg = TrainConfig(optimizer="adam", lr=1e-3, epochs=3, batch_size=16, augment=True, weight_decay=0.0)
+    cfg = train_config(optimizer="adam", lr=1e-3, epochs=3, batch_size=16, augment=True, weight_decay=0.0)
     folds = [
         FoldData(inputs, rows[:60], y[:60], rows[:0], y[:0], rows[60:]),
         FoldData(inputs, rows[30:], y[30:], rows[:0], y[:0], rows[:30]),
@@ -275,15 +279,15 @@ def test_the_objective_learns_a_known_signal_on_validation_subjects(cfg):
 
 
 def test_the_study_searcher_finds_the_optuna_search_internals_it_reads():
-    """StudySearch (tuning/studies.py) records pruned trials through OptunaSearch's private `_ot_trials`,
+    """StudySearch (tuning/searchers.py) records pruned trials through OptunaSearch's private `_ot_trials`,
     `_completed_trials` and `_ot_study`: Ray's public searcher API has no way to tell Optuna a trial was
     pruned. This pins the Ray it was written against; on another Ray, check those three, then move the pin."""
     import optuna
     import ray
 
-    from hsta_bench.tuning import studies
+    from hsta_bench.tuning import searchers
 
-    search = studies._classes()[0](
+    search = searchers.StudySearch(
         space={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}, metric="val_uf1", mode="max", budget=3
     )
     search.suggest("t0")

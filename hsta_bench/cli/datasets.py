@@ -199,10 +199,13 @@ def prepare(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from hsta_bench.preprocess import prepare as run_prepare
+    from hsta_bench.preprocess.settings import from_config
 
     extra = [f"preprocess.workers={workers}"] if workers is not None else []
     cfg = load_config(config, (sets or []) + extra, data_roots)
+    from_config(cfg)  # a mistaken setting is one line before the pipeline (OpenCV, torch) is imported
+    from hsta_bench.preprocess import prepare as run_prepare
+
     reports = []
     for name in chosen_datasets(names, all_):
         with Progress(

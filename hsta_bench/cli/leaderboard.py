@@ -67,7 +67,7 @@ def leaderboard(
     import sys
 
     from hsta_bench.io import atomic_write
-    from hsta_bench.leaderboard import plots, published, render, settings, tables
+    from hsta_bench.leaderboard import published, render, settings, tables
     from hsta_bench.leaderboard import store as store_mod
 
     if fmt not in FORMATS:
@@ -107,6 +107,8 @@ def leaderboard(
     if fmt == "md":
         drawn = {}
         if output is not None and s.plots:
+            from hsta_bench.leaderboard import plots  # matplotlib: only when plots are drawn
+
             drawn = plots.write(built, output.parent / "plots", s.plots, output.parent)
         written = store / "notes.md" if store is not None else None  # the store's own words for its page
         text = render.markdown(

@@ -54,12 +54,12 @@ def profile(
     """Profile attention kernels and models on this machine into OUTPUT/profile-ID/ (a report with a plot)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hsta_bench.io import new_run_id
-    from hsta_bench.profiling import report, session
-
     import_models(imports)
     cfg = load_config(config, sets, None)
     check_names(cfg, preset or "paper", model or [])
+    from hsta_bench.io import new_run_id  # the profiler (torch, matplotlib): once the names are right
+    from hsta_bench.profiling import report, session
+
     settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
     with Progress(
         TextColumn("{task.description}"),

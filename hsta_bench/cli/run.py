@@ -157,8 +157,6 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
-    from hsta_bench.orchestrate import runner
-
     import_models(imports, resume)
     sets = list(sets or []) + evaluation_sets(save_weights, weights, audit, resume)
 
@@ -185,9 +183,16 @@ def run(
                 "--config": config,
             },
         )
+        from hsta_bench.io import read_record
+
+        read_record(output / resume, "run.json", f"--resume {resume}")  # a missing run: one line, at once
+        from hsta_bench.orchestrate import runner  # Ray and the engine: after the options are checked
+
         outcome = runner.resume(resume, output, address, in_process, err)
     else:
         todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets, config)
+        from hsta_bench.orchestrate import runner
+
         outcome = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
     report(outcome.path, outcome.metrics, as_json)
     if outcome.problem is not None:
@@ -343,14 +348,14 @@ def check_names(cfg: dict, preset: str, models: list[str]) -> None:
 
 def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     """The checked settings of a new run: (model, dataset) pairs, pairs left out, config, preset."""
-    from hsta_bench.engine.evaluate import evaluation_config, recipe
-    from hsta_bench.orchestrate.trials import dispatch_config
-
     cfg = load_config(config, sets, data_roots)
     check_names(cfg, preset, model or [])
     datasets = chosen_datasets(dataset, all_datasets, named="--dataset NAME", every="--all-datasets")
     models = list(dict.fromkeys(model or cfg["presets"][preset].get("models") or []))
     todo, skipped = pairs(models, datasets)
+    from hsta_bench.engine.evaluate import evaluation_config, recipe  # the engine: once the names are right
+    from hsta_bench.orchestrate.trials import dispatch_config
+
     evaluation_config(cfg)  # settings errors before any work starts
     dispatch_config(cfg)
     for name in dict.fromkeys(m for m, _ in todo):

@@ -71,7 +71,6 @@ def tune(
 ) -> None:
     """Tune MODEL on DATASET (nested: test subjects never seen), then score the tuned model in an outer run."""
     from hsta_bench.cli.run import check_dry_run
-    from hsta_bench.tuning import driver
 
     import_models(imports, resume)
     if trials is not None and trials < 1:
@@ -98,10 +97,17 @@ def tune(
                 "--config": config,
             },
         )
+        from hsta_bench.io import read_record
+
+        read_record(output / resume, "tune.json", f"--resume {resume}")  # a missing tune: one line, at once
+        from hsta_bench.tuning import driver  # Ray, Optuna and the engine: after the options are checked
+
         outcome = driver.resume(resume, output, address, trials, err)
     else:
         cfg, preset = _prepare(model, dataset, preset or "paper", space_items, data_roots, sets, config, trials)
         assert model is not None and dataset is not None  # _prepare refuses them missing
+        from hsta_bench.tuning import driver
+
         outcome = driver.start(model, dataset, cfg, preset, trials or cfg["tune"]["trials"], output, address, err)
     report(outcome, as_json)
     if outcome.problem is not None:
@@ -112,14 +118,15 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     """The checked configuration of a new tune (every mistake is one line before anything starts)."""
     from hsta_bench import config as config_mod
     from hsta_bench.cli.run import check_names, pairs
-    from hsta_bench.engine.evaluate import evaluation_config, recipe
-    from hsta_bench.orchestrate.trials import dispatch_config
-    from hsta_bench.tuning import nested, space
 
     if not model:
         raise UserError("name the model to tune with --model NAME")
     if not dataset:
         raise UserError("name the dataset to tune on with --dataset NAME (see `hsta-bench datasets list`)")
+    from hsta_bench.engine.evaluate import evaluation_config, recipe
+    from hsta_bench.orchestrate.trials import dispatch_config
+    from hsta_bench.tuning import nested, space
+
     cfg = load_config(config, sets, data_roots)
     check_names(cfg, preset, [model])
     chosen_datasets([dataset], False, named="--dataset NAME", every="--all-datasets")

@@ -1,6 +1,7 @@
 """The data layer: every benchmark, read as distributed, becomes one manifest schema.
 
     sources/<name>.py   one adapter per dataset (registered in registry.py)
+    load.py             `load_manifest`: an adapter on its data root, or on its synthetic stand-in
     manifest.py         the manifest schema, problems and repairs every adapter reports
     protocols.py        label protocols (configs/protocols.yaml) applied to a manifest
     sheets.py, frames.py   reading annotation sheets and frame folders the way the datasets ship them
@@ -15,8 +16,12 @@ __all__ = ["get_source", "list_sources", "load_manifest"]
 
 def __getattr__(name: str):
     # lazy, so that light modules of the package (flowimage, frames) import without polars
+    if name == "load_manifest":
+        from hsta_bench.data import load  # noqa: PLC0415 - see above
+
+        return load.load_manifest
     if name in __all__:
-        from hsta_bench.data import registry
+        from hsta_bench.data import registry  # noqa: PLC0415 - see above
 
         return getattr(registry, name)
     raise AttributeError(name)

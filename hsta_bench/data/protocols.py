@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from hsta_bench import config
 from hsta_bench.errors import UserError
 
 
@@ -35,8 +36,6 @@ class Protocol:
 
 @functools.cache
 def _load() -> dict[str, Protocol]:
-    from hsta_bench import config
-
     raw = config.defaults()["protocols"]
     out = {}
     for name, spec in raw.items():

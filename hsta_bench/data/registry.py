@@ -1,4 +1,4 @@
-"""The dataset registry: one adapter class per dataset name, and `load_manifest`, the one way in.
+"""The dataset registry: one adapter class per dataset name (load.py's `load_manifest` is the one way in).
 
 Register an adapter with `@register` (see sources/); everything else (the CLI, tests parametrized over
 `list_sources()`, synthetic stand-ins) picks it up by name, with no if-chains on names anywhere.
@@ -45,7 +45,8 @@ def register(cls: type[DatasetSource]) -> type[DatasetSource]:
 
 
 def _registry() -> dict[str, type[DatasetSource]]:
-    import hsta_bench.data.sources  # noqa: F401  (registers the adapters)
+    # register on import: the adapters import this module for `register`, so they load when first asked for
+    import hsta_bench.data.sources  # noqa: F401, PLC0415
 
     return _REGISTRY
 
@@ -65,33 +66,3 @@ def settings_for(name: str, cfg: dict):
     source = get_source(name)
     section = {k: v for k, v in cfg["datasets"].get(name, {}).items() if k not in ("root", "synthetic")}
     return config_mod.typed(source.Settings, section, f"datasets.{name}")
-
-
-def resolve_root(name: str, cfg: dict, announce=None) -> tuple[Path, bool]:
-    """The data root of `name` and whether it is a synthetic stand-in (written on first use)."""
-    from hsta_bench.data.synth import is_synthetic, standin
-
-    root = cfg["datasets"][name].get("root")
-    if root is None:
-        return standin(name, cfg, announce=announce), True
-    path = Path(str(root)).expanduser().resolve()
-    if not path.is_dir():
-        raise UserError(f"{name}: data root {path} is not a directory (--data-root {name}=PATH)")
-    return path, is_synthetic(path)
-
-
-def load_manifest(name: str, cfg: dict | None = None, announce=None) -> Manifest:
-    """The manifest of dataset `name` under configuration `cfg` (default: the shipped configuration).
-
-    A dataset without a configured root reads its synthetic stand-in, and everything from it is marked.
-    `announce(message)` is told when a stand-in has to be written first.
-    """
-    cfg = cfg if cfg is not None else config_mod.load()
-    source = get_source(name)
-    if source.parts:
-        return source.combine([load_manifest(part, cfg, announce) for part in source.parts])
-    settings = settings_for(name, cfg)
-    root, synthetic = resolve_root(name, cfg, announce)
-    builder = ManifestBuilder(name, root, synthetic)
-    source.read(root, settings, builder)
-    return builder.build()

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastexcel
+
 from hsta_bench.errors import UserError
 
 UNKNOWN_CELLS = {"", "/", "-", "?", "n/a", "na", "nan", "none"}
@@ -47,8 +49,6 @@ def find_file(root: Path, patterns: Iterable[str], what: str, setting: str) -> P
 
 def read_sheet(path: Path, sheet_name: str, columns: Mapping[str, str], optional: Iterable[str] = ()) -> list[SheetRow]:
     """Rows of `sheet_name` in `path` as {field: text}, `columns` mapping field -> header as written."""
-    import fastexcel
-
     try:
         if path.stat().st_size == 0:
             raise UserError(f"{path}: empty file, not an .xlsx sheet")

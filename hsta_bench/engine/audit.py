@@ -18,12 +18,12 @@ the same run, marked as not a result, and the inflation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
-if TYPE_CHECKING:
-    import polars as pl
+from hsta_bench.engine.metrics import scores
+from hsta_bench.io import write_parquet
 
 AUDIT_COLUMNS = ("model", "dataset", "protocol", "fold", "subject", "sample_id", "epoch", "pred")
 
@@ -35,10 +35,6 @@ def folder(root: Path, model: str, dataset: str, protocol: str) -> Path:
 
 def write(root: Path, plan, index: int, per_epoch: dict[int, np.ndarray]) -> Path | None:
     """Fold `index`'s test predictions (class indices over its test rows) at each audited epoch."""
-    import polars as pl
-
-    from hsta_bench.io import write_parquet
-
     if not per_epoch:
         return None
     fold = plan.folds[index]
@@ -69,8 +65,6 @@ def write(root: Path, plan, index: int, per_epoch: dict[int, np.ndarray]) -> Pat
 def merge(root: Path, plan, labels):
     """Every audited fold of `plan`, with each sample's true label (`labels`: sample_id -> label), or None
     when the run kept no audit for it."""
-    import polars as pl
-
     base = folder(root, plan.model, plan.dataset, plan.protocol)
     paths = sorted(base.glob("fold-*.parquet")) if base.is_dir() else []
     if not paths:
@@ -82,8 +76,6 @@ def merge(root: Path, plan, labels):
 def best_epoch_on_test(frame: pl.DataFrame) -> pl.DataFrame:
     """Per fold, the predictions of the epoch with the best accuracy on that fold's own test samples (ties go
     to the later epoch, as HTNet's `<=` does): what the releases that select on the test subject report."""
-    import polars as pl
-
     acc = (
         frame.group_by("fold", "epoch")
         .agg((pl.col("pred") == pl.col("label")).mean().alias("acc"))
@@ -95,8 +87,6 @@ def best_epoch_on_test(frame: pl.DataFrame) -> pl.DataFrame:
 
 def selected_scores(frame, classes: list[str]) -> dict:
     """UF1/UAR of best-epoch-on-test predictions (engine/metrics.py), with the epochs audited."""
-    from hsta_bench.engine.metrics import scores
-
     picked = best_epoch_on_test(frame)
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in picked["label"].to_list()])

@@ -28,6 +28,7 @@ import copy
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from hsta_bench.engine.device import Placement, precision, to_device
 from hsta_bench.engine.train import (
@@ -191,8 +192,6 @@ class StackedTrainer:
         seeds: list[int],
         placement: Placement | None = None,
     ):
-        from torch.func import functional_call, stack_module_state, vmap
-
         if any(f.inputs is not folds[0].inputs for f in folds):
             raise ValueError("fold-batched folds must share one Inputs")
         self.folds, self.cfg, self.n_classes = folds, cfg, n_classes

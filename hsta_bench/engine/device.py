@@ -20,13 +20,17 @@ import contextlib
 import os
 import platform
 import socket
+import typing
 from dataclasses import asdict, dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 
 from hsta_bench.errors import UserError
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+Precision = Literal["auto", "fp32", "tf32", "bf16"]  # train.precision
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 class DeviceError(UserError):
@@ -62,7 +66,7 @@ class Placement:
 def granted_gpus() -> tuple[str, ...] | None:
     """The GPU ids Ray granted this process (a trial's actor), or None outside a Ray worker."""
     try:
-        import ray
+        import ray  # noqa: PLC0415 - probed: a machine that only profiles (a lent GPU) may lack Ray
     except ImportError:
         return None
     if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
@@ -150,7 +154,7 @@ def place(
     device = resolve_device(requested_device, granted)
     ray_node = ""
     if granted is not None:  # in a Ray worker
-        import ray
+        import ray  # noqa: PLC0415 - loaded already in a Ray worker; folds trained outside Ray go without it
 
         ray_node = ray.get_runtime_context().get_node_id()
     return Placement(
@@ -204,8 +208,6 @@ def _set_tf32(matmul: bool, conv: bool | None = None) -> None:
 def to_device(array, device: torch.device) -> torch.Tensor:
     """A host array on `device` without stalling the host: pinned and asynchronous on CUDA (the caching
     host allocator keeps the pinned block until the copy is done)."""
-    import numpy as np
-
     t = torch.from_numpy(np.ascontiguousarray(array))
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)

@@ -10,22 +10,36 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated, Literal
 
 import numpy as np
+import polars as pl
+import torch
+from pydantic import Field
 
+from hsta_bench import config as config_mod
+from hsta_bench.config import Bool, Float, Int
+from hsta_bench.data import protocols
+from hsta_bench.data.load import load_manifest
+from hsta_bench.data.manifest import label_column
+from hsta_bench.data.registry import get_source
+from hsta_bench.engine import augment, batched, splits, train
+from hsta_bench.engine import weights as weights_mod
 from hsta_bench.engine.recipes import Recipe, check_tuned_on, fold_recipes, recipe, tuned_entry
+from hsta_bench.engine.train import FoldData, Inputs
+from hsta_bench.engine.weights import fold_file
 from hsta_bench.errors import UserError
-
-if TYPE_CHECKING:
-    import polars as pl
-
-    from hsta_bench.engine.train import Inputs
+from hsta_bench.models import create_model, meta_model, model_class, model_inputs
+from hsta_bench.models.inputs import encoding_of, preprocess_settings
+from hsta_bench.models.registry import check_forward, is_builtin
+from hsta_bench.preprocess import load_prepared
+from hsta_bench.preprocess.kinds import KINDS
 
 PREDICTION_COLUMNS = (
     "dataset",
@@ -43,35 +57,26 @@ PREDICTION_COLUMNS = (
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """configs/evaluation.yaml"""
+    """configs/evaluation.yaml (every setting's default, and what each means)"""
 
-    scheme: str = "loso"
-    k: int = 5
-    protocol: str | None = None
-    val_subjects: int = 0
-    seed: int = 0
-    bootstrap: int = 2000
-    level: float = 0.95
-    audit: bool = False  # record test predictions every audit_every epochs (engine/audit.py): never a result
-    audit_every: int = 1
-    save_weights: bool = False  # each fold's final weights in the run folder (engine/weights.py)
-    weights: str | None = None  # a folder of fold weights to score instead of training (run --weights)
+    scheme: Literal["loso", "kfold"]
+    k: Annotated[Int, Field(ge=2)]  # kfold
+    protocol: str | None  # configs/protocols.yaml; None: the dataset's default
+    val_subjects: Annotated[Int, Field(ge=0)]
+    seed: Int
+    bootstrap: Annotated[Int, Field(ge=0)]
+    level: Annotated[Float, Field(gt=0, lt=1)]
+    audit: Bool  # record test predictions every audit_every epochs (engine/audit.py): never a result
+    audit_every: Annotated[Int, Field(ge=1)]
+    save_weights: Bool  # each fold's final weights in the run folder (engine/weights.py)
+    weights: str | None  # a folder of fold weights to score instead of training (run --weights)
 
 
 def evaluation_config(cfg: dict) -> EvaluationConfig:
     """The evaluation section, typed and checked (every problem is one line naming the setting)."""
-    from hsta_bench import config as config_mod
-    from hsta_bench.data import protocols
-
     e = config_mod.typed(EvaluationConfig, cfg["evaluation"], "evaluation")
-    if e.scheme not in ("loso", "kfold"):
-        raise UserError(f"evaluation.scheme={e.scheme!r}: expected loso or kfold")
     if e.protocol is not None:
         protocols.get(e.protocol)
-    if not 0 < e.level < 1 or e.bootstrap < 0 or e.val_subjects < 0:
-        raise UserError("evaluation: level must be in (0, 1), bootstrap >= 0, val_subjects >= 0")
-    if e.audit_every < 1:
-        raise UserError(f"evaluation.audit_every={e.audit_every}: expected an epoch count of at least 1")
     if e.weights is not None and (e.audit or e.save_weights):
         raise UserError("evaluation.weights (scoring given weights, no training) cannot go with audit or save_weights")
     return e
@@ -79,15 +84,11 @@ def evaluation_config(cfg: dict) -> EvaluationConfig:
 
 def subject_names(manifest) -> np.ndarray:
     """The subject of every row, as text (the names folds and splits use)."""
-    import polars as pl
-
     return manifest["subject"].cast(pl.Utf8).to_numpy().astype(str)
 
 
 def subject_keys(manifest) -> np.ndarray:
     """source/subject of every row: a subject's name across datasets (a composite keeps its sources')."""
-    import polars as pl
-
     return (
         manifest.select(pl.concat_str([pl.col("source"), pl.col("subject").cast(pl.Utf8)], separator="/"))
         .to_series()
@@ -98,9 +99,6 @@ def subject_keys(manifest) -> np.ndarray:
 
 def compatible(model_inputs, dataset: str) -> bool:
     """Whether `dataset` can give every input the model takes."""
-    from hsta_bench.data.registry import get_source
-    from hsta_bench.preprocess.kinds import KINDS
-
     provides = get_source(dataset).inputs
     return all(provides in KINDS[kind].sources for kind in model_inputs)
 
@@ -159,19 +157,6 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     """The evaluation of `model` on `dataset`. `prepare=False` (a dry run, orchestrate/estimate.py) skips the
     preprocessing, which on real data is the expensive part (optical flow): the samples are the data layer's
     usable ones, and `inputs` is None."""
-    import polars as pl
-
-    from hsta_bench.data import protocols
-    from hsta_bench.data.manifest import label_column
-    from hsta_bench.data.registry import get_source, load_manifest
-    from hsta_bench.engine import splits
-    from hsta_bench.engine import weights as weights_mod
-    from hsta_bench.engine.train import Inputs
-    from hsta_bench.models import meta_model, model_inputs
-    from hsta_bench.models.inputs import encoding_of, preprocess_settings
-    from hsta_bench.models.registry import check_forward, is_builtin
-    from hsta_bench.preprocess import load_prepared
-
     ev = evaluation_config(cfg)
     source = get_source(dataset)
     protocol_name = ev.protocol or source.protocols[0]
@@ -244,16 +229,10 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
 
 def _with_sets(cfg: dict, sets: list[str]) -> dict:
     """A copy of `cfg` with `--set`-style overrides applied (the preprocessing a model needs)."""
-    import copy
-
-    from hsta_bench import config as config_mod
-
     return config_mod.apply_sets(copy.deepcopy(cfg), sets)
 
 
 def _fold_data(p: Plan, fold):
-    from hsta_bench.engine.train import FoldData
-
     assert p.inputs is not None  # only plans made with prepare=False (estimates, never trained) have none
     # test labels stay here: the trainer gets the test rows only
     return FoldData(p.inputs, fold.train, p.y[fold.train], fold.val, p.y[fold.val], fold.test)
@@ -262,14 +241,9 @@ def _fold_data(p: Plan, fold):
 def use_fold_batch(p: Plan, device: str) -> bool:
     """Whether the folds of `p` train stacked (engine/batched.py) on `device`, where they train: `auto` on
     CUDA only (on a CPU the plain loop is as fast), for models that allow it, when the folds share a recipe."""
-    import torch
-
-    from hsta_bench.models import model_class
-
     mode = p.recipe.train.fold_batch
     if mode == "never" or p.recipe.train.selection != "last" or p.fold_recipes:  # folds stacked share a recipe
         return False
-    from hsta_bench.engine import augment
 
     if augment.active(p.recipe.train):  # the stacked loop draws flips only; these train fold by fold
         return False
@@ -318,10 +292,6 @@ class FoldResults:
 def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placement=None) -> FoldResults:
     """Train the folds `indices` (all by default) where `placement` says (engine/device.py; default: where
     this process would put them), or score the plan's given weights without training."""
-    from hsta_bench.engine import batched, train
-    from hsta_bench.engine.weights import fold_file
-    from hsta_bench.models import create_model
-
     indices = list(range(len(p.folds))) if indices is None else list(indices)
     folds = [p.folds[i] for i in indices]
     placement = placement or train.placement_for(p.recipe.train)
@@ -391,8 +361,6 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
 
 
 def predictions_frame(p: Plan, parts: list[FoldResults]):
-    import polars as pl
-
     rows = np.concatenate([part.rows for part in parts])
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
@@ -427,8 +395,6 @@ def evaluate(
     model: str, dataset: str, cfg: dict, preset: str | None = None, progress=None, announce=None
 ) -> Evaluation:
     """Every fold of `model` on `dataset`, one after another in this process."""
-    from hsta_bench.engine import splits
-
     p = plan(model, dataset, cfg, preset, announce)
     started = time.perf_counter()
     part = run_folds(p, progress=progress)

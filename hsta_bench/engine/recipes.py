@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hsta_bench import config as config_mod
+from hsta_bench.engine.splits import LeakageError
+from hsta_bench.engine.train import TrainConfig
 from hsta_bench.errors import UserError
-
-if TYPE_CHECKING:
-    from hsta_bench.engine.train import TrainConfig
+from hsta_bench.models import small_overrides
+from hsta_bench.paths import recipe_source
 
 
 @dataclass
@@ -39,31 +40,7 @@ def recipe_name(model: str, cfg: dict) -> str | None:
     return None
 
 
-def recipe_source(name: str | None) -> str:
-    """Where recipe `name` comes from, as records say it: its file in configs/models/, or a user's --config
-    (a `models.NAME` entry that configs/ does not ship), or "defaults" (no recipe: configs/train.yaml)."""
-    from hsta_bench.paths import configs_dir
-
-    if name is None:
-        return "defaults"
-    if (configs_dir() / "models" / f"{name}.yaml").is_file():
-        return f"configs/models/{name}.yaml"
-    return f"models.{name} (--config)"
-
-
-def recipe_of(source: str | None) -> str | None:
-    """The recipe's name in a recorded `source` (recipe_source's, with " + tuned..." after it), or None."""
-    first = (source or "").split(" ")[0]
-    if first.startswith("configs/models/") and first.endswith(".yaml"):
-        return first[len("configs/models/") : -len(".yaml")]
-    return first[len("models.") :] if first.startswith("models.") else None
-
-
 def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.train import TrainConfig
-    from hsta_bench.models import small_overrides
-
     name = recipe_name(model, cfg)
     found = cfg["models"][name] if name else {}
     source = recipe_source(name)
@@ -99,8 +76,6 @@ def tuned_entry(cfg: dict, model: str) -> dict:
 def check_tuned_on(tuned_on: dict | None, tested: np.ndarray, synthetic: bool, where: str) -> None:
     """Refuse settings chosen with the labels of a subject they would now be tested on. `tuned_on` is what
     `hsta-bench tune` records with them: {tune, synthetic, subjects: [source/subject, ...]}."""
-    from hsta_bench.engine.splits import LeakageError
-
     if not tuned_on or bool(tuned_on.get("synthetic")) != synthetic:  # stand-ins and real data share names only
         return
     shared = sorted(set(tuned_on.get("subjects") or ()) & set(tested.tolist()))
@@ -118,9 +93,6 @@ def fold_recipes(
 ) -> dict[int, Recipe]:
     """The recipes of single folds (configs/tuned.yaml, `MODEL.folds.DATASET.FOLD`) over `base`, by fold index;
     `keys` are the rows' source/subject names, to check each fold's `tuned_on` against its test subjects."""
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.train import TrainConfig
-
     entries = (tuned_entry(cfg, model).get("folds") or {}).get(dataset) or {}
     index = {f.name: f.index for f in folds}
     out = {}

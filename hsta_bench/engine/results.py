@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
 from hsta_bench.engine import metrics
 from hsta_bench.io import new_run_id, write_json, write_parquet
@@ -46,8 +47,6 @@ METRIC_COLUMNS = (
 def score_tables(predictions, classes_of: dict, bootstrap: int = 2000, level: float = 0.95, seed: int = 0):
     """metrics, per_class and confusion tables from a predictions table; `classes_of[protocol]` gives
     the class order."""
-    import polars as pl
-
     metric_rows, class_rows, confusion_rows = [], [], []
     for (dataset, protocol, model), group in predictions.group_by(
         ["dataset", "protocol", "model"], maintain_order=True

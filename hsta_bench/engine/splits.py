@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
 from hsta_bench.errors import UserError
 
@@ -93,8 +94,6 @@ def check(folds: list[Fold], subjects) -> None:
 
 def table(folds: list[Fold], manifest, dataset: str, protocol: str):
     """splits.parquet rows: dataset, protocol, fold, subject, sample_id, role."""
-    import polars as pl
-
     subjects = manifest["subject"].cast(pl.Utf8).to_numpy()
     ids = manifest["sample_id"].to_numpy()
     parts = []

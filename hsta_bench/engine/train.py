@@ -10,13 +10,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from hsta_bench import config
+from hsta_bench.config import Bool, Float, Int
 from hsta_bench.engine import augment
-from hsta_bench.engine.device import PRECISIONS, Placement, place, precision, to_device
+from hsta_bench.engine.device import Placement, Precision, place, precision, to_device
+from hsta_bench.engine.metrics import scores
+from hsta_bench.engine.weights import load_into
 from hsta_bench.errors import UserError
 from hsta_bench.models.inputs import mirror, normalise, to_tensor
 
@@ -26,50 +31,44 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9  # sgd
-    betas: tuple[float, ...] = (0.9, 0.999)
-    batch_size: int = 32
-    epochs: int = 50
-    schedule: str = "cosine"  # constant | cosine (per step, after warm-up)
-    warmup_epochs: int = 0
-    min_lr: float = 0.0
-    layer_decay: float = 1.0  # < 1: layer-wise lr decay for models that number their layers (HSTA)
-    balanced: bool = False  # class-balanced sampling (each epoch draws as many samples as the fold has)
-    augment: bool = False  # random horizontal flips (a flow image's u is negated with it)
-    randaugment: str = "none"  # timm's RandAugment spec (HSTA's release: rand-m7-n4-mstd0.5-inc1); engine/augment.py
-    erase: float = 0.0  # random erasing: the probability a sample loses a box (HSTA's release: 0.2)
-    repeat: int = 1  # repeated augmentation: copies of each sample in a batch (HSTA's release: num_sample 2)
-    selection: str = "last"  # last: the model after the fixed epoch budget; best_val: best validation UF1
-    patience: int = 0  # best_val: stop after this many epochs without improvement (0: never stop early)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda: where a fold trains (engine/device.py decides what auto means)
-    fold_batch: str = "auto"  # auto (on CUDA) | always | never: train all folds of a small model together
-    precision: str = "auto"  # auto (bf16 where the GPU has it, fp32 on a CPU) | fp32 | tf32 | bf16
-    staging: str = "auto"  # auto | device | host: inputs kept on the GPU as uint8, or copied per batch
-    compile: bool = False  # torch.compile the model (one fold at a time; not the fold-batched path)
+    """configs/train.yaml, which holds every setting's default (and what each means); build one from a loaded
+    configuration (engine/recipes.py) or, without one, with `train_config(**overrides)`."""
+
+    optimizer: Literal["adamw", "adam", "sgd"]
+    lr: Annotated[Float, Field(gt=0)]
+    weight_decay: Annotated[Float, Field(ge=0)]
+    momentum: Annotated[Float, Field(ge=0)]  # sgd
+    betas: tuple[Annotated[Float, Field(ge=0, lt=1)], ...]
+    batch_size: Annotated[Int, Field(ge=1)]
+    epochs: Annotated[Int, Field(ge=1)]
+    schedule: Literal["constant", "cosine"]  # per step, after warm-up
+    warmup_epochs: Annotated[Int, Field(ge=0)]
+    min_lr: Annotated[Float, Field(ge=0)]
+    layer_decay: Annotated[Float, Field(gt=0, le=1)]  # < 1: layer-wise lr decay for models that number their layers
+    balanced: Bool  # class-balanced sampling (each epoch draws as many samples as the fold has)
+    augment: Bool  # random horizontal flips (a flow image's u is negated with it)
+    randaugment: str  # timm's RandAugment spec or none (HSTA's release: rand-m7-n4-mstd0.5-inc1); engine/augment.py
+    erase: Annotated[Float, Field(ge=0, le=1)]  # random erasing: the probability a sample loses a box
+    repeat: Annotated[Int, Field(ge=1)]  # repeated augmentation: copies of each sample in a batch (num_sample)
+    selection: Literal["last", "best_val"]  # last: after the fixed epoch budget; best_val: best validation UF1
+    patience: Annotated[Int, Field(ge=0)]  # best_val: stop after this many epochs without improvement (0: never)
+    seed: Annotated[Int, Field(ge=0)]
+    device: Literal["auto", "cpu", "cuda"]  # where a fold trains (engine/device.py decides what auto means)
+    fold_batch: Literal["auto", "always", "never"]  # train all folds of a small model together (auto: on CUDA)
+    precision: Precision  # auto (bf16 where the GPU has it, fp32 on a CPU) | fp32 | tf32 | bf16
+    staging: Literal["auto", "device", "host"]  # inputs kept on the GPU as uint8, or copied per batch
+    compile: Bool  # torch.compile the model (one fold at a time; not the fold-batched path)
 
     def check(self, where: str) -> TrainConfig:
-        from hsta_bench.errors import UserError
-
-        choices = {
-            "optimizer": ("adamw", "adam", "sgd"),
-            "schedule": ("constant", "cosine"),
-            "selection": ("last", "best_val"),
-            "device": ("auto", "cpu", "cuda"),
-            "fold_batch": ("auto", "always", "never"),
-            "precision": PRECISIONS,
-            "staging": ("auto", "device", "host"),
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise UserError(f"{where}.{key}={getattr(self, key)!r}: expected one of {', '.join(allowed)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UserError(f"{where}: epochs and batch_size must be at least 1")
+        """What the field types cannot say: the RandAugment spec parses (types and ranges: config.typed)."""
         augment.check(self.randaugment, self.erase, self.repeat, where)
         return self
+
+
+def train_config(**overrides) -> TrainConfig:
+    """configs/train.yaml's settings with `overrides`, checked like a recipe's (for code and tests that train
+    without a loaded configuration)."""
+    return config.typed(TrainConfig, {**config.shipped()["train"], **overrides}, "train").check("train")
 
 
 def placement_for(cfg: TrainConfig, granted: tuple[str, ...] | None = None, share: float = 0.0) -> Placement:
@@ -265,8 +264,6 @@ def predict(model: torch.nn.Module, inputs, rows: np.ndarray, device, batch_size
 
 
 def val_uf1(model, data: FoldData, device, n_classes: int, inputs=None) -> float:
-    from hsta_bench.engine.metrics import scores
-
     logits = predict(model, inputs if inputs is not None else data.inputs, data.val, device)
     return scores(data.val_labels, logits.argmax(1), n_classes)["uf1"]
 
@@ -435,8 +432,6 @@ def fit_predict(
 
 def predict_given(build, data: FoldData, state_file, meta: dict, placement: Placement | None = None) -> FoldOutcome:
     """The test logits of a model from `build()` with the weights in `state_file` (engine/weights.py), untrained."""
-    from hsta_bench.engine.weights import load_into
-
     placement = placement or place("auto", "auto")
     model = build()
     load_into(model, state_file, meta)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from hsta_bench.errors import UserError
+from hsta_bench.io import atomic_write
 
 SUFFIXES = (".pth", ".pt")
 
@@ -47,10 +50,6 @@ def check_folder(folder: str | Path, folds: list, where: str = "--weights") -> P
 
 def save(path: Path, state: dict, meta: dict) -> Path:
     """Write one fold's weights (temporary file, then rename)."""
-    import torch
-
-    from hsta_bench.io import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save({**meta, "state_dict": state}, tmp))
     return path
@@ -58,8 +57,6 @@ def save(path: Path, state: dict, meta: dict) -> Path:
 
 def read(path: Path, meta: dict) -> dict:
     """The state dict in `path`; `meta` (model, classes) is checked against what a file of ours records."""
-    import torch
-
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a safe checkpoint

@@ -13,35 +13,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from hsta_bench import config
+from hsta_bench.config import Float, Int
+from hsta_bench.leaderboard import published, render, store, tables
 
 
 @dataclass(frozen=True)
 class Settings:
-    """configs/leaderboard.yaml"""
+    """configs/leaderboard.yaml (every setting's default, and what each means)"""
 
-    alpha: float = 0.05
-    permutations: int = 5000
-    seed: int = 0
-    plots: int = 3
-    references: str = "leaderboard/published.csv"
+    alpha: Annotated[Float, Field(gt=0, lt=1)]
+    permutations: Annotated[Int, Field(ge=1)]
+    seed: Int
+    plots: Annotated[Int, Field(ge=0)]
+    references: str
 
 
 def settings(cfg: dict) -> Settings:
-    """The `leaderboard` section of a loaded config, checked (types by config.typed, ranges here)."""
-    from hsta_bench import config
-    from hsta_bench.errors import UserError
-
-    s = config.typed(Settings, cfg.get("leaderboard"), "leaderboard")
-    if not 0 < s.alpha < 1 or s.permutations < 1 or s.plots < 0:
-        raise UserError("leaderboard: alpha must lie in (0, 1), permutations be >= 1 and plots >= 0")
-    return s
+    """The `leaderboard` section of a loaded config, checked (config.typed: types, choices and ranges)."""
+    return config.typed(Settings, cfg.get("leaderboard"), "leaderboard")
 
 
 def render_run(folder: Path) -> str:
     """The markdown page of one run folder, with the published rows of its benchmarks."""
-    from hsta_bench import config
-    from hsta_bench.leaderboard import published, render, store, tables
-
     cfg = config.defaults()
     s = settings(cfg)
     refs = published.default_path(s)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
+from hsta_bench.io import atomic_write
 from hsta_bench.leaderboard.render import plot_name, title
 from hsta_bench.leaderboard.tables import Row, Table
 
 
 def confusion_png(table: Table, row: Row, path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hsta_bench.io import atomic_write
 
     cm = row.cm
     share = cm / cm.sum(1, keepdims=True).clip(min=1)  # colour by each true class's share: classes are unbalanced

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hsta_bench.errors import UserError
+from hsta_bench.leaderboard.store import read_csv
+from hsta_bench.paths import configs_dir
 
 COLUMNS: dict[str, type] = {
     "method": str,
@@ -27,16 +29,12 @@ COLUMNS: dict[str, type] = {
 
 def default_path(settings) -> Path | None:
     """The repository's leaderboard/published.csv (configs/leaderboard.yaml `references`), if it is there."""
-    from hsta_bench.paths import configs_dir
-
     path = configs_dir().parent / settings.references
     return path if path.is_file() else None
 
 
 def read(path: Path, tree: dict) -> list[dict]:
     """The rows of `path`, each checked against the loaded config `tree` (its datasets and protocols)."""
-    from hsta_bench.leaderboard.store import read_csv
-
     rows = read_csv(path, COLUMNS)
     for line, row in enumerate(rows, start=2):
         where = f"{path}, line {line}"

@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import asdict
 
+from hsta_bench.leaderboard.store import csv_text as write_csv
 from hsta_bench.leaderboard.tables import Row, Table, by_source
 
 INTRO = """\
@@ -280,8 +281,6 @@ CSV_COLUMNS = (
 
 def csv_text(tables: list[Table]) -> str:
     """One line per measured row (ranked) and per published row (kind=published, no rank)."""
-    from hsta_bench.leaderboard.store import csv_text as write_csv
-
     records = [
         rec
         for t in tables

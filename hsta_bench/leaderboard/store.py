@@ -15,13 +15,13 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from hsta_bench.engine.recipes import recipe_of
+import polars as pl
+
+from hsta_bench.data import get_source
 from hsta_bench.errors import UserError
-
-if TYPE_CHECKING:
-    import polars as pl
+from hsta_bench.io import atomic_write
+from hsta_bench.paths import recipe_of
 
 ENTRY_COLUMNS = {  # name -> type
     "entry": str,
@@ -151,8 +151,6 @@ def read(folder: Path) -> Store:
 def write(store: Store, folder: Path) -> None:
     """Both files, each written whole (a temporary file renamed), sorted so that the same runs give the same
     bytes."""
-    from hsta_bench.io import atomic_write
-
     entries = sorted(store.entries, key=lambda e: e["entry"])
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
     # an optional column only where some entry has it: a store without audits keeps its bytes
@@ -249,8 +247,6 @@ def _seeds(seeds: dict) -> str:
 
 
 def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
-    from hsta_bench.data import get_source
-
     command = run.get("command") or []
     sub = command[1] if len(command) > 1 else None
     if sub != "run":  # a tune's outer run: its own command reproduces it
@@ -277,8 +273,6 @@ def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
 
 
 def _read_run(folder: Path) -> tuple[dict, pl.DataFrame]:
-    import polars as pl
-
     try:
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -305,8 +299,6 @@ def _read_run(folder: Path) -> tuple[dict, pl.DataFrame]:
 def check_splits(folder: Path, predictions) -> None:
     """Refuse a run whose recorded splits put a subject on both sides of a fold, or whose predictions test a
     sample twice: the leaderboard re-checks what the run says it did."""
-    import polars as pl
-
     path = folder / "splits.parquet"
     try:
         splits = pl.read_parquet(path)
@@ -355,8 +347,6 @@ def _hardware(e: dict, driver: str) -> str:
 def from_run(folder: Path, notes: list[str] | None = None) -> Store:
     """The store entries of one run folder: one per finished evaluation. Unfinished ones are left out and
     said in `notes`."""
-    import polars as pl
-
     folder = Path(folder)
     run, predictions = _read_run(folder)
     env = run.get("environment") or {}

@@ -20,8 +20,10 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 BACKENDS = ("naive", "sdpa", "flex")
 DEFAULT_BACKEND = "sdpa"  # what a model built without `attention=` uses
@@ -68,16 +70,12 @@ def _check(name: str) -> None:
 
 @functools.cache
 def _compiled_flex():
-    from torch.nn.attention.flex_attention import flex_attention
-
     return torch.compile(flex_attention, dynamic=False)
 
 
 def reset_flex() -> None:
     """Forget flex's compiled kernels and block masks. Needed after a call fails inside the compiler (e.g. a
     backward pass on a CPU): torch then runs that function unfused, silently, for the rest of the process."""
-    import torch._dynamo
-
     _compiled_flex.cache_clear()
     _block_mask.cache_clear()
     torch._dynamo.reset()
@@ -85,8 +83,6 @@ def reset_flex() -> None:
 
 @functools.lru_cache(maxsize=32)
 def _block_mask(mask_mod: Callable, q_len: int, kv_len: int, device: str):
-    from torch.nn.attention.flex_attention import create_block_mask
-
     return create_block_mask(mask_mod, B=None, H=None, Q_LEN=q_len, KV_LEN=kv_len, device=device)
 
 

@@ -19,10 +19,13 @@ import functools
 import importlib
 import importlib.metadata
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from hsta_bench.errors import UserError
+from hsta_bench.models.registry import list_models
+from hsta_bench.models.registry import origin as model_origin
 
 GROUP = "hsta_bench.models"
 BUILT_IN = ("hsta_bench", "baselines")  # the packages whose models are the suite's own
@@ -36,8 +39,6 @@ def imported() -> list[str]:
 
 def add_imports(names: list[str] | None) -> None:
     """Import the modules of --import (one line naming the one that fails) and keep them for the workers."""
-    from hsta_bench.models.registry import list_models
-
     names = [n.strip() for n in names or [] if n.strip()]
     list_models()  # the built-in and installed models first: a name clash then blames the module given here
     for name in names:
@@ -97,8 +98,6 @@ def origin(module: str) -> str:
 def shipped(into: Path) -> list[str]:
     """The --import modules' code as Ray's runtime env ships it (py_modules takes folders): a package's
     folder, or a one-file module as a package of that name beside the others in `into`."""
-    import shutil
-
     paths = []
     for name in dict.fromkeys(n.split(".")[0] for n in imported()):
         module = sys.modules.get(name)
@@ -118,7 +117,5 @@ def shipped(into: Path) -> list[str]:
 def record(models: list[str]) -> dict:
     """What a run or tune record keeps of models from outside: the --import modules (its resume imports
     them again) and where each such model came from."""
-    from hsta_bench.models.registry import origin as model_origin
-
     outside = {m: o for m in dict.fromkeys(models) if (o := model_origin(m)) != "built-in"}
     return {**({"imports": imported()} if imported() else {}), **({"model_origins": outside} if outside else {})}

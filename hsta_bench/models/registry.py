@@ -8,12 +8,16 @@ own in your package or module (models/plugins.py: an entry point or --import; RE
 from __future__ import annotations
 
 import fnmatch
+import typing
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hsta_bench.errors import UserError
+from hsta_bench.models.attention import set_backend
+from hsta_bench.models.inputs import KINDS, RANKS
 
 _BUILDERS: dict[str, Callable[..., MERModel]] = {}
 _SMALL: dict[str, dict] = {}
@@ -65,9 +69,11 @@ def small_overrides(name: str) -> dict:
 
 
 def _builders() -> dict[str, Callable[..., MERModel]]:
-    import baselines  # noqa: F401  (registers the baselines)
-    import hsta_bench.models.hsta  # noqa: F401
-    from hsta_bench.models import plugins
+    # register on import: the models import this module for `register_model`, so they load when first asked
+    # for (and plugins, which reads the registry, loads the models from outside the package after them)
+    import baselines  # noqa: F401, PLC0415
+    import hsta_bench.models.hsta  # noqa: F401, PLC0415
+    from hsta_bench.models import plugins  # noqa: PLC0415
 
     plugins.load()  # models from outside: installed entry points, --import modules
     return _BUILDERS
@@ -88,8 +94,6 @@ def create_model(name: str, num_classes: int, attention: str | None = None, **ov
     """Build model `name` for `num_classes` classes; `attention` picks the attention backend."""
     model = _builder(name)(num_classes=num_classes, **overrides)
     if attention is not None:
-        from hsta_bench.models.attention import set_backend
-
         set_backend(model, attention)
     return model
 
@@ -97,8 +101,6 @@ def create_model(name: str, num_classes: int, attention: str | None = None, **ov
 def model_class(name: str) -> type[MERModel]:
     """The class `name` builds, from its builder's return annotation; built on the meta device (shapes, no
     data) where the builder has none."""
-    import typing
-
     builder = _builder(name)
     try:
         annotated = typing.get_type_hints(builder).get("return")
@@ -133,8 +135,6 @@ def meta_model(name: str, num_classes: int, overrides: dict) -> MERModel:
 
 def check_declared(name: str, model, num_classes: int) -> None:
     """What a builder returns is a MERModel whose declared inputs preprocessing can make."""
-    from hsta_bench.models.inputs import KINDS, RANKS
-
     if not isinstance(model, MERModel):
         raise UserError(f"model {name}: its builder returned {type(model).__name__}, not a hsta_bench.models.MERModel")
     inputs = getattr(model, "inputs", None)
@@ -160,8 +160,6 @@ def check_declared(name: str, model, num_classes: int) -> None:
 def check_forward(name: str, num_classes: int, overrides: dict) -> None:
     """One forward and loss on a random batch of two, on the CPU: the logits' shape and a finite loss, before
     any fold trains. Run for models from outside the repository (the built-in ones are tested by the suite)."""
-    import torch.nn.functional as F
-
     model = create_model(name, num_classes, **overrides)
     check_declared(name, model, num_classes)
     model.train()
@@ -184,14 +182,14 @@ def check_forward(name: str, num_classes: int, overrides: dict) -> None:
 
 
 def is_builtin(name: str) -> bool:
-    from hsta_bench.models import plugins
+    from hsta_bench.models import plugins  # noqa: PLC0415 - plugins reads this registry (see _builders)
 
     return _builder(name).__module__.split(".")[0] in plugins.BUILT_IN
 
 
 def origin(name: str) -> str:
     """Where model `name` comes from (run records): built-in, an entry point's package, or --import."""
-    from hsta_bench.models import plugins
+    from hsta_bench.models import plugins  # noqa: PLC0415 - plugins reads this registry (see _builders)
 
     return plugins.origin(_builder(name).__module__)
 

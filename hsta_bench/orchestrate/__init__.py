@@ -1,6 +1,7 @@
 """Running a benchmark: `hsta-bench run` as trials on Ray Tune (or in this process), resumable.
 
 runner.py      a run from start to end: folder, plans, trials, dispatch, merge, --resume
+record.py      run.json as a typed record (RunRecord), read back for --resume
 trials.py      the trial, (model, dataset, protocol, fold group), and the code one runs
 fragments.py   the per-fold predictions trials write, merged exactly once
 ray_tune.py    trials as Ray Tune trials on a local instance or a cluster (--address)

@@ -12,6 +12,8 @@ import math
 import os
 from dataclasses import dataclass
 
+import torch
+
 from hsta_bench.errors import UserError
 
 
@@ -69,7 +71,7 @@ class Cluster:
     @classmethod
     def from_ray(cls) -> Cluster:
         """The alive nodes of the connected Ray instance."""
-        import ray
+        import ray  # noqa: PLC0415 - only here: a cluster is described for dry runs and estimates without Ray
 
         nodes = []
         for info in ray.nodes():
@@ -90,8 +92,6 @@ class Cluster:
     @classmethod
     def local(cls, num_cpus: int | None = None) -> Cluster:
         """This machine, as a local Ray instance would see it (CUDA devices counted by torch)."""
-        import torch
-
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         name = torch.cuda.get_device_name(0) if gpus else None
         memory = torch.cuda.get_device_properties(0).total_memory / 2**30 if gpus else None

@@ -18,12 +18,31 @@ the settings and those numbers imply, not a measurement: `hsta-bench profile` me
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated
 
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.flop_counter import FlopCounterMode
+
+from hsta_bench import config as config_mod
+from hsta_bench.config import Float
+from hsta_bench.engine.device import choose_precision
+from hsta_bench.engine.evaluate import plan, use_fold_batch
+from hsta_bench.engine.train import Inputs
 from hsta_bench.errors import UserError
+from hsta_bench.models import count_parameters, create_model
+from hsta_bench.models.attention import set_backend
+from hsta_bench.orchestrate.cluster import Cluster
+from hsta_bench.orchestrate.trials import dispatch_config, make_trials, pair_key, resources, trial_device
+from hsta_bench.tuning import nested
 
 PREDICT_BATCH = 256  # engine/train.predict's batch: the steps test and validation predictions take
 
@@ -32,33 +51,24 @@ PREDICT_BATCH = 256  # engine/train.predict's batch: the steps test and validati
 class EstimateConfig:
     """configs/estimate.yaml"""
 
-    gpus: dict[str, dict[str, float]]
+    gpus: dict[str, dict[str, Annotated[Float, Field(gt=0)]]]  # name -> bf16, tf32, fp32 peak TFLOP/s
     default_gpu: str
-    utilisation: dict[str, float]
-    step_overhead_s: dict[str, float]
-    cpu_gflops_per_core: float
+    utilisation: dict[str, Annotated[Float, Field(gt=0, le=1)]]  # gpu, cpu
+    step_overhead_s: dict[str, Annotated[Float, Field(ge=0)]]  # gpu, cpu
+    cpu_gflops_per_core: Annotated[Float, Field(gt=0)]
 
 
 def estimate_config(cfg: dict) -> EstimateConfig:
     """The estimate section, typed and checked (one line naming the setting that is wrong)."""
-    from hsta_bench import config as config_mod
-
     e = config_mod.typed(EstimateConfig, cfg["estimate"], "estimate")
     for name, peaks in e.gpus.items():
-        if set(peaks) != {"bf16", "tf32", "fp32"} or min(peaks.values()) <= 0:
-            raise UserError(f"estimate.gpus.{name}: expected bf16, tf32 and fp32 peak TFLOP/s, each > 0")
+        if set(peaks) != {"bf16", "tf32", "fp32"}:
+            raise UserError(f"estimate.gpus.{name}: expected bf16, tf32 and fp32 peak TFLOP/s (got {peaks!r})")
     if e.default_gpu not in e.gpus:
-        raise UserError(f"estimate.default_gpu={e.default_gpu}: not one of estimate.gpus ({', '.join(e.gpus)})")
-    for key, values, ok in (
-        ("utilisation", e.utilisation, lambda v: 0 < v <= 1),
-        ("step_overhead_s", e.step_overhead_s, lambda v: v >= 0),
-    ):
-        if set(values) != {"gpu", "cpu"} or not all(ok(v) for v in values.values()):
-            raise UserError(
-                f"estimate.{key}: expected gpu and cpu, " + ("each in (0, 1]" if key == "utilisation" else "each >= 0")
-            )
-    if e.cpu_gflops_per_core <= 0:
-        raise UserError("estimate.cpu_gflops_per_core: expected a number > 0")
+        raise UserError(f"estimate.default_gpu: not one of estimate.gpus ({', '.join(e.gpus)}) (got {e.default_gpu!r})")
+    for key, values in (("utilisation", e.utilisation), ("step_overhead_s", e.step_overhead_s)):
+        if set(values) != {"gpu", "cpu"}:
+            raise UserError(f"estimate.{key}: expected gpu and cpu (got {values!r})")
     return e
 
 
@@ -69,8 +79,6 @@ def weightless():
     """Models built in this block are made on the meta device (shapes, no data), so neither memory nor
     initialisation is spent on them (hsta_base_224: 82 M parameters, seconds of random init). What is built
     here can be measured on meta, not trained."""
-    import torch
-
     return torch.device("meta")
 
 
@@ -91,15 +99,8 @@ def model_flops(model: str, classes: int, overrides: dict, batch: int) -> ModelF
     meta device with the written-out attention in fp32, as `hsta-bench profile` counts them: the dense work
     (matrix products, convolutions), the same whichever attention kernel or precision runs it (torch's
     counter sees no fused CPU attention kernel, the written-out one it sees whole). Cached per process."""
-    import json
-
     key = (model, classes, json.dumps(overrides, sort_keys=True, default=str), batch)
     if key not in _FLOPS:
-        import torch
-
-        from hsta_bench.models import count_parameters, create_model
-        from hsta_bench.models.attention import set_backend
-
         with weightless():
             net = create_model(model, classes, **overrides)
         net = net.to("meta")  # the buffers too
@@ -120,9 +121,6 @@ def _step_flops(net, inputs: dict, train: bool) -> int:
     prediction (forward without gradients, eval mode) on `inputs`. The optimiser's update is element-wise
     work, which the counter does not count (a step with AdamW counts the same, tested): left out, as it
     would add nothing but time."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     batch = next(iter(inputs.values())).shape[0]
     with FlopCounterMode(display=False) as counter:
         if train:
@@ -139,9 +137,6 @@ def _step_flops(net, inputs: dict, train: bool) -> int:
 def plans(pairs: list[tuple[str, str]], cfg: dict, preset: str, announce=None) -> dict:
     """The plans of a dry run: labels and checked folds from the data layer, nothing preprocessed
     (evaluate.plan with prepare=False), by pair key as `hsta-bench run` keys them."""
-    from hsta_bench.engine.evaluate import plan
-    from hsta_bench.orchestrate.trials import pair_key
-
     out = {}
     with weightless():  # plan() builds each model once to read its inputs
         for model, dataset in pairs:
@@ -217,8 +212,6 @@ def device(train, cpus: float, gpus: float, on_gpu: bool, gpu: str, e: EstimateC
     Precision as engine/device.py resolves it: auto is bf16 on a GPU (every GPU of estimate.gpus has it),
     fp32 on a CPU. A trial holding a fraction of a GPU shares it with other trials, so it gets that fraction
     of the throughput; one holding several trains on the first (engine/device.py), so it gets one GPU's."""
-    from hsta_bench.engine.device import choose_precision
-
     if on_gpu:
         precision = choose_precision(train.precision, "cuda")
         rate = e.gpus[gpu][precision] * 1e12 * e.utilisation["gpu"] * min(gpus, 1.0)
@@ -232,8 +225,6 @@ def dry_run_cluster(spec: str | None, address: str | None, d) -> tuple[object, s
     """The cluster a dry run plans for, and what it is: `spec` (--cluster, per node); else the Ray cluster
     at `address` (--address, RAY_ADDRESS, dispatch.address), joined only to read its nodes; else this
     machine as a run's local Ray instance would see it (dispatch.num_cpus, dispatch.num_gpus)."""
-    from hsta_bench.orchestrate.cluster import Cluster
-
     if spec is not None:
         return Cluster.parse(spec), "--cluster"
     address = address or d.address or os.environ.get("RAY_ADDRESS")
@@ -248,10 +239,8 @@ def dry_run_cluster(spec: str | None, address: str | None, d) -> tuple[object, s
 def _ray_cluster(address: str, d):
     """The nodes of the Ray cluster at `address`: joined as a run joins it (token authentication, one line
     when it cannot), without shipping code, its log in a temporary folder, and left at once."""
-    import tempfile
-    from pathlib import Path
-
-    from hsta_bench.orchestrate.ray_tune import Session
+    # Ray only here: a dry run joins Ray only where it is given a cluster's address
+    from hsta_bench.orchestrate.ray_tune import Session  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="hsta-bench-dry-run-") as logs:
         session = Session(address, replace(d, ship_code=False), Path(logs))
@@ -485,9 +474,6 @@ class EvaluationEstimate:
 
 def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str) -> EvaluationEstimate:
     """The estimate of one evaluation (`plan`) dispatched as `trials` (orchestrate/trials.make_trials)."""
-    from hsta_bench.engine.evaluate import use_fold_batch
-    from hsta_bench.orchestrate.trials import resources, trial_device
-
     cpus, gpus = resources(plan, d, cluster)
     where = trial_device(plan, gpus, in_ray=True)
     stacked = use_fold_batch(plan, where)
@@ -582,8 +568,6 @@ def assumptions(e: EstimateConfig, gpu: str, cluster) -> dict:
 
 def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     """The estimate of `hsta-bench run` over `plans` (by pair key) on `cluster`."""
-    from hsta_bench.orchestrate.trials import dispatch_config, make_trials
-
     d = dispatch_config(cfg)
     e = estimate_config(cfg)
     gpu, notes = cluster_gpu(cluster, e)
@@ -694,12 +678,6 @@ def estimate_tune(plan, cfg: dict, tc, cluster, source: str) -> TuneEstimate:
     inner folds in lockstep, validating every epoch (tuning/objective.py), all to the whole budget; then the
     outer run, whose folds each have their own recipe (so none is fold-batched), estimated with the base
     recipe (the tuned values are not known before the tune)."""
-    import numpy as np
-
-    from hsta_bench.engine.train import Inputs
-    from hsta_bench.orchestrate.trials import dispatch_config, pair_key, resources, trial_device
-    from hsta_bench.tuning import nested
-
     d = dispatch_config(cfg)
     e = estimate_config(cfg)
     gpu, _ = cluster_gpu(cluster, e)

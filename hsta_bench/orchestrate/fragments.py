@@ -15,8 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
+from hsta_bench.engine.evaluate import PREDICTION_COLUMNS, predictions_frame
 from hsta_bench.errors import UserError
+from hsta_bench.io import write_parquet
 
 # where and how a fold trained (engine/device.py's Placement, and whether it trained fold-batched)
 PLACEMENT_COLUMNS = (
@@ -57,11 +60,6 @@ def finished(root: Path, model: str, dataset: str, protocol: str) -> set[int]:
 
 def write(root: Path, plan, index: int, part) -> Path:
     """Write the predictions of fold `index` (`part`: run_folds' FoldResults for that fold alone)."""
-    import polars as pl
-
-    from hsta_bench.engine.evaluate import predictions_frame
-    from hsta_bench.io import write_parquet
-
     (epoch,) = part.chosen_epoch.values()
     where = part.placement or {}
     placed = {
@@ -89,10 +87,6 @@ def merge(root: Path, plan):
     """The predictions of every fold of `plan` from its fragments, each sample exactly once, and per fold
     its chosen epoch and training seconds. Raises FragmentError when a fold is missing or a fragment does
     not hold exactly its fold's test samples."""
-    import polars as pl
-
-    from hsta_bench.engine.evaluate import PREDICTION_COLUMNS
-
     ids = plan.manifest["sample_id"].cast(pl.Utf8).to_numpy().astype(str)
     frames, info = [], {}
     for fold in plan.folds:

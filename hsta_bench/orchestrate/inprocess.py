@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import traceback
 
+from hsta_bench.orchestrate.cluster import Cluster
+from hsta_bench.orchestrate.trials import run_trial
+
 
 class InProcess:
     in_ray = False  # trials train where this process is (engine/device.py), one after another
 
     def cluster(self):
-        from hsta_bench.orchestrate.cluster import Cluster
-
         return Cluster.local()
 
     def describe(self) -> dict:
@@ -20,8 +21,6 @@ class InProcess:
 
     def dispatch(self, trials, plans: dict, root, view, d, tune_dir=None) -> list[tuple[object, str]]:
         """Run `trials`; returns (trial, traceback) for those that failed d.max_failures + 1 times."""
-        from hsta_bench.orchestrate.trials import run_trial
-
         failures = []
         for trial in trials:
             for attempt in range(d.max_failures + 1):

@@ -9,15 +9,29 @@ output is off (the run shows orchestrate/view.py instead) and Ray's log goes to 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-import sys
+import platform
+import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ray
+from ray import tune
+from ray._raylet import Config  # type: ignore[attr-defined]  # in the compiled module, not its stub
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+import baselines
+from hsta_bench.engine.device import granted_gpus
 from hsta_bench.errors import UserError
+from hsta_bench.models import plugins
+from hsta_bench.orchestrate.cluster import Cluster
+from hsta_bench.orchestrate.trials import Trial, run_trial
+from hsta_bench.paths import PACKAGE_DIR, configs_dir
 
 if TYPE_CHECKING:
     from ray.tune import Result
@@ -27,12 +41,6 @@ _RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data")
 
 def _trainable(config: dict, plans: dict, root: str) -> None:
     """One trial, in a Ray worker process: train its folds and report progress after each."""
-    import ray
-    from ray import tune
-
-    from hsta_bench.engine.device import granted_gpus
-    from hsta_bench.orchestrate.trials import Trial, run_trial
-
     trial = Trial.from_config(config["trial"])
     plan = ray.get(plans[trial.pair])
 
@@ -49,13 +57,9 @@ class Session:
         if address and "RAY_AUTH_MODE" not in os.environ and _token_available():
             # Ray 2.60 clusters use token authentication by default, and a driver joining one sends the
             # token only in token mode, which it does not infer from the token being there. Ray reads the
-            # mode when it is imported (hence before `import ray`, and a refresh if it already was).
+            # mode when it is imported, which this module has done: its config is read again.
             os.environ["RAY_AUTH_MODE"] = "token"
-            if "ray" in sys.modules:
-                from ray._raylet import Config  # type: ignore[attr-defined]  # in the compiled module, not its stub
-
-                Config.initialize("")
-        import ray
+            Config.initialize("")
 
         log_dir.mkdir(parents=True, exist_ok=True)
         self._handler = logging.FileHandler(log_dir / "ray.log", encoding="utf-8")
@@ -82,8 +86,6 @@ class Session:
             self._shipped = tempfile.TemporaryDirectory(prefix="hsta-bench-code-")
             options["runtime_env"] = {"py_modules": shipped_code(Path(self._shipped.name))}
         if address:  # the --import modules: imported by every worker (a local instance's inherit the variable)
-            from hsta_bench.models import plugins
-
             if plugins.imported():
                 runtime_env = options.setdefault("runtime_env", {})
                 runtime_env["env_vars"] = {plugins.ENV: ",".join(plugins.imported())}
@@ -118,8 +120,6 @@ class Session:
         self._handler.close()
 
     def describe(self) -> dict:
-        import ray
-
         context = ray.get_runtime_context()
         resources = ray.cluster_resources()
         return {
@@ -137,17 +137,10 @@ class Session:
 
     def cluster(self):
         """The alive nodes of the Ray instance and their resources (orchestrate/cluster.py)."""
-        from hsta_bench.orchestrate.cluster import Cluster
-
         return Cluster.from_ray()
 
     def dispatch(self, trials, plans: dict, root: Path, view, d, tune_dir: Path):
         """Run `trials` through Ray Tune; returns (trial, error) for those that failed every attempt."""
-        import ray
-        from ray import tune
-
-        from hsta_bench.orchestrate.trials import Trial
-
         if not trials:
             return []
         refs = {key: ray.put(plans[key]) for key in dict.fromkeys(t.pair for t in trials)}
@@ -185,8 +178,6 @@ class Session:
 
     def close(self) -> float:
         """Stop a local instance (or leave the cluster); returns the seconds it took."""
-        import ray
-
         started = time.perf_counter()
         try:
             ray.shutdown()
@@ -206,9 +197,6 @@ class Session:
         must be storage every node shares). One line naming the first node that cannot; a node whose Ray
         GPUs torch cannot see is said (its GPU trials would fail). A local instance is this machine: nothing
         to check. Returns each node's report (run.json keeps them)."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         if not self.address:
             return []
         probe = ray.remote(num_cpus=0, max_retries=0)(node_report)
@@ -244,19 +232,13 @@ class Session:
 def shipped_code(into: Path) -> list[str]:
     """This checkout's packages as Ray ships them to each node (runtime_env py_modules): hsta_bench, with
     configs/ inside it as a wheel carries them (hsta_bench/_configs), baselines, and the modules of --import."""
-    import shutil
-
-    from hsta_bench.paths import PACKAGE_DIR, configs_dir
-
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     package = into / "hsta_bench"
     shutil.copytree(PACKAGE_DIR, package, ignore=skip)
     if not (package / "_configs").is_dir():
         shutil.copytree(configs_dir(), package / "_configs", ignore=skip)
-    import baselines
 
     shutil.copytree(Path(baselines.__file__).parent, into / "baselines", ignore=skip)
-    from hsta_bench.models import plugins
 
     return [str(package), str(into / "baselines"), *plugins.shipped(into)]
 
@@ -266,12 +248,6 @@ NODE_MODULES = ("torch", "numpy", "polars", "pyarrow", "hsta_bench.engine.train"
 
 def node_report(root: str | None) -> dict:
     """Run on one node (a Ray task): what it has for a trial, and a probe file written into `root`."""
-    import importlib
-    import platform
-    import socket
-
-    import ray
-
     context = ray.get_runtime_context()
     report: dict[str, Any] = {
         "node_id": context.get_node_id(),
@@ -287,7 +263,7 @@ def node_report(root: str | None) -> dict:
         except Exception as exc:  # noqa: BLE001 - reported, then said by the driver
             report["missing"][name] = f"{type(exc).__name__}: {exc}"
     try:
-        import torch
+        import torch  # noqa: PLC0415 - probed on the node, where it may be missing (reported above)
 
         report["cuda"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # noqa: BLE001 - torch missing: already in `missing`
@@ -345,8 +321,6 @@ def _token_available() -> bool:
 
 
 def _placement(config: dict):
-    from ray import tune
-
     trial = config["trial"]
     return tune.PlacementGroupFactory([{"CPU": trial["cpus"], "GPU": trial["gpus"]}])
 
@@ -359,14 +333,11 @@ def _error_text(result) -> str:
 
 
 def _trial_name(trial) -> str:
-    from hsta_bench.orchestrate.trials import Trial
-
     return Trial.from_config(trial.config["trial"]).name
 
 
 def _view_callback(view):
     """A Ray Tune callback forwarding trial events to the run's view (Tune calls it in the driver)."""
-    from ray import tune
 
     class ViewCallback(tune.Callback):
         def __init__(self, view):

@@ -23,7 +23,24 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+
+from hsta_bench.engine import audit
+from hsta_bench.engine import splits as splits_mod
+from hsta_bench.engine import weights as weights_mod
+from hsta_bench.engine.evaluate import evaluation_config, plan
+from hsta_bench.engine.results import RunStore
 from hsta_bench.errors import UserError
+from hsta_bench.io import atomic_write, environment, git_commit
+from hsta_bench.leaderboard import render_run
+from hsta_bench.models import plugins
+from hsta_bench.orchestrate import fragments
+from hsta_bench.orchestrate import trials as trials_mod
+from hsta_bench.orchestrate.inprocess import InProcess
+from hsta_bench.orchestrate.ray_tune import Session
+from hsta_bench.orchestrate.record import RunRecord
+from hsta_bench.orchestrate.view import TrialView
 
 
 class RunIncomplete(UserError):
@@ -38,9 +55,9 @@ class RunInterrupted(UserError):
 
 @dataclass
 class Outcome:
-    """What a run or a tune (tuning/driver.py) leaves: its folder, its record (run.json, tune.json), the
-    metrics of what finished (pooled, scope `all`; a tune's: its outer run's, or None), and the error to
-    report (None when it is complete)."""
+    """What a run or a tune (tuning/driver.py) leaves: its folder, its record (run.json, tune.json) as
+    written, the metrics of what finished (pooled, scope `all`; a tune's: its outer run's, or None), and the
+    error to report (None when it is complete)."""
 
     path: Path
     info: dict
@@ -68,46 +85,40 @@ def start(
     """A new run of (model, dataset) `pairs`; returns its Outcome.
     A caller that holds a Ray session already (hsta-bench tune) passes it as `executor`, and what the run
     is part of as `extra` (recorded in run.json)."""
-    from hsta_bench.engine.results import RunStore
-    from hsta_bench.io import environment, git_commit, write_json
-    from hsta_bench.models import plugins
-
     store = RunStore(output, run_id)
-    info = {
-        "run_id": store.run_id,
-        "created": _now(),
-        "command": sys.argv,
-        "preset": preset,
-        "pairs": [list(p) for p in pairs],
-        "skipped": skipped,
-        "git_commit": git_commit(),
-        "environment": environment(),
-        **plugins.record([m for m, _ in pairs]),
-        "config": cfg,
-        "status": "planning",
-        **(extra or {}),
-    }
+    models = plugins.record([m for m, _ in pairs])
+    record = RunRecord(
+        run_id=store.run_id,
+        created=_now(),
+        command=sys.argv,
+        preset=preset,
+        pairs=[list(p) for p in pairs],
+        skipped=skipped,
+        git_commit=git_commit(),
+        environment=environment(),
+        imports=models.get("imports"),
+        model_origins=models.get("model_origins"),
+        config=cfg,
+        status="planning",
+        extra=dict(extra or {}),
+    )
     store.path.mkdir(parents=True, exist_ok=True)
-    write_json(info, store.path / "run.json")
-    return _execute(store, info, address, in_process, console, executor)
+    record.write(store.path)
+    return _execute(store, record, address, in_process, console, executor)
 
 
 def resume(run_id: str, output: Path, address: str | None, in_process: bool, console, executor=None) -> Outcome:
     """Finish run `run_id` in `output`: only what is not on disk yet is trained."""
-    from hsta_bench.engine.results import RunStore
-    from hsta_bench.io import git_commit, read_record
-    from hsta_bench.models import plugins
-
-    info = read_record(Path(output) / run_id, "run.json", f"--resume {run_id}")
-    plugins.add_imports(info.get("imports"))  # the models it ran that came from --import
-    info.setdefault("resumed", []).append({"at": _now(), "command": sys.argv, "git_commit": git_commit()})
-    return _execute(RunStore(output, run_id), info, address, in_process, console, executor)
+    record = RunRecord.read(Path(output) / run_id, f"--resume {run_id}")
+    plugins.add_imports(record.imports)  # the models it ran that came from --import
+    if record.resumed is None:
+        record.resumed = []
+    record.resumed.append({"at": _now(), "command": sys.argv, "git_commit": git_commit()})
+    return _execute(RunStore(output, run_id), record, address, in_process, console, executor)
 
 
 def fragment_root(store, cfg: dict) -> Path:
-    from hsta_bench.orchestrate.trials import dispatch_config
-
-    storage = dispatch_config(cfg).storage
+    storage = trials_mod.dispatch_config(cfg).storage
     # absolute: trials run in other working directories (Ray Tune's trial folders, other nodes)
     return ((Path(storage) / store.run_id if storage else store.path) / "fragments").resolve()
 
@@ -145,57 +156,46 @@ def _fold_differences(p) -> dict:
     return out
 
 
-def _plans(info: dict, console) -> dict:
-    from hsta_bench.engine.evaluate import plan
-    from hsta_bench.orchestrate.trials import pair_key
-
-    earlier = {(e["model"], e["dataset"]): e.get("config_key") for e in info.get("evaluations", [])}
+def _plans(record: RunRecord, console) -> dict:
+    earlier = {(e["model"], e["dataset"]): e.get("config_key") for e in record.evaluations or []}
     plans = {}
-    for model, dataset in info["pairs"]:
+    for model, dataset in record.pairs:
         p = plan(
-            model, dataset, info["config"], info["preset"], announce=lambda text: console.print(f"[dim]{text}[/dim]")
+            model, dataset, record.config, record.preset, announce=lambda text: console.print(f"[dim]{text}[/dim]")
         )
         if earlier.get((model, dataset)) not in (None, p.key()):
             raise UserError(
-                f"--resume {info['run_id']}: {model} on {dataset} no longer plans as it did when the run "
+                f"--resume {record.run_id}: {model} on {dataset} no longer plans as it did when the run "
                 "started (its recipe or evaluation settings changed); start a new run"
             )
-        plans[pair_key(model, dataset)] = p
+        plans[trials_mod.pair_key(model, dataset)] = p
     return plans
 
 
-def _execute(store, info: dict, address: str | None, in_process: bool, console, executor=None):
-    from hsta_bench.io import write_json
-    from hsta_bench.orchestrate import trials as trials_mod
-    from hsta_bench.orchestrate.view import TrialView
-
-    cfg = info["config"]
+def _execute(store, record: RunRecord, address: str | None, in_process: bool, console, executor=None):
+    cfg = record.config
     d = trials_mod.dispatch_config(cfg)
-    plans = _plans(info, console)
+    plans = _plans(record, console)
     console.print(f"run {store.run_id} -> {store.path}")
-    for note in info.get("skipped", []):
+    for note in record.skipped:
         console.print(f"[dim]skipped: {note}[/dim]")
-    info["evaluations"] = [_evaluation(p) for p in plans.values()]
+    evaluations = record.evaluations = [_evaluation(p) for p in plans.values()]
     root = fragment_root(store, cfg)
     address = address or d.address or os.environ.get("RAY_ADDRESS")
     owned = executor is None  # a session the caller holds is the caller's to close
     if owned and in_process:
-        from hsta_bench.orchestrate.inprocess import InProcess
-
         executor = InProcess()
     elif owned:
-        from hsta_bench.orchestrate.ray_tune import Session
-
         executor = Session(address, d, store.path / "logs")
     try:
         cluster = executor.cluster()
-        info["dispatch"] = {**executor.describe(), "fragments": str(root)}
+        dispatch = record.dispatch = {**executor.describe(), "fragments": str(root)}
         if owned and executor.in_ray:  # a joined cluster's nodes, checked before any work is sent there
-            info["dispatch"]["node_checks"] = executor.check_nodes(root, console)
+            dispatch["node_checks"] = executor.check_nodes(root, console)
         trials = trials_mod.make_trials(plans, d, cluster, executor.in_ray)
-        info["trials"] = [t.as_config() for t in trials]
-        info["status"] = "running"
-        write_json(info, store.path / "run.json")
+        record.trials = [t.as_config() for t in trials]
+        record.status = "running"
+        record.write(store.path)
 
         done_before = trials_mod.folds_done(trials, root)
         left = [t for t in trials if done_before[t.name] < len(t.folds)]
@@ -212,32 +212,34 @@ def _execute(store, info: dict, address: str | None, in_process: bool, console, 
                 failures = executor.dispatch(left, plans, root, view, d, store.path / "tune")
         except KeyboardInterrupt:  # Ctrl-C: what is on disk stays; the run says how to finish it
             interrupted = True
-        info["seconds"] = round(info.get("seconds", 0) + time.perf_counter() - started, 2)
+        record.seconds = round((record.seconds or 0) + time.perf_counter() - started, 2)
     finally:
         if owned:
-            info.setdefault("dispatch", {})["stop_seconds"] = round(executor.close(), 2)
-    if len(info.get("resumed", [])):
-        info["resumed"][-1]["dispatch"] = info["dispatch"]
-    return _finish(store, info, plans, root, failures, interrupted, console)
+            if record.dispatch is None:
+                record.dispatch = {}
+            record.dispatch["stop_seconds"] = round(executor.close(), 2)
+    if record.resumed:
+        record.resumed[-1]["dispatch"] = record.dispatch
+    return _finish(store, record, evaluations, plans, root, failures, interrupted, console)
 
 
-def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrupted: bool, console):
-    import polars as pl
-
-    from hsta_bench.engine import splits as splits_mod
-    from hsta_bench.engine import weights as weights_mod
-    from hsta_bench.engine.evaluate import evaluation_config
-    from hsta_bench.io import atomic_write, write_json
-    from hsta_bench.leaderboard import render_run
-    from hsta_bench.orchestrate import fragments
-
+def _finish(
+    store,
+    record: RunRecord,
+    evaluations: list[dict],
+    plans: dict,
+    root: Path,
+    failures: list,
+    interrupted: bool,
+    console,
+):
     logs = store.path / "logs"
     for trial, error in failures:
         logs.mkdir(parents=True, exist_ok=True)
         atomic_write(logs / f"failed-{trial.name.replace('/', '_')}.txt", lambda tmp, e=error: tmp.write_text(e))
 
     predictions, split_tables, classes_of, incomplete, audits = [], [], {}, [], []
-    for entry, p in zip(info["evaluations"], plans.values()):
+    for entry, p in zip(evaluations, plans.values()):
         if not {f.index for f in p.folds} <= fragments.finished(root, p.model, p.dataset, p.protocol):
             incomplete.append(f"{p.model} on {p.dataset}")
             continue
@@ -256,19 +258,19 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
             entry["weights"] = str(weights_mod.folder(root, p.model, p.dataset, p.protocol))
 
     if not incomplete:
-        info["status"], info["finished"] = "finished", _now()
+        record.status, record.finished = "finished", _now()
     else:
-        info["status"] = "interrupted" if interrupted else "failed"
-        info["incomplete"] = incomplete
+        record.status = "interrupted" if interrupted else "failed"
+        record.incomplete = incomplete
     if failures:
-        info["failed_trials"] = [
+        record.failed_trials = [
             {"trial": t.name, "error": e.strip().splitlines()[-1] if e.strip() else ""} for t, e in failures
         ]
     summary = None
     if predictions:
-        ev = evaluation_config(info["config"])
-        table = store.write(
-            info,
+        ev = evaluation_config(record.config)
+        table = store.write(  # run.json with the tables
+            record.to_dict(),
             pl.concat(predictions),
             pl.concat(split_tables).unique(maintain_order=True),
             classes_of,
@@ -283,13 +285,13 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         atomic_write(store.path / "leaderboard.md", lambda tmp: tmp.write_text(page, encoding="utf-8"))
         summary = table.filter(pl.col("scope") == "all")
     else:
-        write_json(info, store.path / "run.json")
+        record.write(store.path)
 
     again = f"hsta-bench run --resume {store.run_id} --output {store.output}"
     if interrupted and incomplete:
         return Outcome(
             store.path,
-            info,
+            record.to_dict(),
             summary,
             RunInterrupted(
                 f"run {store.run_id} interrupted with {len(incomplete)} evaluation(s) unfinished; "
@@ -308,23 +310,18 @@ def _finish(store, info: dict, plans: dict, root: Path, failures: list, interrup
         )
         return Outcome(
             store.path,
-            info,
+            record.to_dict(),
             summary,
             RunIncomplete(
                 f"run {store.run_id}: {len(incomplete)} evaluation(s) unfinished ({what}); tracebacks in {logs}; "
                 f"finish it with: {again}"
             ),
         )
-    return Outcome(store.path, info, summary, None)
+    return Outcome(store.path, record.to_dict(), summary, None)
 
 
 def _audit_of(root: Path, p, entry: dict):
     """The evaluation's audit (engine/audit.py) with its labels, and its summary in `entry`; None without one."""
-    import numpy as np
-    import polars as pl
-
-    from hsta_bench.engine import audit
-
     if not p.audit_every:
         return None
     ids = p.manifest["sample_id"].cast(pl.Utf8).to_numpy().astype(str)

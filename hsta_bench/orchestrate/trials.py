@@ -11,38 +11,45 @@ once, so a single evaluation still fills the machine, and a lost trial costs onl
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+import torch
+from pydantic import Field
+
+from hsta_bench import config as config_mod
+from hsta_bench.config import Bool, Float, Int
+from hsta_bench.engine import audit, weights
+from hsta_bench.engine.device import resolve_device
+from hsta_bench.engine.evaluate import run_folds, use_fold_batch
+from hsta_bench.engine.train import placement_for
 from hsta_bench.errors import UserError
+from hsta_bench.orchestrate import fragments
 
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    """configs/dispatch.yaml"""
+    """configs/dispatch.yaml (every setting's default, and what each means)"""
 
-    address: str | None = None
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    storage: str | None = None
-    cpus_per_trial: float = 1
-    gpus_per_trial: float | str = "auto"
-    fold_groups: int | str = "auto"
-    max_failures: int = 2
-    ship_code: bool = True
+    address: str | None
+    num_cpus: Annotated[Int, Field(ge=1)] | None
+    num_gpus: Annotated[Int, Field(ge=0)] | None
+    storage: str | None
+    cpus_per_trial: Annotated[Float, Field(gt=0)]
+    gpus_per_trial: Float | Literal["auto"]  # a number: check_gpu_share
+    fold_groups: Annotated[Int, Field(ge=1)] | Literal["auto"]
+    max_failures: Annotated[Int, Field(ge=0)]
+    ship_code: Bool
 
 
 def dispatch_config(cfg: dict) -> DispatchConfig:
-    from hsta_bench import config as config_mod
-
     d = config_mod.typed(DispatchConfig, cfg["dispatch"], "dispatch")
-    if d.cpus_per_trial <= 0 or d.max_failures < 0 or (d.num_cpus is not None and d.num_cpus < 1):
-        raise UserError("dispatch: cpus_per_trial must be > 0, max_failures >= 0, num_cpus >= 1")
     if d.gpus_per_trial != "auto":
         check_gpu_share(d.gpus_per_trial, "dispatch.gpus_per_trial", zero=True, auto=True)
-    if d.fold_groups != "auto" and not (isinstance(d.fold_groups, int) and d.fold_groups >= 1):
-        raise UserError(f"dispatch.fold_groups={d.fold_groups!r}: expected auto or a whole number >= 1")
     return d
 
 
@@ -123,8 +130,6 @@ def trial_device(plan, gpus: float, in_ray: bool) -> str:
     """Where a trial of `plan` with `gpus` will train, as the driver can foresee it: engine/device.py's own
     rule (which decides again in the trial, and records it) given the grant the trial will have in Ray, or
     this process's view outside Ray. A recipe that needs a GPU its trials will not get stops here, in one line."""
-    from hsta_bench.engine.device import resolve_device
-
     if in_ray:
         return resolve_device(plan.recipe.train.device, ("0",) if gpus > 0 else (), cuda_available=True, visible="0")
     return resolve_device(plan.recipe.train.device)
@@ -134,8 +139,6 @@ def make_trials(plans: dict, d: DispatchConfig, cluster, in_ray: bool = True) ->
     """The trials of a run on `cluster`: each plan's folds in `dispatch.fold_groups` contiguous groups (auto:
     as many as can run at once in Ray, one in this process; one when the folds train fold-batched where
     the trial will run)."""
-    from hsta_bench.engine.evaluate import use_fold_batch
-
     trials = []
     for plan in plans.values():
         n = len(plan.folds)
@@ -157,8 +160,6 @@ def make_trials(plans: dict, d: DispatchConfig, cluster, in_ray: bool = True) ->
 
 def folds_done(trials: list[Trial], root: Path) -> dict[str, int]:
     """How many of each trial's folds have their fragment on disk (each evaluation's folder listed once)."""
-    from hsta_bench.orchestrate import fragments
-
     finished = {}
     for t in trials:
         key = (t.model, t.dataset, t.protocol)
@@ -171,12 +172,6 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
     """Train the folds of `trial` that have no fragment in `root`, writing each fragment as soon as its
     fold is trained; `report(folds_done, folds_total)` after each. `granted`: the GPU ids Ray gave this
     trial (None outside Ray): the folds train where those put them (engine/device.py). Returns what it did."""
-    import torch
-
-    from hsta_bench.engine.evaluate import run_folds, use_fold_batch
-    from hsta_bench.engine.train import placement_for
-    from hsta_bench.orchestrate import fragments
-
     started = time.perf_counter()
     torch.set_num_threads(max(1, int(trial.cpus)))
     placement = placement_for(plan.recipe.train, granted, trial.gpus)
@@ -218,9 +213,6 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
 def _keep(root: Path, plan, index: int, part) -> None:
     """A trained fold on disk: its audit and weights first, its fragment last, since a fragment on disk is
     what marks the fold done (a resumed run retrains a fold whose fragment is missing, never one with it)."""
-    from hsta_bench.engine import audit, weights
-    from hsta_bench.orchestrate import fragments
-
     fold = plan.folds[index].name
     if fold in part.audit:
         audit.write(root, plan, index, part.audit[fold])
@@ -243,9 +235,6 @@ def _injected_fault(trial: Trial, root: Path) -> None:
     """Fault injection, to test retries, failure reports and resume end to end: with
     HSTA_BENCH_FAULTS="GLOB=N", a trial whose name (model/dataset/protocol/gN) matches GLOB fails its first
     N attempts, each after training one fold when it has more than one left (counted in <root>/.faults/)."""
-    import fnmatch
-    import os
-
     spec = os.environ.get("HSTA_BENCH_FAULTS")
     if not spec:
         return

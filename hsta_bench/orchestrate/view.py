@@ -12,6 +12,7 @@ import time
 from contextlib import contextmanager
 
 from rich.console import Group
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -152,7 +153,6 @@ class TrialView:
         if not self.live_mode:
             yield self
             return
-        from rich.live import Live
 
         with Live(self, console=self.console, refresh_per_second=4, transient=True):
             yield self

@@ -17,7 +17,7 @@ __all__ = ["Prepared", "PrepareReport", "load_prepared", "prepare"]
 def __getattr__(name: str):
     # lazy, so that worker processes import only what the per-sample work needs (numpy, OpenCV)
     if name in __all__:
-        from hsta_bench.preprocess import pipeline as module
+        from hsta_bench.preprocess import pipeline as module  # noqa: PLC0415 - see above
 
         return getattr(module, name)
     raise AttributeError(name)

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import cv2
 import numpy as np
+import torch
 
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import mtcnn  # cheap: it imports torch only to detect, not to look for its weights
@@ -58,7 +60,6 @@ def find_cascade(configured: Path | None) -> Path | None:
         if not Path(configured).is_file():
             raise UserError(f"preprocess.cascade: {configured} is not a file")
         return Path(configured)
-    import cv2
 
     shipped = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "/nonexistent") / DEFAULT_CASCADE
     return shipped if shipped.is_file() else None
@@ -82,8 +83,6 @@ class MtcnnDetector:
         mtcnn.networks()  # loaded once per worker, before its first sample
 
     def box(self, rgb: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
-        import torch
-
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # parallelism is the number of worker processes; the nets are small
         try:
@@ -99,8 +98,6 @@ class MtcnnDetector:
 
 class FaceDetector:
     def __init__(self, cascade: Path):
-        import cv2
-
         self._cv2 = cv2
         self.detector = cv2.CascadeClassifier(str(cascade))
         if self.detector.empty():

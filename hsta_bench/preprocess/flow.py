@@ -7,6 +7,7 @@ precomputed MEGC2019 composite (hsta_bench/data/flowimage.py), so a model traine
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from hsta_bench.data import flowimage
@@ -14,8 +15,6 @@ from hsta_bench.data import flowimage
 
 def compute(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
     """H x W x 2 float32 flow (u right, v down) from grayscale uint8 `prev` to `nxt`, in pixels."""
-    import cv2
-
     prev, nxt = np.ascontiguousarray(prev), np.ascontiguousarray(nxt)  # OpenCV needs contiguous buffers
     # OpenCV's stubs list only the classes' `create`, not these factory functions (both exist at runtime,
     # the TV-L1 one in opencv-contrib), and type `flow` as required where None lets OpenCV allocate it
@@ -31,8 +30,6 @@ def compute(prev: np.ndarray, nxt: np.ndarray, method: str) -> np.ndarray:
 
 def resize(flow: np.ndarray, size: int) -> np.ndarray:
     """The flow field at size x size, its vectors rescaled to pixels of the new size."""
-    import cv2
-
     h, w = flow.shape[:2]
     out = cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA)
     out[..., 0] *= size / w
@@ -44,7 +41,6 @@ def onset_apex_image(
     onset_rgb: np.ndarray, apex_rgb: np.ndarray, method: str, compute_size: int, size: int
 ) -> np.ndarray:
     """The stored flow image (size x size x 3 uint8: u, v, strain) of two RGB frames."""
-    import cv2
 
     def gray(image: np.ndarray) -> np.ndarray:
         return cv2.resize(

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
 
 from hsta_bench.errors import UserError
 
@@ -71,8 +74,6 @@ def require_weights(what: str = "MTCNN face detector") -> Path:
 @functools.cache
 def networks(device: str = "cpu"):
     """(pnet, rnet, onet), loaded once per process and device; layer names are those of the weight files."""
-    import torch
-    from torch import nn
 
     def net(weights: str, *layers: tuple[str, nn.Module]) -> nn.Module:
         module = nn.Module()
@@ -127,8 +128,6 @@ def networks(device: str = "cpu"):
 
 def _pnet(net, x):
     """Per 12 px window, every 2 px: box offsets (4 maps) and the face probability (2 maps)."""
-    from torch.nn import functional as F
-
     x = F.max_pool2d(net.prelu1(net.conv1(x)), 2, 2, ceil_mode=True)
     x = net.prelu3(net.conv3(net.prelu2(net.conv2(x))))
     return net.conv4_2(x), F.softmax(net.conv4_1(x), dim=1)
@@ -141,8 +140,6 @@ def _flat(x):
 
 def _rnet(net, x):
     """24 px crops: box offsets and face probability."""
-    from torch.nn import functional as F
-
     x = F.max_pool2d(net.prelu1(net.conv1(x)), 3, 2, ceil_mode=True)
     x = F.max_pool2d(net.prelu2(net.conv2(x)), 3, 2, ceil_mode=True)
     x = net.prelu4(net.dense4(_flat(net.prelu3(net.conv3(x)))))
@@ -151,8 +148,6 @@ def _rnet(net, x):
 
 def _onet(net, x):
     """48 px crops: box offsets, landmarks (5 x then 5 y, as fractions of the crop) and face probability."""
-    from torch.nn import functional as F
-
     x = F.max_pool2d(net.prelu1(net.conv1(x)), 3, 2, ceil_mode=True)
     x = F.max_pool2d(net.prelu2(net.conv2(x)), 3, 2, ceil_mode=True)
     x = F.max_pool2d(net.prelu3(net.conv3(x)), 2, 2, ceil_mode=True)
@@ -161,8 +156,6 @@ def _onet(net, x):
 
 
 def _resample(image, size: tuple[int, int]):
-    from torch.nn import functional as F
-
     return F.interpolate(image, size=size, mode="area")
 
 
@@ -181,8 +174,6 @@ def _scales(height: int, width: int) -> list[float]:
 
 def _nms(boxes, scores, threshold: float) -> np.ndarray:
     """torchvision's CPU batched_nms for one image: greedy by score, IoU of plain widths, drops IoU > threshold."""
-    import torch
-
     n = len(scores)
     if n == 0:
         return np.zeros(0, np.int64)
@@ -224,8 +215,6 @@ def _nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndar
 
 def _square(boxes):
     """Each box grown to a square on its longer side, about the same centre (in place, as used there)."""
-    import torch
-
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     side = torch.max(w, h)
     boxes[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
@@ -247,8 +236,6 @@ def _crops(image, boxes, size: int):
     """The image inside each box (clipped to the image, not padded), resampled to size x size and scaled.
 
     Returns the crops (None when no box has pixels inside the image) and the boxes that have some."""
-    import torch
-
     height, width = image.shape[2:4]
     corners = boxes[:, :4].trunc().int().cpu().numpy()  # 1-based, inclusive ends, as in the original MTCNN
     x0, y0 = np.maximum(corners[:, 0], 1), np.maximum(corners[:, 1], 1)
@@ -265,16 +252,12 @@ def _crops(image, boxes, size: int):
 
 
 def _batched(net, forward, crops):
-    import torch
-
     outs = [forward(net, crops[i : i + BATCH]) for i in range(0, len(crops), BATCH)]
     return tuple(torch.cat(parts, dim=0) for parts in zip(*outs))
 
 
 def _propose(pnet, image):
     """Stage 1: PNet over the pyramid -> candidate boxes (x0, y0, x1, y1, score), squared."""
-    import torch
-
     height, width = image.shape[2:4]
     found = []
     for scale in _scales(height, width):
@@ -307,8 +290,6 @@ def _propose(pnet, image):
 
 def _refine(rnet, image, boxes):
     """Stage 2: RNet on 24 px crops -> the boxes it keeps, moved and squared."""
-    import torch
-
     crops, boxes = _crops(image, boxes, 24)
     if crops is None:
         return boxes
@@ -321,8 +302,6 @@ def _refine(rnet, image, boxes):
 
 def _output(onet, image, boxes):
     """Stage 3: ONet on 48 px crops -> final boxes with scores (n, 5) and landmarks (n, 5, 2), as numpy."""
-    import torch
-
     crops, boxes = _crops(image, boxes, 48)
     if crops is None:
         return boxes.cpu().numpy(), np.zeros((0, 5, 2), np.float32)
@@ -345,7 +324,6 @@ def detect(image: np.ndarray, select_largest: bool = True, *, device: str = "cpu
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
         got = f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}"
         raise ValueError(f"mtcnn.detect: expected an H x W x 3 uint8 image, got {got}")
-    import torch
 
     pnet, rnet, onet = networks(str(device))
     with torch.inference_mode():

@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import polars as pl
 
@@ -225,8 +226,6 @@ def _compute(stagings: dict[str, Path], samples, s, detector, progress) -> list[
     jobs = [worker.Job(rows[i : i + chunk], arrays, s, detector) for i in range(0, len(rows), chunk)]
     outcomes: list[worker.Outcome] = []
     if s.workers == 1:
-        import cv2
-
         threads = cv2.getNumThreads()
         try:
             for job in jobs:

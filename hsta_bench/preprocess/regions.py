@@ -19,9 +19,13 @@ like `flow`; the model reads them in the release's BGR order (its `encoding`, hs
 from __future__ import annotations
 
 import hashlib
+from importlib import metadata
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from hsta_bench.errors import UserError
 
 RELEASE_SIZE = 28
 # main_HTNet.py:78-82: the points used when MTCNN finds no face, (x, y) on the 28x28 image
@@ -39,8 +43,6 @@ TILES = ((0, 1), (3, 4))  # rows of the tiled image: which landmarks' crops, lef
 
 def detector_name() -> str:
     """The landmark detector, as it enters the cache key (its weights come with facenet-pytorch)."""
-    from importlib import metadata
-
     try:
         version = metadata.version("facenet-pytorch")
     except metadata.PackageNotFoundError:
@@ -72,10 +74,8 @@ def fallback(size: int = RELEASE_SIZE) -> np.ndarray:
 def _detect(face_bgr: np.ndarray):
     """MTCNN on the image as given (hsta_bench.preprocess.mtcnn); a missing detector is one line."""
     try:
-        from hsta_bench.preprocess import mtcnn
+        from hsta_bench.preprocess import mtcnn  # noqa: PLC0415 - probed: a missing detector is one line
     except ImportError as exc:
-        from hsta_bench.errors import UserError
-
         raise UserError(
             f"preprocess: the regions input needs the MTCNN landmark detector "
             f"(hsta_bench.preprocess.mtcnn), which cannot be imported: {exc}"
@@ -86,8 +86,6 @@ def _detect(face_bgr: np.ndarray):
 def find_landmarks(apex_bgr: np.ndarray, size: int = RELEASE_SIZE) -> tuple[np.ndarray, bool]:
     """The five clamped integer points for an apex face image (BGR, any size), and whether the release's
     fallback points stand in (no face found)."""
-    import cv2
-
     face = cv2.resize(apex_bgr, (size, size), interpolation=cv2.INTER_AREA)
     found = _detect(face)
     if found is None or found.landmarks is None or len(found.landmarks) == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from hsta_bench.preprocess import flow as flow_mod
@@ -44,8 +45,6 @@ class Outcome:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(path, cv2.IMREAD_COLOR)  # grayscale files (SAMM) come back as 3 equal channels
     if image is None:
         raise SampleError(path, "cannot be decoded as an image" if Path(path).is_file() else "file not found")
@@ -53,8 +52,6 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def fit(image: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
     shrink = image.shape[0] > size or image.shape[1] > size
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
@@ -150,8 +147,6 @@ def _bgr(image: np.ndarray) -> np.ndarray:
 
 
 def run(job: Job) -> list[Outcome]:
-    import cv2
-
     cv2.setNumThreads(1)  # parallelism is the number of worker processes, nothing hidden inside OpenCV
     detector = None
     if job.detector:

@@ -20,6 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
+from hsta_bench.models.attention import recording
+
 
 @dataclass(frozen=True)
 class AttentionCase:
@@ -46,7 +50,6 @@ class AttentionCase:
         """The fraction of (query, key) pairs the mask allows (1 without a mask)."""
         if self.mask_mod is None:
             return 1.0
-        import torch
 
         qi = torch.arange(self.q_len)[:, None]
         ki = torch.arange(self.kv_len)[None, :]
@@ -54,8 +57,6 @@ class AttentionCase:
 
     def inputs(self, dtype=None, device="cpu", requires_grad: bool = False, seed: int = 0):
         """Random q, k, v of this case's shapes."""
-        import torch
-
         generator = torch.Generator().manual_seed(seed)
         shapes = [(self.batch, self.heads, n, self.head_dim) for n in (self.q_len, self.kv_len, self.kv_len)]
         # drawn in fp32 and then cast, so that every dtype gets the same values (up to its rounding)
@@ -79,10 +80,6 @@ def _kind(q, k, mask_mod) -> str:
 
 def capture(model, name: str, batch: dict) -> list[AttentionCase]:
     """The attention cases of `model` (registered as `name`) on `batch`, in the order first seen."""
-    import torch
-
-    from hsta_bench.models.attention import recording
-
     seen: dict[tuple, list] = {}
 
     def record(q, k, v, mask_mod):

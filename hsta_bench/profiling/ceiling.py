@@ -3,15 +3,15 @@ square matrix product in a dtype on a device (a fused attention kernel is, at he
 
 from __future__ import annotations
 
+import torch
+
+from hsta_bench.profiling.measure import median_seconds
+
 
 def matmul_ceiling(dtype=None, n: int = 2048, device: str = "cpu", repeats: int = 5, min_seconds: float = 0.5) -> float:
     """GFLOP/s of an n x n matrix product in `dtype` on `device`, now: the median over `repeats` products or as
     many as fill `min_seconds`, measured the way the kernels compared with it are (a lucky fastest product on a
     shared machine would make every fraction look worse than it is)."""
-    import torch
-
-    from hsta_bench.profiling.measure import median_seconds
-
     dtype = dtype or torch.float32
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
@@ -22,10 +22,6 @@ def memory_bandwidth(device: str = "cpu", megabytes: int = 256, repeats: int = 3
     """GB/s of copying a `megabytes` tensor on `device` (bytes read + bytes written), now, the median like the
     ceiling: with the ceiling it gives the balance point of the hardware (FLOPs per byte) below which a kernel
     waits on memory."""
-    import torch
-
-    from hsta_bench.profiling.measure import median_seconds
-
     n = megabytes * 2**20 // 4
     a = torch.randn(n, device=device)
     b = torch.empty_like(a)
@@ -36,10 +32,6 @@ def products_rate(case, dtype=None, device: str = "cpu", min_seconds: float = 0.
     """GFLOP/s of the case's own two matrix products alone (q k^T, inner dimension d; then weights x v, inner
     dimension Nk), batched as attention batches them: what its shapes allow, without the softmax in between.
     Skinny products (small d) run well below the square product's ceiling on most hardware."""
-    import torch
-
-    from hsta_bench.profiling.measure import median_seconds
-
     dtype = dtype or torch.float32
     q, k, v = case.inputs(dtype, device)
     weights = torch.rand(case.batch, case.heads, case.q_len, case.kv_len, dtype=dtype, device=device)

@@ -7,6 +7,11 @@ run a case (e.g. memory-efficient or cuDNN attention on a CPU) raises, and the c
 from __future__ import annotations
 
 import contextlib
+import warnings
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.flex_attention import flex_attention
 
 PINNED = {
     "sdpa-flash": "FLASH_ATTENTION",
@@ -33,7 +38,6 @@ def pinned(name: str):
     check(name)
     if name not in PINNED:
         return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel(getattr(SDPBackend, PINNED[name]))
 
@@ -45,10 +49,6 @@ def preflight(name: str, backward: bool, device: str, dtype=None) -> None:
     every flex forward ran at the written-out attention's speed and memory)."""
     if name != "flex" or not backward:
         return
-    import warnings
-
-    import torch
-    from torch.nn.attention.flex_attention import flex_attention
 
     q, k, v = (
         torch.randn(1, 1, 16, 16, device=device, dtype=dtype or torch.float32, requires_grad=True) for _ in range(3)

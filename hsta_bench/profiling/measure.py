@@ -8,9 +8,17 @@ Times on a CPU are wall-clock (perf_counter); on CUDA, CUDA events around each c
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hsta_bench.models import attention  # by module: its kernels are looked up per call (and replaced in tests)
+from hsta_bench.profiling.kernels import backend_of, pinned, preflight
+from hsta_bench.profiling.memory import peak_bytes
 
 # largest difference from the written-out attention, relative to the largest value of the reference (or 1)
 TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-3}
@@ -41,10 +49,6 @@ def dtype_name(dtype) -> str:
 def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", min_seconds: float = 0.0) -> float:
     """Median time of `fn()` over `repeats` calls after `warmup` (on CUDA measured with CUDA events), or over
     as many more calls as fill `min_seconds` (short calls are noisy; their median needs many of them)."""
-    import math
-
-    import torch
-
     for _ in range(max(warmup, 1)):
         start = time.perf_counter()
         fn()
@@ -72,11 +76,6 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", m
 def _call(case, kernel: str, backward: bool, dtype, device: str, seed: int = 0):
     """A function running the case once with `kernel` (and its backward pass, with a fixed output gradient),
     returning the output and the gradients of q, k, v."""
-    import torch
-
-    from hsta_bench.models.attention import attend
-    from hsta_bench.profiling.kernels import backend_of, pinned
-
     q, k, v = case.inputs(dtype, device, requires_grad=backward, seed=seed)
     grad = (
         torch.randn(
@@ -89,7 +88,7 @@ def _call(case, kernel: str, backward: bool, dtype, device: str, seed: int = 0):
 
     def call():
         with pinned(kernel), torch.set_grad_enabled(backward):
-            out = attend(q, k, v, backend, case.mask_mod)
+            out = attention.attend(q, k, v, backend, case.mask_mod)
             if not backward:
                 return [out]
             q.grad = k.grad = v.grad = None
@@ -103,8 +102,6 @@ def agreement(case, kernel: str, backward: bool = False, dtype=None, device: str
     """Largest difference between `kernel` and the written-out attention in fp32 on the same inputs (outputs,
     and gradients with `backward`), relative to the reference's largest value (or 1); raises what the kernel
     raises where it cannot run the case."""
-    import torch
-
     dtype = dtype or torch.float32
     got = [t.detach().float() for t in _call(case, kernel, backward, dtype, device)()]
     want = [t.detach() for t in _call(case, "naive", backward, torch.float32, device)()]  # same seed: same inputs
@@ -113,8 +110,6 @@ def agreement(case, kernel: str, backward: bool = False, dtype=None, device: str
 
 def counted_flops(fn) -> int:
     """FLOPs of `fn()` by torch's FLOP counter (0 where it sees none, e.g. a fused CPU kernel it has no formula for)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
@@ -133,11 +128,6 @@ def time_case(
     min_seconds: float = 0.0,
 ) -> Timing:
     """Check `kernel` on `case` against the written-out attention, then time it."""
-    import torch
-
-    from hsta_bench.profiling.kernels import preflight
-    from hsta_bench.profiling.memory import peak_bytes
-
     dtype = dtype or torch.float32
     name = dtype_name(dtype)
     timing = Timing(
@@ -179,9 +169,7 @@ def forget_failed_compilation(kernel: str) -> None:
     """After flex fails anyway (kernels.preflight catches what it can first), its compiled function would run
     unfused from then on and be timed as flex: start its compilation afresh."""
     if kernel == "flex":
-        from hsta_bench.models.attention import reset_flex
-
-        reset_flex()
+        attention.reset_flex()
 
 
 def unsupported(exc: BaseException) -> str:

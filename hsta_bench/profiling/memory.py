@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 
+import torch
+from torch.profiler import ProfilerActivity, profile
+
 
 def peak_bytes(fn, device: str = "cpu") -> int:
-    import torch
-
     if device != "cpu":
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -21,7 +22,6 @@ def peak_bytes(fn, device: str = "cpu") -> int:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    from torch.profiler import ProfilerActivity, profile
 
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()

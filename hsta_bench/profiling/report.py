@@ -7,8 +7,15 @@ plot-<env>.png.
 
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from pathlib import Path
+
+from rich.table import Table
+
+from hsta_bench.io import atomic_write, write_json
+from hsta_bench.profiling.session import DTYPES, slug
+from hsta_bench.text import fmt
 
 UNFUSED = ("naive", "sdpa-math")  # written out, or sdpa's own written-out fallback: not "the fused path"
 
@@ -91,8 +98,6 @@ def model_rows(profile) -> list[dict]:
 
 
 def _short(dtype: str) -> str:
-    from hsta_bench.profiling.session import DTYPES
-
     return {v: k for k, v in DTYPES.items()}.get(dtype, dtype)
 
 
@@ -195,8 +200,6 @@ def tables(profile):
     """Two rich tables: the attention cases (a column per kernel: median time, fraction of the ceiling, peak
     memory; left out when no model has attention) and the models (a column per kernel they ran with: median
     time, samples/s, attention's share of the time)."""
-    from rich.table import Table
-
     kernels = list(profile.settings.kernels)
     a = Table(title="Attention (median ms, % of the matrix-product ceiling, peak MB)", title_justify="left")
     for column in ("case", "pass", "dtype", "bound", "GFLOP"):
@@ -262,8 +265,6 @@ def header(profile) -> list[str]:
 
 
 def markdown(profile, files: dict[str, str]) -> str:
-    from hsta_bench.text import fmt
-
     lines = [
         "# hsta-bench profile",
         "",
@@ -321,12 +322,11 @@ def markdown(profile, files: dict[str, str]) -> str:
 def plot(profile, path: Path) -> None:
     """Per pass (rows): each case's median time (log scale) and its fraction of the ceiling, a bar per kernel
     (and dtype), the goal fraction as a dashed line."""
-    import matplotlib
+    # matplotlib (about a second to import) only when a plot is drawn: the command's checks and tables go first
+    import matplotlib  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hsta_bench.io import atomic_write
 
     rows = [r for r in attention_rows(profile) if r["status"] == "ok"]
     passes = list(profile.settings.passes)
@@ -374,8 +374,6 @@ def plot(profile, path: Path) -> None:
 
 def _write_csv(rows: list[dict], path: Path) -> None:
     # the standard library's csv, not polars: the profile also runs where only torch is installed (a GPU box)
-    import csv
-
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
@@ -389,9 +387,6 @@ def document(profile, files: dict[str, str]) -> dict:
 
 def write(profile, folder: Path) -> dict[str, str]:
     """Every file of the profile, each written whole (temporary file, then renamed); returns their names."""
-    from hsta_bench.io import atomic_write, write_json
-    from hsta_bench.profiling.session import slug
-
     env = slug(profile.environment, profile.settings.dtypes)
     files = {
         "report": f"report-{env}.md",

@@ -12,12 +12,49 @@ from __future__ import annotations
 
 import platform
 import statistics
+import typing
 from dataclasses import asdict, dataclass, field
+from typing import Annotated, Literal
 
+import torch
+import torch._dynamo
+from pydantic import Field
+
+from hsta_bench import config as config_mod
+from hsta_bench.config import Bool, Float, Int
 from hsta_bench.errors import UserError
+from hsta_bench.io import environment as run_environment
+from hsta_bench.io import git_commit
+from hsta_bench.models import create_model, small_overrides
+from hsta_bench.profiling.cases import AttentionCase, capture
+from hsta_bench.profiling.ceiling import matmul_ceiling, memory_bandwidth, products_rate
+from hsta_bench.profiling.kernels import KERNELS
+from hsta_bench.profiling.measure import time_case
+from hsta_bench.profiling.steps import MODES, model_flops, time_model
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-PASSES = ("forward", "forward+backward")
+Dtype = Literal["fp32", "bf16", "fp16"]
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # each Dtype's name in torch
+Pass = Literal["forward", "forward+backward"]
+PASSES: tuple[str, ...] = typing.get_args(Pass)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """configs/profile.yaml with the preset's `profile:` over it (every setting's default, and what each means)"""
+
+    models: list[str] | None  # checked by the command against the registry (cli/run.py check_names)
+    backends: dict[str, list[str]]  # device -> kernels (checked against profiling/kernels.py's below)
+    dtypes: list[Dtype]
+    device: Literal["cpu", "cuda"]
+    batch: Annotated[Int, Field(ge=1)]
+    repeats: Annotated[Int, Field(ge=1)]
+    warmup: Annotated[Int, Field(ge=0)]
+    min_seconds: Annotated[Float, Field(ge=0)]
+    passes: list[Pass]
+    steps: Bool
+    memory: Bool
+    goal_fraction: Annotated[Float, Field(gt=0, le=1)]
+    ceiling_size: Annotated[Int, Field(ge=1)]
 
 
 @dataclass
@@ -44,37 +81,32 @@ def settings(
 ) -> Settings:
     """The checked settings: every mistake is one line naming the option or config key (the preset and the
     model names are checked by the command, cli/run.py's check_names, as for run and tune)."""
-    from hsta_bench.profiling.kernels import KERNELS
-
     spec = dict(cfg["profile"])
-    for key, value in (cfg["presets"][preset].get("profile") or {}).items():
+    own = cfg["presets"][preset].get("profile") or {}
+    for key, value in own.items():
         if key not in spec:
             raise UserError(f"presets.{preset}.profile.{key}: unknown profile setting (known: {', '.join(spec)})")
         spec[key] = value
-    device = device or spec["device"]
+    p = config_mod.typed(ProfileConfig, spec, f"profile (with presets.{preset}.profile)" if own else "profile")
+    device = device or p.device
     if device not in ("cpu", "cuda"):
         raise UserError(f"--device {device}: not cpu or cuda")
     if device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise UserError(f"--device cuda: torch {torch.__version__} sees no CUDA device here")
-    chosen = list(dict.fromkeys(models or spec["models"] or cfg["presets"][preset].get("models") or []))
+    chosen = list(dict.fromkeys(models or p.models or cfg["presets"][preset].get("models") or []))
     if not chosen:
         raise UserError(f"--preset {preset} names no models: give --model NAME")
-    kernels = list(dict.fromkeys(backends or spec["backends"].get(device) or []))
+    kernels = list(dict.fromkeys(backends or p.backends.get(device) or []))
     for name in kernels:
         if name not in KERNELS:
             raise UserError(f"--backend {name}: not one of {', '.join(KERNELS)}")
-    chosen_dtypes = list(dict.fromkeys(dtypes or spec["dtypes"]))
+    chosen_dtypes = list(dict.fromkeys(dtypes or p.dtypes))
     for name in chosen_dtypes:
         if name not in DTYPES:
             raise UserError(f"--dtype {name}: not one of {', '.join(DTYPES)}")
-    for name in spec["passes"]:
-        if name not in PASSES:
-            raise UserError(f"profile.passes: '{name}' is not one of {', '.join(PASSES)}")
-    batch = spec["batch"] if batch is None else batch
-    repeats = spec["repeats"] if repeats is None else repeats
+    batch = p.batch if batch is None else batch
+    repeats = p.repeats if repeats is None else repeats
     for option, value in (("--batch", batch), ("--repeats", repeats)):
         if not isinstance(value, int) or value < 1:
             raise UserError(f"{option} {value}: must be a whole number of at least 1")
@@ -86,24 +118,19 @@ def settings(
         device,
         batch,
         repeats,
-        int(spec["warmup"]),
-        list(spec["passes"]),
-        bool(spec["steps"]),
-        bool(spec["memory"]),
-        float(spec["min_seconds"]),
-        float(spec["goal_fraction"]),
-        int(spec["ceiling_size"]),
+        p.warmup,
+        list(p.passes),
+        p.steps,
+        p.memory,
+        p.min_seconds,
+        p.goal_fraction,
+        p.ceiling_size,
         bool(cfg["presets"][preset].get("small_inputs")),
     )
 
 
 def environment(device: str) -> dict:
     """What the numbers depend on: library versions, the processor or GPU, and the threads torch uses."""
-    import torch
-
-    from hsta_bench.io import environment as run_environment
-    from hsta_bench.io import git_commit
-
     env = run_environment()
     env.update(
         commit=git_commit(),
@@ -159,8 +186,6 @@ class Profile:
         """What limits a case's speed here: 'overhead' where even at the ceiling it would take less than ten
         one-token calls (the cost of a call, not of its FLOPs, dominates), 'memory' where its FLOPs per byte
         are below the machine's balance, else 'compute' (the cases the ceiling speaks about)."""
-        import torch
-
         ideal = case.flops(passes == "forward+backward") / (self.ceilings[dtype] * 1e9)
         if ideal < 10 * self.floors.get(passes, 0.0):
             return "overhead"
@@ -204,8 +229,6 @@ class Profile:
 def _allow_recompiles() -> None:
     """flex compiles once per token shape; a profile visits more shapes than torch's default limit allows
     before it silently falls back to the unfused path."""
-    import torch._dynamo
-
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, 256)
@@ -213,8 +236,6 @@ def _allow_recompiles() -> None:
 
 def work(s: Settings, case_counts: dict[str, int]) -> int:
     """How many measurements the profile will make (for the progress bar), given each model's number of cases."""
-    from hsta_bench.profiling.steps import MODES
-
     # a model without attention has its steps timed once, not once per kernel
     per_dtype = sum(
         n * len(s.kernels) * len(s.passes) + (len(MODES) * (len(s.kernels) if n else 1) if s.steps else 0)
@@ -225,11 +246,6 @@ def work(s: Settings, case_counts: dict[str, int]) -> int:
 
 def _built(name: str, s: Settings):
     """The model (seeded: the same weights every time it is built), its example batch and attention cases."""
-    import torch
-
-    from hsta_bench.models import create_model, small_overrides
-    from hsta_bench.profiling.cases import capture
-
     torch.manual_seed(0)
     model = create_model(name, 3, **(small_overrides(name) if s.small_inputs else {})).to(s.device)
     inputs = model.example_input(s.batch, device=s.device, generator=torch.Generator().manual_seed(0))
@@ -239,13 +255,6 @@ def _built(name: str, s: Settings):
 def run(s: Settings, step=lambda description: None, total=lambda n: None) -> Profile:
     """Measure everything in `s`; `total(n)` is called once the number of measurements is known (each model's
     cases read), `step(description)` before each measurement."""
-    import torch
-
-    from hsta_bench.profiling.cases import AttentionCase
-    from hsta_bench.profiling.ceiling import matmul_ceiling, memory_bandwidth, products_rate
-    from hsta_bench.profiling.measure import time_case
-    from hsta_bench.profiling.steps import MODES, model_flops, time_model
-
     _allow_recompiles()
     profile = Profile(s, environment(s.device))
     built = {name: _built(name, s) for name in s.models}  # all first: the progress total needs their cases

@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from hsta_bench.models.attention import set_backend
+from hsta_bench.profiling.kernels import backend_of, pinned, preflight
+from hsta_bench.profiling.measure import (
+    counted_flops,
+    dtype_name,
+    forget_failed_compilation,
+    median_seconds,
+    unsupported,
+)
+from hsta_bench.profiling.memory import peak_bytes
+
 MODES = ("inference", "train step")
 
 
@@ -31,11 +44,6 @@ class ModelTiming:
 
 
 def _caller(model, inputs: dict, mode: str, kernel: str, dtype, device: str):
-    import torch
-
-    from hsta_bench.models.attention import set_backend
-    from hsta_bench.profiling.kernels import backend_of, pinned
-
     set_backend(model, backend_of(kernel))
     batch = next(iter(inputs.values())).shape[0]
     target = torch.arange(batch, device=device) % model.num_classes
@@ -60,10 +68,6 @@ def _caller(model, inputs: dict, mode: str, kernel: str, dtype, device: str):
 
 
 def model_flops(model, inputs: dict, mode: str, device: str = "cpu") -> int:
-    import torch
-
-    from hsta_bench.profiling.measure import counted_flops
-
     return counted_flops(_caller(model, inputs, mode, "naive", torch.float32, device))
 
 
@@ -83,12 +87,6 @@ def time_model(
     min_seconds: float = 0.0,
 ) -> ModelTiming:
     """Time `mode` of `model` on `inputs` with `kernel` ("-": a model without attention)."""
-    import torch
-
-    from hsta_bench.profiling.kernels import preflight
-    from hsta_bench.profiling.measure import dtype_name, forget_failed_compilation, median_seconds, unsupported
-    from hsta_bench.profiling.memory import peak_bytes
-
     dtype = dtype or torch.float32
     batch = next(iter(inputs.values())).shape[0]
     timing = ModelTiming(name, kernel, dtype_name(dtype), mode, batch, "ok", flops=flops)

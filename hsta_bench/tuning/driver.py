@@ -2,7 +2,7 @@
 
     <output>/<tune_id>/tune.json        written first (status planning -> running -> finished / failed /
                                         interrupted): settings, config, the studies and what each holds out
-    <output>/<tune_id>/study.db         the Optuna studies (SQLite; studies.py)
+    <output>/<tune_id>/study.db         the Optuna studies (SQLite; studies.py), run by searchers.py
     <output>/<tune_id>/splits.parquet   study, fold, subject, sample_id, role (train | val | held_out)
     <output>/<tune_id>/trials.parquet   every trial of every study: state, value, epochs, parameters
     <output>/<tune_id>/outer-<key>/     the outer run (a run folder like any other: predictions, metrics, ...),
@@ -23,10 +23,23 @@ import json
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+import polars as pl
+import yaml
+from optuna.trial import TrialState
+
+from hsta_bench.engine.evaluate import plan, subject_keys, subject_names
 from hsta_bench.errors import UserError
+from hsta_bench.io import atomic_write, environment, git_commit, new_run_id, read_record, write_json, write_parquet
+from hsta_bench.models import plugins
+from hsta_bench.orchestrate import runner
+from hsta_bench.orchestrate.ray_tune import Session
+from hsta_bench.orchestrate.record import RunRecord
 from hsta_bench.orchestrate.runner import Outcome  # a tune's outcome has a run's shape: metrics are the outer run's
+from hsta_bench.orchestrate.trials import dispatch_config, resources
+from hsta_bench.tuning import nested, report, searchers, space, studies
 
 
 class TuneIncomplete(UserError):
@@ -38,23 +51,16 @@ class TuneInterrupted(UserError):
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
-
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def new_tune_id() -> str:
-    from hsta_bench.io import new_run_id
-
     return "tune-" + new_run_id()
 
 
 def start(
     model: str, dataset: str, cfg: dict, preset: str, trials: int, output: Path, address: str | None, console
 ) -> Outcome:
-    from hsta_bench.io import environment, git_commit, write_json
-    from hsta_bench.models import plugins
-
     tune_id = new_tune_id()
     path = Path(output) / tune_id
     info = {
@@ -78,9 +84,6 @@ def start(
 
 def resume(tune_id: str, output: Path, address: str | None, trials: int | None, console) -> Outcome:
     """Finish tune `tune_id` (to `trials` per study when given, else its own count)."""
-    from hsta_bench.io import git_commit, read_record
-    from hsta_bench.models import plugins
-
     path = Path(output) / tune_id
     info = read_record(path, "tune.json", f"--resume {tune_id}")
     plugins.add_imports(info.get("imports"))  # the model it tunes, when it came from --import
@@ -93,12 +96,6 @@ def resume(tune_id: str, output: Path, address: str | None, trials: int | None, 
 
 
 def _execute(path: Path, info: dict, output: Path, address: str | None, console) -> Outcome:
-    from hsta_bench.engine.evaluate import plan
-    from hsta_bench.io import write_json, write_parquet
-    from hsta_bench.orchestrate.ray_tune import Session
-    from hsta_bench.orchestrate.trials import dispatch_config, resources
-    from hsta_bench.tuning import nested, space, studies
-
     cfg, model, dataset = info["config"], info["model"], info["dataset"]
     tc = nested.tune_config(cfg, info["trials"])
     d = dispatch_config(cfg)
@@ -149,7 +146,7 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
         for s in plan_studies:
             what = f"holds out {', '.join(s.held_out)}" if s.held_out else "every subject"
             console.print(f"study {s.name}: {what}; tunes on {len(s.subjects)} subjects")
-        errors = studies.run(
+        errors = searchers.run(
             datas,
             dims,
             store,
@@ -207,18 +204,12 @@ def _execute(path: Path, info: dict, output: Path, address: str | None, console)
 
 def best_trial(s):
     """The COMPLETE trial with the highest value (the lowest number among equals), or None."""
-    from optuna.trial import TrialState
-
     done = s.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
 def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session, console):
     """The outer run: every outer fold trained with the best configuration of its group's study."""
-    from hsta_bench.io import atomic_write
-    from hsta_bench.orchestrate import runner
-    from hsta_bench.tuning import space, studies
-
     folds, chosen = {}, {}
     for s in plan_studies:
         if not s.outer_folds:
@@ -251,11 +242,9 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
     cfg = copy.deepcopy(info["config"])
     entry = cfg.setdefault("tuned", {}).setdefault(model, {})
     entry.setdefault("folds", {})[dataset] = folds
-    run_json = output / run_id / "run.json"
+    run_json = output / run_id / RunRecord.FILE
     console.print(f"outer run {run_id}: {len(p.folds)} folds, each with its group's configuration")
-    if run_json.is_file() and json.loads(run_json.read_text(encoding="utf-8")).get("status") == "finished":
-        import polars as pl
-
+    if run_json.is_file() and RunRecord.read(output / run_id, f"--resume {info['tune_id']}").status == "finished":
         metrics = pl.read_parquet(output / run_id / "metrics.parquet")
         return metrics.filter(pl.col("scope") == "all"), None
     if run_json.is_file():
@@ -288,23 +277,16 @@ def _outer(path: Path, info: dict, p, plan_studies, store, output: Path, session
 
 def _tuned_on(info: dict, p, subjects) -> dict:
     """What `run` needs to refuse settings on the subjects that chose them (evaluate.check_tuned_on)."""
-    from hsta_bench.engine.evaluate import subject_keys, subject_names
-
     keys = dict(zip(subject_names(p.manifest).tolist(), subject_keys(p.manifest).tolist()))
     return {"tune": info["tune_id"], "synthetic": p.synthetic, "subjects": sorted(keys[s] for s in subjects)}
 
 
 def _yaml(data) -> str:
-    import yaml
-
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
 def _write_best(path: Path, info: dict, p, plan_studies, store) -> None:
     """best.yaml: the final study's best configuration as a config file (only once that study is complete)."""
-    from hsta_bench.io import atomic_write
-    from hsta_bench.tuning import space, studies
-
     final = [s for s in plan_studies if not s.outer_folds]
     if not final:
         return
@@ -343,9 +325,6 @@ def _write_best(path: Path, info: dict, p, plan_studies, store) -> None:
 
 
 def _write_reports(path: Path, info: dict, plan_studies, store) -> None:
-    from hsta_bench.io import atomic_write, write_parquet
-    from hsta_bench.tuning import report
-
     table = report.trials_table(store, info["tune_id"], plan_studies)
     write_parquet(table, path / "trials.parquet")
     info["importances"] = report.importances(store, info["tune_id"], plan_studies, info["config"]["tune"]["seed"])

@@ -12,39 +12,52 @@ the object a trial gets, so no trial can touch them, whatever it does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
+import polars as pl
+from pydantic import Field
 
+from hsta_bench import config as config_mod
+from hsta_bench.config import Bool, Int
+from hsta_bench.engine import splits
 from hsta_bench.engine.evaluate import subject_names
+from hsta_bench.engine.train import Inputs
 from hsta_bench.errors import UserError
 
 if TYPE_CHECKING:
     from hsta_bench.engine.recipes import Recipe
-    from hsta_bench.engine.train import Inputs
+
+
+@dataclass(frozen=True)
+class AshaConfig:
+    """configs/tune.yaml `asha`"""
+
+    grace_period: Annotated[Int, Field(ge=1)] | Literal["auto"]
+    reduction_factor: Annotated[Int, Field(ge=2)]
 
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """configs/tune.yaml"""
+    """configs/tune.yaml (every setting's default, and what each means)"""
 
-    trials: int = 20
-    metric: str = "uf1"
-    outer_groups: int | str = 5
-    inner_k: int | str = 3
-    final: bool = True
-    startup_trials: int | str = "auto"
-    seed: int = 0
-    storage: str | None = None
-    asha: dict[str, int | str] = field(default_factory=lambda: {"grace_period": "auto", "reduction_factor": 2})
+    trials: Annotated[Int, Field(ge=1)]
+    metric: Literal["uf1", "uar", "acc"]
+    outer_groups: Annotated[Int, Field(ge=2)] | Literal["per_fold"]
+    inner_k: Annotated[Int, Field(ge=2)] | Literal["loso"]
+    final: Bool
+    startup_trials: Annotated[Int, Field(ge=1)] | Literal["auto"]
+    seed: Int
+    storage: str | None
+    asha: AshaConfig
 
     def grace(self, budget: int, warmup: int = 0) -> int:
         """Epochs a trial trains before ASHA may stop it: auto is an eighth of the budget (MER validation
         scores after an epoch or two say little about where a configuration ends up), and at least one epoch
         past the recipe's `warmup` epochs (a trial judged during its warm-up has not yet trained at its lr)."""
-        g = self.asha.get("grace_period", "auto")
-        return min(budget, max(1, budget // 8, warmup + 1)) if g == "auto" else min(int(g), budget)
+        g = self.asha.grace_period
+        return min(budget, max(1, budget // 8, warmup + 1)) if g == "auto" else min(g, budget)
 
     def startup(self, trials: int) -> int:
         if self.startup_trials == "auto":
@@ -54,30 +67,11 @@ class TuneConfig:
 
 def tune_config(cfg: dict, trials: int | None = None) -> TuneConfig:
     """The tune section, typed and checked; `trials` (from --trials) replaces its trial count."""
-    from dataclasses import replace
-
-    from hsta_bench import config as config_mod
-
     tc = config_mod.typed(TuneConfig, cfg["tune"], "tune")
     if trials is not None:
         tc = replace(tc, trials=trials)
-    if tc.trials < 1:
+    if tc.trials < 1:  # --trials (the section's own is checked by its type)
         raise UserError(f"--trials {tc.trials}: at least one trial per study")
-    if tc.metric not in ("uf1", "uar", "acc"):
-        raise UserError(f"tune.metric={tc.metric!r}: expected uf1, uar or acc")
-    if tc.outer_groups != "per_fold" and not (isinstance(tc.outer_groups, int) and tc.outer_groups >= 2):
-        raise UserError(f"tune.outer_groups={tc.outer_groups!r}: expected per_fold or a whole number >= 2")
-    if tc.inner_k != "loso" and not (isinstance(tc.inner_k, int) and tc.inner_k >= 2):
-        raise UserError(f"tune.inner_k={tc.inner_k!r}: expected loso or a whole number >= 2")
-    if tc.startup_trials != "auto" and not (isinstance(tc.startup_trials, int) and tc.startup_trials >= 1):
-        raise UserError(f"tune.startup_trials={tc.startup_trials!r}: expected auto or a whole number >= 1")
-    grace, factor = tc.asha.get("grace_period", "auto"), tc.asha.get("reduction_factor", 2)
-    if (
-        set(tc.asha) - {"grace_period", "reduction_factor"}
-        or not (grace == "auto" or (isinstance(grace, int) and grace >= 1))
-        or not (isinstance(factor, int) and factor >= 2)
-    ):
-        raise UserError("tune.asha: grace_period auto or >= 1, reduction_factor >= 2 (no other keys)")
     return tc
 
 
@@ -155,9 +149,6 @@ class StudyData:
 
 
 def study_data(plan, study: Study, tc: TuneConfig, cpus: float, gpus: float = 0.0) -> StudyData:
-    from hsta_bench.engine import splits
-    from hsta_bench.engine.train import Inputs
-
     subjects = subject_names(plan.manifest)
     rows = np.flatnonzero(np.isin(subjects, list(study.subjects)))
     if set(subjects[rows].tolist()) & set(study.held_out):  # by construction; checked because it is the point
@@ -192,8 +183,6 @@ def study_data(plan, study: Study, tc: TuneConfig, cpus: float, gpus: float = 0.
 
 def splits_table(plan, items: list[StudyData]):
     """splits.parquet of a tune: study, fold, subject, sample_id, role (train | val | held_out)."""
-    import polars as pl
-
     subjects = subject_names(plan.manifest)
     ids = plan.manifest["sample_id"].to_numpy().astype(str)
     parts = []

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import ray
+import torch
+from ray import tune
+
+from hsta_bench.engine.device import granted_gpus
+from hsta_bench.engine.metrics import scores
+from hsta_bench.engine.train import FoldData, FoldTrainer, placement_for
+from hsta_bench.models import create_model
+from hsta_bench.tuning import space
 
 
 def epochs(data, params: dict) -> Iterator[dict]:
     """Train `params` (a sampled point) on `data` (nested.StudyData); yield the validation scores after
     each epoch, with the subjects the trial trained and validated on."""
-    import torch
-
-    from hsta_bench.engine.device import granted_gpus
-    from hsta_bench.engine.metrics import scores
-    from hsta_bench.engine.train import FoldData, FoldTrainer, placement_for
-    from hsta_bench.models import create_model
-    from hsta_bench.tuning import space
-
     recipe = space.apply(data.recipe, params)
     n_classes = len(data.classes)
 
@@ -67,8 +68,5 @@ def epochs(data, params: dict) -> Iterator[dict]:
 def trainable(config: dict, data: dict) -> None:
     """A Ray Tune trial of study config["study"] (`data`: each study's object-store reference); each
     epoch's scores are reported, and ASHA may end the trial at any report."""
-    import ray
-    from ray import tune
-
     for result in epochs(ray.get(data[config["study"]]), config):
         tune.report(result)

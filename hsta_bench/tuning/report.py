@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import polars as pl
+from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+from optuna.trial import TrialState
+
+from hsta_bench.io import atomic_write
 from hsta_bench.text import fmt, params_text
+from hsta_bench.tuning.studies import study_name
 
 
 def _studies(store, tune_id: str, plan_studies):
     """(study, optuna study) for those that exist in the storage yet."""
-    import optuna
-
-    from hsta_bench.tuning.studies import study_name
-
     names = set(optuna.get_all_study_names(store))
     return [
         (s, optuna.load_study(study_name=study_name(tune_id, s), storage=store))
@@ -24,8 +29,6 @@ def _studies(store, tune_id: str, plan_studies):
 
 def trials_table(store, tune_id: str, plan_studies):
     """study, number, state, value, epochs, seconds, then one column per searched setting (train.lr, ...)."""
-    import polars as pl
-
     rows = []
     for s, study in _studies(store, tune_id, plan_studies):
         for t in study.get_trials(deepcopy=False):
@@ -60,9 +63,6 @@ def trials_table(store, tune_id: str, plan_studies):
 
 def importances(store, tune_id: str, plan_studies, seed: int) -> dict:
     """fANOVA importance of each searched setting per study (over its COMPLETE trials), or why not."""
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-    from optuna.trial import TrialState
-
     out: dict[str, dict[str, str | float]] = {}
     for s, study in _studies(store, tune_id, plan_studies):
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -81,13 +81,7 @@ def importances(store, tune_id: str, plan_studies, seed: int) -> dict:
 def history_plot(table, path: Path, metric: str) -> None:
     """history.png: each trial's validation score by trial number, a colour per study, the best so far as a
     line; trials ASHA stopped are crosses at the score they reached."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import polars as pl
-
-    from hsta_bench.io import atomic_write
 
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     for i, (name,) in enumerate(table.select("study").unique(maintain_order=True).iter_rows()):
@@ -117,8 +111,6 @@ def history_plot(table, path: Path, metric: str) -> None:
 
 def study_rows(info: dict, table) -> list[dict]:
     """One row per study: what it held out, its trial counts and its best trial."""
-    import polars as pl
-
     rows = []
     for s in info.get("studies", []):
         mine = table.filter(pl.col("study") == s["name"]) if table.height else None

@@ -20,7 +20,11 @@ from dataclasses import dataclass
 
 import yaml
 
+from hsta_bench import config as config_mod
+from hsta_bench.engine.recipes import Recipe, recipe_name
+from hsta_bench.engine.train import TrainConfig
 from hsta_bench.errors import UserError
+from hsta_bench.models import model_inputs
 
 KINDS = ("uniform", "loguniform", "int", "logint", "choice")
 # not hyperparameters of a search: the epoch budget is ASHA's, the rest say how or where a run trains
@@ -47,14 +51,15 @@ class Dimension:
         return f"{self.kind}({', '.join(str(a) for a in self.args)})"
 
     def distribution(self):
-        from optuna import distributions as d
+        # optuna only here, where the driver builds a study: a trial's worker applies points, it draws none
+        import optuna.distributions  # noqa: PLC0415
 
         if self.kind == "choice":
-            return d.CategoricalDistribution(list(self.args))
+            return optuna.distributions.CategoricalDistribution(list(self.args))
         low, high = self.args
         if self.kind in ("int", "logint"):
-            return d.IntDistribution(int(low), int(high), log=self.kind == "logint")
-        return d.FloatDistribution(float(low), float(high), log=self.kind == "loguniform")
+            return optuna.distributions.IntDistribution(int(low), int(high), log=self.kind == "logint")
+        return optuna.distributions.FloatDistribution(float(low), float(high), log=self.kind == "loguniform")
 
     def values(self) -> list:
         """Values a check can build with: the ends of a range, or every choice."""
@@ -98,8 +103,6 @@ def parse(name: str, spec, where: str) -> Dimension | None:
         if kind in ("int", "logint") and not all(isinstance(a, int) for a in args):
             raise UserError(f"{where}: {name}={spec}: {kind} bounds are whole numbers")
     if section == "train":
-        from hsta_bench.engine.train import TrainConfig
-
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         if key not in fields:
             raise UserError(f"{where}: train.{key}: not a training setting (known: {', '.join(sorted(fields))})")
@@ -110,9 +113,6 @@ def parse(name: str, spec, where: str) -> Dimension | None:
 
 def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
     """`--space KEY=SPEC` options as the `--set` overrides they stand for (on the model's recipe)."""
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.recipes import recipe_name
-
     name = recipe_name(model, cfg)
     sets = []
     for item in items:
@@ -126,8 +126,6 @@ def space_sets(model: str, cfg: dict, items: list[str]) -> list[str]:
 
 def dimensions(model: str, cfg: dict) -> list[Dimension]:
     """The search space of `model` from its recipe, checked."""
-    from hsta_bench.engine.recipes import recipe_name
-
     name = recipe_name(model, cfg)
     raw = (cfg["models"].get(name) or {}).get("space") or {} if name else {}
     where = f"configs/models/{name}.yaml space" if name else f"{model}"
@@ -147,8 +145,6 @@ def dimensions(model: str, cfg: dict) -> list[Dimension]:
 def check_model_settings(model: str, n_classes: int, dims: list[Dimension], base_overrides: dict) -> None:
     """Build the model at the ends of every model.* range: an unknown setting, or one that changes the
     inputs the prepared data was made for, is an error before any trial starts."""
-    from hsta_bench.models import model_inputs
-
     reference = model_inputs(model, n_classes, **base_overrides)
     for d in dims:
         if d.section != "model":
@@ -169,10 +165,6 @@ def distributions(dims: list[Dimension]) -> dict:
 
 def apply(recipe, params: dict):
     """`recipe` with a sampled point ({"train": {...}, "model": {...}}) applied; checked like a recipe."""
-    from hsta_bench import config as config_mod
-    from hsta_bench.engine.recipes import Recipe
-    from hsta_bench.engine.train import TrainConfig
-
     values = {**dataclasses.asdict(recipe.train), **(params.get("train") or {})}
     train = config_mod.typed(TrainConfig, values, "tuned train").check("tuned train")
     return Recipe(

@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from hsta_bench.engine.batched import fit_predict_folds
-from hsta_bench.engine.train import FoldData, Inputs, TrainConfig, fit_predict
+from hsta_bench.engine.train import FoldData, Inputs, fit_predict, train_config
 from hsta_bench.models import create_model
 
 GROUP = "ststnet 68 folds (scaled)"
 EPOCHS, FOLDS = 2, 4
-CFG = TrainConfig(optimizer="adam", lr=5e-5, weight_decay=0.0, batch_size=256, epochs=EPOCHS, schedule="constant")
+CFG = train_config(optimizer="adam", lr=5e-5, weight_decay=0.0, batch_size=256, epochs=EPOCHS, schedule="constant")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def build():
 @pytest.mark.slow
 def test_fold_batched_against_plain_loop(benchmark, timings, folds):
     threads = torch.get_num_threads()
-    fit_predict(build, folds[0], TrainConfig(epochs=1, batch_size=256), 3, 0)  # warm-up (allocator, kernels)
+    fit_predict(build, folds[0], train_config(epochs=1, batch_size=256), 3, 0)  # warm-up (allocator, kernels)
 
     def plain():
         start = time.perf_counter()

@@ -6,8 +6,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, overload
+from typing import Annotated, NoReturn, overload
 
+from pydantic import Field
+
+from hsta_bench.config import Int
 from hsta_bench.data.clips import settle_clip
 from hsta_bench.data.manifest import ERROR, ManifestBuilder, Sample, where
 from hsta_bench.data.protocols import fold_emotion
@@ -19,7 +22,7 @@ from hsta_bench.errors import UserError
 class CodedSheetSettings:
     """Settings every sheet-coded video dataset has (CASME II, SAMM, CAS(ME)^3)."""
 
-    fps: int
+    fps: Annotated[Int, Field(gt=0)]
     sheets: tuple[str, ...]  # file name patterns, first match wins
     sheet_name: str
     columns: dict[str, str]  # field (subject, clip, onset, apex, offset, emotion) -> header as written

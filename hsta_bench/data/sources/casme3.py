@@ -18,8 +18,11 @@ import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
+from pydantic import Field
+
+from hsta_bench.config import Bool, Int
 from hsta_bench.data.frames import list_frames
 from hsta_bench.data.manifest import REPAIRED, ManifestBuilder, Sample, where
 from hsta_bench.data.registry import DatasetSource, register
@@ -33,8 +36,8 @@ _SUBJECT_DIR = re.compile(r"^sp\s*no\.?\s*(\d+)$", re.IGNORECASE)
 @dataclass
 class Casme3Settings(CodedSheetSettings):
     color_dir: str  # frames folder inside a clip folder
-    search_depth: int  # how deep below the root subject folders are searched for
-    cropped: bool  # the frames are face crops already
+    search_depth: Annotated[Int, Field(ge=0)]  # how deep below the root subject folders are searched for
+    cropped: Bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:

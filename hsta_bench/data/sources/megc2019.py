@@ -14,12 +14,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import polars as pl
 
+from hsta_bench.data import flowimage
 from hsta_bench.data.frames import image_problem
 from hsta_bench.data.manifest import ERROR, WARNING, Manifest, ManifestBuilder, Problem, Sample, label_column, where
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sources import casme2, samm, smic
+from hsta_bench.data.synth.faces import render
 from hsta_bench.errors import UserError
 
 COMPOSITE = "megc2019-composite"
@@ -155,12 +159,6 @@ class Megc2019Flow(DatasetSource):
                 sample.apex_image = None
 
     def write_synthetic(self, root: Path, s: FlowSettings, tree) -> None:
-        import cv2
-        import numpy as np
-
-        from hsta_bench.data import flowimage
-        from hsta_bench.data.synth.faces import render
-
         size = int(tree.layout.get("flow_size", 28))
         reverse = {v: k for k, v in s.sources.items()}
 

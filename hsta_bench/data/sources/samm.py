@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hsta_bench.config import Bool
 from hsta_bench.data.registry import DatasetSource, register
 from hsta_bench.data.sheets import find_file
 from hsta_bench.data.sources._common import (
@@ -34,7 +35,7 @@ NOTES = [
 @dataclass
 class SammSettings(CodedSheetSettings):
     frame_dirs: tuple[str, ...]  # folders that may hold the subject folders ('.' = the root)
-    cropped: bool  # the frames are face crops already
+    cropped: Bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import Field
+
+from hsta_bench.config import Bool, Int
 from hsta_bench.data.clips import settle_clip
 from hsta_bench.data.frames import list_frames
 from hsta_bench.data.manifest import ERROR, Sample
@@ -25,11 +29,11 @@ ABBREVIATIONS = {"negative": "ne", "positive": "po", "surprise": "sur"}
 
 @dataclass
 class SmicSettings:
-    fps: int
+    fps: Annotated[Int, Field(gt=0)]
     hs_dirs: tuple[str, ...]  # folders that may hold the subject folders s1/ ... ('.' = the root)
     micro_dir: str
     emotions: tuple[str, ...]  # the label folders under micro/
-    cropped: bool  # the frames are face crops already
+    cropped: Bool  # the frames are face crops already
 
 
 def subject_id(text: str | None) -> str:

@@ -18,7 +18,12 @@ import shutil
 import sys
 from pathlib import Path
 
+import cv2
+import xlsxwriter
+
 from hsta_bench import config as config_mod
+from hsta_bench.data import protocols
+from hsta_bench.data.registry import get_source, settings_for
 from hsta_bench.data.synth.plan import Event, Renderer, SynthSettings, Video, plan
 from hsta_bench.errors import UserError
 from hsta_bench.paths import synthetic_dir
@@ -39,8 +44,6 @@ def synth_settings(name: str, cfg: dict) -> SynthSettings:
 
 
 def _code_digest(name: str) -> str:
-    from hsta_bench.data.registry import get_source
-
     adapter_file = sys.modules[type(get_source(name)).__module__].__file__
     assert adapter_file is not None  # adapters are modules loaded from .py files
     files = sorted(Path(__file__).parent.glob("*.py")) + [Path(adapter_file)]
@@ -74,9 +77,6 @@ def standin(name: str, cfg: dict, size: str = "small", announce=None) -> Path:
 
 def write_standin(name: str, cfg: dict, dest: Path, size: str = "small", force: bool = False) -> Path:
     """Write the stand-in of `name` at `dest` (atomically: a temporary folder renamed into place)."""
-    from hsta_bench.data import protocols
-    from hsta_bench.data.registry import get_source, settings_for
-
     if size not in SIZES:
         raise UserError(f"--size {size}: expected one of {', '.join(SIZES)}")
     source = get_source(name)
@@ -144,8 +144,6 @@ class SynthTree:
 
     def write_frames(self, video: Video, folder: Path, name: str) -> None:
         """Write every frame of `video` into `folder`, named `name.format(n=frame_number)`."""
-        import cv2
-
         folder.mkdir(parents=True, exist_ok=True)
         for number, image in self.renderer.frames(video):
             path = folder / name.format(n=number)
@@ -155,8 +153,6 @@ class SynthTree:
     @staticmethod
     def write_sheet(path: Path, sheet_name: str, rows: list[list]) -> None:
         """Write `rows` (the first rows may be notes and the header) to an .xlsx sheet."""
-        import xlsxwriter
-
         path.parent.mkdir(parents=True, exist_ok=True)
         workbook = xlsxwriter.Workbook(str(path))
         workbook.set_properties({"created": datetime.datetime(2000, 1, 1)})  # byte-identical rewrites

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 # Landmarks in face coordinates: x right, y down, the face ellipse spanning -1..1 on both axes.
@@ -152,8 +153,6 @@ def envelope(t: int, onset: int, apex: int, offset: int) -> float:
 
 def render(face: Face, field: np.ndarray, weight: float, rng: np.random.Generator, gray: bool) -> np.ndarray:
     """One frame: the still face warped by `weight` * `field`, plus sensor noise, as uint8."""
-    import cv2
-
     size = face.image.shape[0]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # Backward warp: the pixel at x shows what the still face had at x - d(x) (fine for small d).

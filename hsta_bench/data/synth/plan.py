@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
+from hsta_bench.config import Bool, Float, Int
 from hsta_bench.data.protocols import fold_emotion
 from hsta_bench.data.synth.faces import Face, displacement, envelope, make_face, motion_for, render
 
 
 @dataclass
 class SynthSettings:
-    seed: int
-    image_size: int  # frames are image_size x image_size
-    clip_frames: tuple[int, ...]  # min, max frames from onset to offset
-    amplitude: tuple[float, ...]  # min, max displacement at the apex, in pixels
-    classes: dict[str, int]  # emotion as written -> count in the real dataset
+    """configs/datasets/NAME.yaml `synthetic`. The defaults below are for keys a dataset's file leaves out
+    because they do not apply to it or it has the usual value (no quirks planted, one event per video, ...);
+    they are not in the files, so they live here, once."""
+
+    seed: Int
+    image_size: Annotated[Int, Field(ge=8)]  # frames are image_size x image_size
+    clip_frames: tuple[Annotated[Int, Field(ge=1)], ...]  # min, max frames from onset to offset
+    amplitude: tuple[Float, ...]  # min, max displacement at the apex, in pixels
+    classes: dict[str, Annotated[Int, Field(ge=0)]]  # emotion as written -> count in the real dataset
     sizes: dict[str, dict]  # name -> subjects (ids), samples (total), composite_free_subjects (optional)
     fixed: tuple[dict, ...] = ()  # samples planted by name: subject, clip, emotion, apex_cell, offset_cell (quirks)
-    events_per_video: int = 1  # CAS(ME)^3 codes several micro-expressions in one long clip
-    first_frame: tuple[int, ...] = (1, 200)  # range of the first frame number of a video
-    lead_frames: tuple[int, ...] = (0, 3)  # frames before the onset / after the offset in a folder
-    gray: bool = False
+    events_per_video: Annotated[Int, Field(ge=1)] = 1  # CAS(ME)^3 codes several micro-expressions in one long clip
+    first_frame: tuple[Int, ...] = (1, 200)  # range of the first frame number of a video
+    lead_frames: tuple[Int, ...] = (0, 3)  # frames before the onset / after the offset in a folder
+    gray: Bool = False
     layout: dict[str, Any] = field(default_factory=dict)  # options of the dataset's own writer
 
 
