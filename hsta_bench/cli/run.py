@@ -183,9 +183,9 @@ def run(
                 "--config": config,
             },
         )
-        from hsta_bench.io import read_record
+        from hsta_bench.orchestrate.record import RunRecord
 
-        read_record(output / resume, "run.json", f"--resume {resume}")  # a missing run: one line, at once
+        RunRecord.read(output / resume, f"--resume {resume}")  # a missing or damaged record: one line, at once
         from hsta_bench.orchestrate import runner  # Ray and the engine: after the options are checked
 
         outcome = runner.resume(resume, output, address, in_process, err)

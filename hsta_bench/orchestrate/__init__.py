@@ -5,6 +5,7 @@ record.py      run.json as a typed record (RunRecord), read back for --resume
 trials.py      the trial, (model, dataset, protocol, fold group), and the code one runs
 fragments.py   the per-fold predictions trials write, merged exactly once
 ray_tune.py    trials as Ray Tune trials on a local instance or a cluster (--address)
+trainable.py   the function such a trial calls in its worker
 inprocess.py   the same trials one after another without Ray (--in-process)
 view.py        the live view of trials (done / running / failed / pending, ETA)
 """

@@ -26,28 +26,17 @@ from ray._raylet import Config  # type: ignore[attr-defined]  # in the compiled 
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import baselines
-from hsta_bench.engine.device import granted_gpus
 from hsta_bench.errors import UserError
 from hsta_bench.models import plugins
+from hsta_bench.orchestrate import trainable
 from hsta_bench.orchestrate.cluster import Cluster
-from hsta_bench.orchestrate.trials import Trial, run_trial
+from hsta_bench.orchestrate.trials import Trial
 from hsta_bench.paths import PACKAGE_DIR, configs_dir
 
 if TYPE_CHECKING:
     from ray.tune import Result
 
 _RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray.data")
-
-
-def _trainable(config: dict, plans: dict, root: str) -> None:
-    """One trial, in a Ray worker process: train its folds and report progress after each."""
-    trial = Trial.from_config(config["trial"])
-    plan = ray.get(plans[trial.pair])
-
-    def report(done: int, total: int) -> None:
-        tune.report({"folds_done": done, "folds_total": total})
-
-    run_trial(trial, plan, Path(root), report, granted=granted_gpus())
 
 
 class Session:
@@ -144,12 +133,11 @@ class Session:
         if not trials:
             return []
         refs = {key: ray.put(plans[key]) for key in dict.fromkeys(t.pair for t in trials)}
-        trainable = tune.with_parameters(_trainable, plans=refs, root=str(root))
-        trainable = tune.with_resources(trainable, _placement)
+        function = tune.with_resources(tune.with_parameters(trainable.run, plans=refs, root=str(root)), _placement)
         tune_dir.mkdir(parents=True, exist_ok=True)
         attempt = f"attempt-{len([p for p in tune_dir.iterdir() if p.is_dir()]) + 1}"
         tuner = tune.Tuner(
-            trainable,
+            function,
             param_space={"trial": tune.grid_search([t.as_config() for t in trials])},
             tune_config=tune.TuneConfig(
                 reuse_actors=True, trial_name_creator=_short_name, trial_dirname_creator=_short_name
