@@ -26,6 +26,9 @@ BASE = [
     "evaluation.bootstrap=50",
     "--json",
 ]
+# One worker per trial: with workers reused, short trials all go to whichever worker is up first, and where
+# trials land would say only which worker won that race
+SPREAD = ["--set", "dispatch.reuse_workers=false"]
 NVIDIA = Path("/dev/nvidia0").exists()  # a real GPU: a trial granted one would train on it (CUDA is hidden only here)
 
 
@@ -66,6 +69,7 @@ def test_trials_share_fake_gpus_as_configured_and_never_beyond_their_capacity(tm
         "dispatch.gpus_per_trial=0.5",
         "--set",
         "models.ststnet.train.device=cpu",
+        *SPREAD,
         gpus=2,
     )
     assert run["status"] == "finished" and run["dispatch"]["gpus"] == 2
@@ -144,6 +148,7 @@ def test_trials_run_on_both_nodes_and_every_fold_lands_once_on_shared_storage(tw
         "models.ststnet.train.device=cpu",
         "--set",
         "models.off_apexnet.train.device=cpu",
+        *SPREAD,
     )
     assert run["status"] == "finished" and run["dispatch"]["nodes"] == 2
     checks = run["dispatch"]["node_checks"]  # every node checked before any work was sent

@@ -140,7 +140,7 @@ class Session:
             function,
             param_space={"trial": tune.grid_search([t.as_config() for t in trials])},
             tune_config=tune.TuneConfig(
-                reuse_actors=True, trial_name_creator=_short_name, trial_dirname_creator=_short_name
+                reuse_actors=d.reuse_workers, trial_name_creator=_short_name, trial_dirname_creator=_short_name
             ),
             run_config=tune.RunConfig(
                 name=attempt,

@@ -1,9 +1,10 @@
 """The function a Ray Tune trial of a run calls, in a Ray worker (ray_tune.py hands it to Tune).
 
-A module of its own, light to import: a worker Tune starts is ready for a trial once it has imported this
-module, so every worker the run's resources allow takes a trial. With the engine imported at the top, the
-first worker up took the short trials that the others, still importing torch, would have run, and a run's
-trials did not spread over the GPUs and nodes it was given (tests/test_ray_gpus.py).
+A module of its own, light to import: a worker Tune starts is ready for its trial once it has imported Ray and
+this module, and loads the engine (torch) inside the trial, so the workers a run's resources allow start
+together rather than one behind another's imports. Which worker runs which trial is still Tune's choice while
+workers are reused (dispatch.reuse_workers): a run that must spread short trials over its GPUs or nodes sets it
+false.
 """
 
 from __future__ import annotations

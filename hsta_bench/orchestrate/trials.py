@@ -43,6 +43,7 @@ class DispatchConfig:
     gpus_per_trial: Float | Literal["auto"]  # a number: check_gpu_share
     fold_groups: Annotated[Int, Field(ge=1)] | Literal["auto"]
     max_failures: Annotated[Int, Field(ge=0)]
+    reuse_workers: Bool
     ship_code: Bool
 
 
