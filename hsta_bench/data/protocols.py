@@ -36,7 +36,7 @@ class Protocol:
 
 @functools.cache
 def _load() -> dict[str, Protocol]:
-    raw = config.defaults()["protocols"]
+    raw = config.shipped()["protocols"]
     out = {}
     for name, spec in raw.items():
         classes = tuple(spec["classes"])

@@ -40,7 +40,7 @@ def settings(cfg: dict) -> Settings:
 
 def render_run(folder: Path) -> str:
     """The markdown page of one run folder, with the published rows of its benchmarks."""
-    cfg = config.defaults()
+    cfg = config.shipped()  # read only: the cached tree, not every YAML file again per run page
     s = settings(cfg)
     refs = published.default_path(s)
     built = tables.build(store.from_run(Path(folder)), published.read(refs, cfg) if refs else [], s)
