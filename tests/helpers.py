@@ -67,6 +67,19 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
         assert fragment in lines[0], lines[0]
 
 
+def untrained_logits(plan, index: int):
+    """The test logits of fold `index` of `plan` from its model as initialised, before any step (the same seed
+    as its training): what a trained model's logits are measured against, to show that training moved them."""
+    import torch
+
+    from hsta_bench.engine import train
+    from hsta_bench.models import create_model
+
+    torch.manual_seed(plan.fold_seed(index))
+    model = create_model(plan.model, len(plan.classes), **plan.recipe_of(index).overrides)
+    return train.predict(model, plan.inputs, plan.folds[index].test, "cpu")
+
+
 def kill_group(pgid: int) -> None:
     """Whatever is left of a process group (Ray's helper processes outlive a SIGKILLed driver)."""
     import signal

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, run_cli, untrained_logits
 from hsta_bench import config
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.errors import UserError
@@ -16,7 +17,10 @@ from hsta_bench.orchestrate import fragments
 from hsta_bench.orchestrate.cluster import Cluster, Node
 from hsta_bench.orchestrate.trials import dispatch_config, folds_done, make_trials, run_trial
 
-SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50"]
+# STSTNet at 20x its release's learning rate, so that its two smoke epochs move it (at 5e-5 its predictions
+# barely leave the untrained model's): equal logits then mean equal training, not equal initialisation
+MOVES = "models.ststnet.train.lr=1e-3"
+SMOKE = ["--preset", "smoke", "--set", "evaluation.bootstrap=50", "--set", MOVES]
 
 
 def dispatch(**changes):
@@ -30,7 +34,8 @@ def cpus(n: int, gpus: float = 0) -> Cluster:
 
 
 @pytest.fixture(scope="module")
-def plans(cfg):
+def plans():
+    cfg = config.load(sets=[MOVES])
     return {f"{m}@casme2": ev.plan(m, "casme2", cfg, "smoke") for m in ("ststnet", "off_apexnet")}
 
 
@@ -139,9 +144,28 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     merged, info = fragments.merge(tmp_path, p)
     assert merged.height == len(p.y) and merged["sample_id"].n_unique() == len(p.y)
     assert set(info) == {f.name for f in p.folds}
-    # the merge equals training every fold in one go, in the manifest's order
+    # the merge equals training every fold in one go, in the manifest's order, to the last bit of every logit
     whole = ev.predictions_frame(p, [ev.run_folds(p)])
-    assert merged.equals(whole)
+    assert merged.equals(whole) and merged["logits"].null_count() == 0
+    trained = np.array(merged.filter(pl.col("fold") == p.folds[0].name)["logits"].to_list())
+    assert np.abs(trained - untrained_logits(p, 0)).mean() > 1.0  # trained, not as initialised (moved ~35)
+
+
+def test_trials_at_once_lets_trials_that_run_together_through_and_fails_one_alone(tmp_path, monkeypatch):
+    """The instrument test_ray_gpus.py shows that Ray runs trials together with (HSTA_BENCH_TRIALS_AT_ONCE):
+    four trials arriving together go on; trials run one at a time fail, every one of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hsta_bench.orchestrate.trials import Trial, _wait_for_company
+
+    monkeypatch.setenv("HSTA_BENCH_TRIALS_AT_ONCE", "4:2")
+    trials = [Trial("m", "d", "p", g, (g,), 1.0, 0.0) for g in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda t: _wait_for_company(t, tmp_path / "together"), trials))
+    monkeypatch.setenv("HSTA_BENCH_TRIALS_AT_ONCE", "4:0.2")
+    for trial in trials:  # one after another: each alone, as the one before gave up
+        with pytest.raises(RuntimeError, match=f"{trial.name}: 1 of 4 trials running at once after 0.2 s"):
+            _wait_for_company(trial, tmp_path / "alone")
 
 
 def test_a_fragment_that_does_not_hold_its_folds_samples_is_refused(plans, tmp_path):
@@ -219,9 +243,10 @@ def test_a_trial_failing_every_attempt_is_reported_and_the_run_resumes(tmp_path)
     run = json.loads((path / "run.json").read_text())
     assert run["status"] == "finished" and len(run["resumed"]) == 1
 
+    # resumed == uninterrupted, logits included (Ray == in-process is checked by test_ray_overhead_bench.py)
     fresh = run_cli("run", *args, "--output", str(tmp_path / "fresh"), "--json")
     fresh_path = tmp_path / "fresh" / json.loads(fresh.stdout)["run_id"]
-    assert predictions.equals(_predictions(fresh_path))  # resumed == uninterrupted, and Ray == in-process
+    assert predictions.equals(_predictions(fresh_path))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -61,7 +62,12 @@ def test_store_has_every_table_with_the_contract_columns(smoke_run):
         "label",
         "pred",
         "synthetic",
+        "logits",
     ]
+    classes = json.loads((path / "run.json").read_text())["evaluations"][0]["classes"]
+    logits = np.array(predictions["logits"].to_list())  # one score per class in the protocol's order, pred their argmax
+    assert logits.shape == (predictions.height, len(classes)) and np.isfinite(logits).all()
+    assert (np.array(classes)[logits.argmax(1)] == predictions["pred"].to_numpy()).all()
     splits = pl.read_parquet(path / "splits.parquet")
     assert splits.columns == ["dataset", "protocol", "fold", "subject", "sample_id", "role"]
     metrics = pl.read_parquet(path / "metrics.parquet")

@@ -52,6 +52,7 @@ PREDICTION_COLUMNS = (
     "label",
     "pred",
     "synthetic",
+    "logits",
 )
 
 
@@ -261,6 +262,7 @@ class FoldResults:
     rows: np.ndarray  # the manifest rows predicted (the folds' test rows)
     fold: np.ndarray  # each row's fold name
     pred: np.ndarray  # each row's predicted class index
+    logits: np.ndarray  # each row's logits (rows, classes), float32: pred is their argmax
     chosen_epoch: dict  # fold name -> the epoch whose model predicted
     seconds: float  # wall time of all of them
     started_at: float  # wall clock (time.time) the training began
@@ -278,6 +280,7 @@ class FoldResults:
                     self.rows[mask],
                     self.fold[mask],
                     self.pred[mask],
+                    self.logits[mask],
                     {fold.name: self.chosen_epoch[fold.name]},
                     self.seconds / len(folds),
                     self.started_at,
@@ -347,10 +350,16 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
             if progress:
                 progress(1)
     rows = np.concatenate([f.test for f in folds]) if folds else np.zeros(0, int)
+    logits = (
+        np.concatenate([o.logits for o in outcomes]).astype(np.float32)
+        if folds
+        else np.zeros((0, len(p.classes)), np.float32)
+    )
     return FoldResults(
         rows=rows,
         fold=np.concatenate([[f.name] * len(f.test) for f in folds]) if folds else np.zeros(0, str),
-        pred=np.concatenate([o.logits.argmax(1) for o in outcomes]) if folds else np.zeros(0, int),
+        pred=logits.argmax(1),
+        logits=logits,
         chosen_epoch={f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
         seconds=time.perf_counter() - started,
         started_at=started_at,
@@ -378,6 +387,10 @@ def predictions_frame(p: Plan, parts: list[FoldResults]):
             "label": classes[p.y[rows]],
             "pred": classes[np.concatenate([part.pred for part in parts])[order]],
             "synthetic": m["synthetic"].to_numpy()[rows].astype(bool),
+            # the model's scores in the protocol's class order, what equality of two trainings is judged on (the
+            # classes of a model that barely moved agree whatever happened to it); a list, not a fixed-width
+            # array, since a run's evaluations have different numbers of classes
+            "logits": pl.Series(np.concatenate([part.logits for part in parts])[order]).cast(pl.List(pl.Float32)),
         }
     ).select(PREDICTION_COLUMNS)
 

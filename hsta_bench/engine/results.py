@@ -2,7 +2,8 @@
 
     <output>/<run_id>/run.json             config, versions, git commit, seeds, timings, hardware
     <output>/<run_id>/predictions.parquet  dataset, protocol, model, fold, subject, sample_id, source,
-                                           label, pred, synthetic
+                                           label, pred, synthetic, logits (the model's scores, one per
+                                           class in the protocol's order: pred is their argmax)
     <output>/<run_id>/splits.parquet       dataset, protocol, fold, subject, sample_id, role
     <output>/<run_id>/metrics.parquet      dataset, protocol, model, scope, uf1, uar, acc, n, uf1_ci_low,
                                            uf1_ci_high, uar_ci_low, uar_ci_high, synthetic

@@ -107,6 +107,8 @@ def merge(root: Path, plan):
             # fragments of runs from before placement was recorded have none
             "placement": {c: frame[c][0] for c in PLACEMENT_COLUMNS if c in frame.columns},
         }
+        if "logits" not in frame.columns:  # a fold trained before predictions kept their logits: none to give
+            frame = frame.with_columns(pl.lit(None, dtype=pl.List(pl.Float32)).alias("logits"))
         frames.append(frame.select(PREDICTION_COLUMNS))
     predictions = pl.concat(frames)
     order = {s: i for i, s in enumerate(ids)}  # manifest order, as an in-process evaluation gives
