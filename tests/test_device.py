@@ -1,10 +1,14 @@
 """Device placement and precision, proven without a GPU (engine/device.py).
 
-Training on the `meta` device (tensors with shapes and no data) runs every op of a step as a GPU would
-and fails on what would break there: a tensor left on the CPU and mixed with the device's (the stacked
-optimiser's step counts, an index, a mask) raises "not on the expected device", and anything that makes
-the host wait for the device (`.item()`, `bool(tensor)`, a copy back) raises too, since meta has no data.
-So a step that runs on meta mixes no devices and has no host sync.
+Training on the `meta` device (tensors with shapes and no data) runs every op of a step as a GPU would,
+and anything that makes the host wait for the device (`.item()`, `bool(tensor)`, a copy back) raises, since
+meta has no data. Meta itself catches only some host tensors mixed with the device's: an elementwise op on a
+CPU tensor and a meta one raises ("not on the expected device": the stacked optimiser's step counts did),
+but a CPU index (`x[cpu_long]`, `index_select`), a CPU mask (`x[cpu_bool]`) or `x[cpu_index] = v` pass
+silently, where CUDA would copy the index from the host in every step, or refuse it. So the step runs
+under `HostTensorsFlagged`, which raises on any op given a host tensor beside device tensors. It lets
+through the transfers themselves (`.to(device)`, `copy_`) and 0-dim CPU tensors, which CUDA takes as scalar
+arguments read on the host (no copy, no wait). So a step that runs here mixes no devices and has no host sync.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hsta_bench.engine import device as dev
 from hsta_bench.engine.batched import StackedOptimizer, StackedTrainer
@@ -20,6 +26,25 @@ from hsta_bench.errors import UserError
 from hsta_bench.models import create_model, list_models, model_class, small_overrides
 
 META = dev.Placement("meta", "meta", "fp32", "here")
+# ops that move data between devices: a host tensor is what they are for
+TRANSFERS = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default, torch.ops.aten.lift_fresh.default}
+
+
+class HostTensorsFlagged(TorchDispatchMode):
+    """Raise where an op gets a host tensor (on the CPU, not 0-dim) beside tensors on another device."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in TRANSFERS:
+            tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            host = [t for t in tensors if t.device.type == "cpu" and t.dim() > 0]
+            if host and any(t.device.type != "cpu" for t in tensors):
+                raise RuntimeError(
+                    f"{func}: a host tensor {tuple(host[0].shape)} {host[0].dtype} mixed with device tensors"
+                )
+        return func(*args, **kwargs)
+
+
 FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
 
 
@@ -42,14 +67,60 @@ def _data(name: str, n: int = 12) -> FoldData:
     return FoldData(Inputs(arrays), np.arange(8), y[:8], np.zeros(0, int), np.zeros(0, int), np.arange(8, n))
 
 
+@pytest.mark.parametrize(
+    "mix",
+    [
+        lambda x: x[torch.tensor([0, 2])],  # a CPU index
+        lambda x: x[torch.tensor([True, False, True, False])],  # a CPU mask
+        lambda x: x.index_select(0, torch.tensor([1])),
+        lambda x: x.index_put_((torch.tensor([0]),), torch.ones((), device=x.device)),
+    ],
+    ids=["index", "mask", "index_select", "index_put"],
+)
+def test_a_host_tensor_mixed_with_meta_ones_is_flagged_though_meta_lets_it_pass(mix):
+    x = torch.zeros(4, 3, device="meta")
+    mix(x)  # meta alone: no error (what the guard is for)
+    with pytest.raises(RuntimeError, match="a host tensor"), HostTensorsFlagged():
+        mix(x)
+    with HostTensorsFlagged():  # the same on the device: fine; so are transfers and 0-dim scalars
+        mix(torch.zeros(4, 3)).to("meta")
+        x * torch.tensor(2.0) + torch.tensor([1.0, 2.0, 3.0]).to("meta")
+
+
+def test_a_training_step_that_leaves_its_flip_mask_on_the_host_is_flagged(monkeypatch):
+    """A mutant of the trainer: the flips' mask (drawn on the host from the fold's generator) used where it
+    is, not moved to the device first. Meta alone lets it pass; the meta training test below fails on it."""
+    from hsta_bench.engine import train as train_mod
+    from hsta_bench.models.inputs import mirror
+
+    def flip_with_host_mask(batch, which, encoding=None):
+        out = {}
+        for kind, x in batch.items():
+            out[kind] = x.clone()
+            out[kind][which] = mirror(kind, x, "default")[which]
+        return out
+
+    monkeypatch.setattr(train_mod, "flip", flip_with_host_mask)
+    cfg = train_config(batch_size=4, epochs=2, augment=True)
+    FoldTrainer(_on_meta("ststnet"), _data("ststnet"), cfg, 3, seed=0, placement=META).train_epoch()  # unflagged
+    with pytest.raises(RuntimeError, match="a host tensor"):
+        _train_one_epoch_on_meta("ststnet", "device")
+
+
+def _train_one_epoch_on_meta(name: str, staging: str) -> FoldTrainer:
+    cfg = train_config(batch_size=4, epochs=2, augment=True, balanced=True, warmup_epochs=1, staging=staging)
+    trainer = FoldTrainer(_on_meta(name), _data(name), cfg, 3, seed=0, placement=META)
+    with HostTensorsFlagged():
+        trainer.train_epoch()
+    return trainer
+
+
 @pytest.mark.parametrize("staging", ["device", "host"])
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_a_fold_on_a_non_cpu_device_without_mixing_or_waiting(name, staging):
     """FoldTrainer (what `run` and `tune` train folds with): balanced sampling, flips, warm-up, the fused
     optimiser's path; inputs staged on the device or copied from the host per batch."""
-    cfg = train_config(batch_size=4, epochs=2, augment=True, balanced=True, warmup_epochs=1, staging=staging)
-    trainer = FoldTrainer(_on_meta(name), _data(name), cfg, 3, seed=0, placement=META)
-    trainer.train_epoch()
+    trainer = _train_one_epoch_on_meta(name, staging)
     assert trainer.step == 2 and all(p.device.type == "meta" for p in trainer.model.parameters())
     assert trainer.feed.staging == staging and (trainer.feed.staged is not None) == (staging == "device")
 
@@ -64,7 +135,8 @@ def test_fold_batched_training_runs_on_a_non_cpu_device(name, optimizer):
     cfg = train_config(optimizer=optimizer, batch_size=4, epochs=2, augment=True, weight_decay=0.01)
     small = FoldData(data.inputs, np.arange(5), data.train_labels[:5], data.val, data.val_labels, data.test)
     trainer = StackedTrainer(_on_meta(name), [data, small], cfg, 3, seeds=[0, 1], placement=META)
-    trainer.train_epoch()
+    with HostTensorsFlagged():
+        trainer.train_epoch()
     assert trainer.optimizer.steps.device.type == "meta"
     assert trainer.steps == [2, 1] and trainer.epoch == 1  # 8 samples: 4 + 4; 5: one batch of 5 (no batch of one)
 

@@ -223,3 +223,91 @@ def test_a_tunes_outer_run_says_it_is_one():
     assert store._settings(store._options(["hsta-bench", "run", "--set", "tune.inner_k=2"]), "m", "m") == [
         "--set tune.inner_k=2"
     ]
+
+
+# Five subjects, two models, three classes: (subject, true class, model A's class, model B's class, count).
+# Chosen so that the exact bootstrap distribution of A's UF1 puts at least 0.0096 of probability between
+# each 2.5% / 97.5% point and the nearest jump of its CDF (about nine standard errors at 20000 draws), so
+# a correct resampler lands on the exact atoms, and the exact paired p-value is 2/32.
+ORACLE = [
+    (0, 0, 0, 1, 2), (0, 1, 1, 1, 1), (0, 2, 1, 1, 2),
+    (1, 0, 2, 0, 2), (1, 1, 1, 1, 3), (1, 2, 2, 0, 3),
+    (2, 0, 0, 0, 3), (2, 1, 1, 2, 3), (2, 2, 2, 0, 1),
+    (3, 0, 0, 0, 2), (3, 1, 1, 0, 3), (3, 2, 2, 2, 2),
+    (4, 0, 2, 0, 2), (4, 1, 1, 2, 3), (4, 2, 2, 0, 3),
+]  # fmt: skip
+
+
+def _pooled_uf1(rows: list[tuple], which: int) -> float:
+    from sklearn.metrics import f1_score
+
+    y = [label for _, label, *preds, n in rows for _ in range(n)]
+    pred = [preds[which] for _, _, *preds, n in rows for _ in range(n)]
+    return float(f1_score(y, pred, labels=[0, 1, 2], average="macro", zero_division=0))
+
+
+def test_interval_bounds_and_p_value_match_an_exact_oracle(tmp_path, capsys):
+    """Independent of the code under test: the interval's bounds are the exact quantiles of the subject
+    bootstrap (every multiset of five subjects, weighted by its multinomial probability, UF1 by
+    scikit-learn), and the p-value is scipy's exact paired permutation test over all 2^5 swaps."""
+    import itertools
+    import math
+
+    from scipy import stats
+
+    from hsta_bench.leaderboard import store
+
+    classes = ["negative", "positive", "surprise"]
+    runs = {r["entry"]: r for r in csv.DictReader((DATA / "store" / "runs.csv").open())}
+    template = runs["r1/ststnet/megc2019-flow/megc2019-composite"]
+    entries, counts = [], []
+    for which, model in enumerate(["model_a", "model_b"]):
+        entry = f"o1/{model}/megc2019-flow/megc2019-composite"
+        fields = {**template, "entry": entry, "run_id": "o1", "model": model, "bootstrap": "20000"}
+        entries.append(fields)
+        for subject, label, *preds, n in ORACLE:
+            row = {"entry": entry, "subject": f"s{subject}", "source": "casme2", "label": classes[label]}
+            counts.append({**row, "pred": classes[preds[which]], "count": str(n)})
+    folder = tmp_path / "store"
+    folder.mkdir()
+    for name, rows in (("runs.csv", entries), ("counts.csv", counts)):
+        with (folder / name).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    assert len(store.read(folder).entries) == 2  # the hand-made store is a valid one
+    shutil.copy(DATA / "published.csv", tmp_path / "published.csv")
+    sets = ("--set", "leaderboard.permutations=20000", "--set", "leaderboard.seed=0")
+    proc = run_main(capsys, *COMMAND, "--json", *sets, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in json.loads(proc.stdout)["tables"][0]["rows"]}
+
+    by_subject = {s: [r for r in ORACLE if r[0] == s] for s in range(5)}
+    mass: dict[float, float] = {}
+    for draw in itertools.combinations_with_replacement(range(5), 5):
+        times = np.bincount(draw, minlength=5)
+        p = math.factorial(5) / math.prod(math.factorial(t) for t in times) / 5**5
+        value = round(_pooled_uf1([r for s in draw for r in by_subject[s]], 0), 12)
+        mass[value] = mass.get(value, 0.0) + p
+    atoms = sorted(mass)
+    cdf = np.cumsum([mass[a] for a in atoms])
+    assert cdf[-1] == pytest.approx(1.0)
+    low, high = (atoms[int(np.searchsorted(cdf, q))] for q in (0.025, 0.975))
+    assert atoms[0] < low < high < atoms[-1]  # interior quantiles: neither bound is the sample's extreme
+    a = rows["model_a"]
+    assert a["uf1"] == pytest.approx(_pooled_uf1(ORACLE, 0))
+    assert (a["uf1_ci_low"], a["uf1_ci_high"]) == (pytest.approx(low, abs=1e-9), pytest.approx(high, abs=1e-9))
+
+    def difference(x, y):  # indices 0-4 stand for A's predictions of a subject, 5-9 for B's
+        def pooled(indices):
+            return [(s, lbl, pr[int(i >= 5)], n) for i in indices for (s, lbl, *pr, n) in by_subject[i % 5]]
+
+        return _pooled_uf1(pooled(x), 0) - _pooled_uf1(pooled(y), 0)
+
+    exact = stats.permutation_test(
+        (np.arange(5), np.arange(5) + 5), difference, permutation_type="samples", n_resamples=np.inf, vectorized=False
+    )
+    assert exact.pvalue == pytest.approx(2 / 32)
+    b = rows["model_b"]
+    assert b["uf1_vs_first"] == pytest.approx(-exact.statistic)
+    assert b["p_value"] == pytest.approx(exact.pvalue, abs=0.01) and b["significant"] is False

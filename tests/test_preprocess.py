@@ -109,13 +109,42 @@ def test_frame_sampling():
     assert plan[0] == (10, 11, 0.0) and plan[-1] == (11, 12, 1.0) and plan[1] == (10, 11, 0.5)
 
 
+def _frame(sample: dict, number: int, size: int, box=None) -> np.ndarray:
+    """Frame `number` of `sample` read here with cv2 (RGB), cropped to `box` (x0, y0, x1, y1), shrunk to `size`."""
+    import cv2
+
+    name = dict(zip(sample["frame_numbers"], sample["frame_files"]))[number]
+    image = cv2.cvtColor(cv2.imread(str(Path(sample["frame_dir"]) / name)), cv2.COLOR_BGR2RGB)
+    if box is not None:
+        image = image[box[1] : box[3], box[0] : box[2]]
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def test_interpolation_blends_neighbours():
-    plain = load_prepared("smic", small_cfg())
-    blended = load_prepared("smic", small_cfg("preprocess.interpolate=true", "preprocess.frames=9"))
-    assert blended.inputs("frames").shape[1] == 9
-    # first and last blended frames are the first and last sampled frames exactly
-    assert np.array_equal(blended.inputs("frames")[:, 0], plain.inputs("frames")[:, 0])
-    assert np.array_equal(blended.inputs("frames")[:, -1], plain.inputs("frames")[:, -1])
+    """Each of the 9 output frames is the blend of the two source frames around its evenly spaced time,
+    weighted by its distance to each (computed here from the files); picking the nearest frame fails this."""
+    from hsta_bench.preprocess.settings import from_config
+
+    settings = from_config(small_cfg("preprocess.interpolate=true", "preprocess.frames=9"))
+    manifest = load_manifest("smic", small_cfg()).usable
+
+    def available_frames(row: dict) -> list[int]:
+        return span(row["frame_numbers"], row["onset"], row["offset"], settings.max_span)
+
+    # a clip whose length is not a multiple of 8 frames, so the 9 times fall between source frames
+    sample = next(r for r in manifest.iter_rows(named=True) if (len(available_frames(r)) - 1) % 8)
+    available = available_frames(sample)
+    values, _ = compute({**sample, "face_crop": True}, ["frames"], settings, None)
+    blended = 0
+    for i, got in enumerate(values["frames"]):
+        t = i * (len(available) - 1) / 8  # the i-th of 9 evenly spaced times, in source frames
+        a = min(int(t), len(available) - 2)
+        w = t - a
+        before, after = (_frame(sample, available[j], 32).astype(float) for j in (a, a + 1))
+        want = np.rint((1 - w) * before + w * after).astype(np.uint8)
+        assert np.array_equal(got, want), i
+        blended += 0 < w < 1 and not np.array_equal(want, before) and not np.array_equal(want, after)
+    assert blended >= 4  # most frames lie between two source frames and equal neither
 
 
 def test_second_prepare_computes_nothing_and_a_changed_setting_only_its_kind():
@@ -164,6 +193,9 @@ def test_unusable_samples_are_excluded_with_their_reason(standin_copy):
 
 
 def test_one_crop_box_for_every_frame_of_a_sample():
+    """The box is detected once, on the onset frame, and every frame and both special frames are that box of
+    their own frame (checked against the files read here)."""
+
     class Fixed:
         def __init__(self):
             self.calls = 0
@@ -177,11 +209,16 @@ def test_one_crop_box_for_every_frame_of_a_sample():
     settings = config.load(sets=SMALL)
     from hsta_bench.preprocess.settings import from_config
 
+    s = from_config(settings)
     detector = Fixed()
-    values, note = compute(sample, ["frames", "special"], from_config(settings), detector)
+    values, note = compute(sample, ["frames", "special"], s, detector)
     assert detector.calls == 1 and note is None  # detected once, on the onset frame
-    plain, _ = compute(sample, ["frames", "special"], from_config(settings), None)
-    assert not np.array_equal(values["special"], plain["special"])
+    taken = pick(span(sample["frame_numbers"], sample["onset"], sample["offset"], s.max_span), s.frames)
+    assert len(set(taken)) == s.frames  # distinct frames: a crop of the first one alone would not pass
+    for got, number in zip(values["frames"], taken):
+        assert np.array_equal(got, _frame(sample, number, s.size, (10, 20, 60, 70))), number
+    for got, number in zip(values["special"], (sample["onset"], sample["apex"])):
+        assert np.array_equal(got, _frame(sample, number, s.size, (10, 20, 60, 70))), number
     assert square_box((10, 20, 50, 40), 0.1, 100, 200) == (5, 10, 65, 70)
     assert square_box((0, 0, 90, 90), 0.5, 100, 120) == (0, 0, 100, 100)  # kept inside the image
 

@@ -32,10 +32,12 @@ SPREAD = ["--set", "dispatch.reuse_workers=false"]
 NVIDIA = Path("/dev/nvidia0").exists()  # a real GPU: a trial granted one would train on it (CUDA is hidden only here)
 
 
-def _run(tmp_path: Path, *args: str, code: int = 0, gpus: int = 0) -> tuple[dict, pl.DataFrame, str]:
+def _run(
+    tmp_path: Path, *args: str, code: int = 0, gpus: int = 0, env: dict | None = None
+) -> tuple[dict, pl.DataFrame, str]:
     """A run through Ray: its run.json, its fragments (one row per test sample) and its stderr. `gpus`: how
     many fake GPUs the run declares (Ray refuses more than CUDA_VISIBLE_DEVICES lists, which conftest empties)."""
-    env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(gpus)))} if gpus else None
+    env = {**({"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(gpus)))} if gpus else {}), **(env or {})}
     proc = run_cli("run", *BASE, *args, "--output", str(tmp_path / "runs"), timeout=600, env=env)
     assert proc.returncode == code, proc.stderr[-3000:]
     run_id = json.loads(proc.stdout)["run_id"]
@@ -54,9 +56,10 @@ def _most_at_once(intervals: list[tuple[float, float]]) -> int:
 
 
 def test_trials_share_fake_gpus_as_configured_and_never_beyond_their_capacity(tmp_path):
-    """Two fake GPUs, four CPUs, half a GPU per trial: four trials at once, each holding one GPU id, two per
-    GPU at most at any moment, both GPUs used. (The model trains on the CPU, asked for explicitly: this
-    machine has no CUDA behind the fake GPUs.)"""
+    """Two fake GPUs, four CPUs, half a GPU per trial: four trials at once (each waits to train until all four
+    are running: HSTA_BENCH_TRIALS_AT_ONCE, trials.py), each holding one GPU id, two per GPU at most at any
+    moment, both GPUs used. (The model trains on the CPU, asked for explicitly: this machine has no CUDA
+    behind the fake GPUs.)"""
     run, folds, _ = _run(
         tmp_path,
         "--model",
@@ -71,8 +74,10 @@ def test_trials_share_fake_gpus_as_configured_and_never_beyond_their_capacity(tm
         "models.ststnet.train.device=cpu",
         *SPREAD,
         gpus=2,
+        env={"HSTA_BENCH_TRIALS_AT_ONCE": "4:120"},
     )
     assert run["status"] == "finished" and run["dispatch"]["gpus"] == 2
+    assert len(list((Path(run["dispatch"]["fragments"]) / ".at-once").iterdir())) == 4  # all four met there
     assert len(run["trials"]) == 4 and {t["gpus"] for t in run["trials"]} == {0.5}
     assert folds.height and set(folds["gpu_ids"]) == {"0", "1"}  # every fold on one granted GPU; both used
     assert set(folds["gpu_share"]) == {0.5} and set(folds["device"]) == {"cpu"}

@@ -181,6 +181,8 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
     total, finished = len(trial.folds), len(trial.folds) - len(todo)
     if report:
         report(finished, total)
+    if todo:
+        _wait_for_company(trial, root)
     try:
         if todo and use_fold_batch(plan, placement.device):
             whole = run_folds(plan, todo, placement=placement)
@@ -230,6 +232,32 @@ def _keep(root: Path, plan, index: int, part) -> None:
             weights.folder(root, plan.model, plan.dataset, plan.protocol) / f"{fold}.pth", part.states[fold], meta
         )
     fragments.write(root, plan, index, part)
+
+
+def _wait_for_company(trial: Trial, root: Path) -> None:
+    """Test instrumentation, as HSTA_BENCH_FAULTS: with HSTA_BENCH_TRIALS_AT_ONCE="N" (or "N:SECONDS"), a trial
+    about to train waits until N trials of the run are there together (a file each in <root>/.at-once/), and
+    fails after SECONDS (default 120) if they are not, taking its file away (a trial that gave up is not
+    there for those after it). Trials that wait hold what Ray granted them, so a run that finishes under it
+    ran N trials at once: what a placement test needs to show beside "never more than the capacity", which
+    trials run one at a time would also satisfy."""
+    spec = os.environ.get("HSTA_BENCH_TRIALS_AT_ONCE")
+    if not spec:
+        return
+    wanted, _, seconds = spec.partition(":")
+    folder = Path(root) / ".at-once"
+    folder.mkdir(parents=True, exist_ok=True)
+    mine = folder / trial.name.replace("/", "_")
+    mine.touch()
+    deadline = time.monotonic() + float(seconds or 120)
+    while (here := len(list(folder.iterdir()))) < int(wanted):
+        if time.monotonic() > deadline:
+            mine.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"{trial.name}: {here} of {wanted} trials running at once after {seconds or 120} s "
+                "(HSTA_BENCH_TRIALS_AT_ONCE)"
+            )
+        time.sleep(0.05)
 
 
 def _injected_fault(trial: Trial, root: Path) -> None:

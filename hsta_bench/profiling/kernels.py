@@ -42,6 +42,23 @@ def pinned(name: str):
     return sdpa_kernel(getattr(SDPBackend, PINNED[name]))
 
 
+def limit(name: str, backward: bool, device: str, dtype=None) -> str | None:
+    """What `name` declares it cannot do, as documented by torch (2.13), or None: FlexAttention has no backward
+    pass on a CPU; memory-efficient and cuDNN attention are CUDA kernels; flash and cuDNN attention on CUDA take
+    fp16 and bf16 only. A benchmark skips these cases and nothing else: a kernel that raises anywhere else is a
+    regression, not a limitation."""
+    check(name)
+    dtype = dtype or torch.float32
+    on_cuda = torch.device(device).type == "cuda"
+    if name == "flex" and backward and not on_cuda:
+        return "FlexAttention has no backward pass on a CPU"
+    if name in ("sdpa-efficient", "sdpa-cudnn") and not on_cuda:
+        return f"{PINNED[name].lower().replace('_', ' ')} is a CUDA kernel"
+    if name in ("sdpa-flash", "sdpa-cudnn") and on_cuda and dtype not in (torch.float16, torch.bfloat16):
+        return f"{PINNED[name].lower().replace('_', ' ')} on CUDA takes fp16 and bf16 only"
+    return None
+
+
 def preflight(name: str, backward: bool, device: str, dtype=None) -> None:
     """Raise what torch raises where `name` cannot run this pass here, asked of the uncompiled kernel on a tiny
     input. For flex this must come first: a call that fails inside torch.compile leaves the compiled function

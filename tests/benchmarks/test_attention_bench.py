@@ -4,7 +4,9 @@ forward + backward: the kernels `hsta-bench profile` reports, under pytest-bench
 
 Every kernel is checked against the written-out attention first (measure.agreement). The note under each
 group gives the achieved fraction of the matrix-product ceiling measured in this run; the goal (issue 8) is
-that the fused path reaches half of it. flex has no backward pass on a CPU (torch 2.13): reported, not timed.
+that the fused path reaches half of it. A case a kernel declares it cannot run (kernels.limit: flex's
+backward on a CPU, the CUDA-only and half-precision-only sdpa kernels) is reported and skipped; any other
+error fails the case, so a kernel that breaks cannot pass as "unsupported".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from hsta_bench.profiling.cases import AttentionCase
 from hsta_bench.profiling.ceiling import matmul_ceiling
+from hsta_bench.profiling.kernels import limit
 from hsta_bench.profiling.measure import TOLERANCE, _call, agreement
 
 CASES = [
@@ -47,21 +50,40 @@ def test_hsta_base_224_is_the_source_of_these_cases():
     assert {(c.kind, c.batch, c.heads, c.q_len, c.kv_len, c.head_dim) for c in CASES} <= captured
 
 
+def checked(case, kernel: str, backward: bool, note=lambda why: None) -> None:
+    """Skip the case where the kernel declares it cannot run it; otherwise it must agree with the written-out
+    attention, and whatever it raises fails the case."""
+    why = limit(kernel, backward, DEVICE, torch.float32)
+    if why:
+        note(why)
+        pytest.skip(why)
+    assert agreement(case, kernel, backward, torch.float32, DEVICE) <= TOLERANCE["float32"]
+
+
+@pytest.mark.parametrize("kernel", ["naive", "sdpa", "flex"])
+def test_a_kernel_that_raises_fails_its_case_and_is_not_skipped(kernel, monkeypatch):
+    """Mutants: each backend raising a RuntimeError on the bench's first case (as a broken kernel would)."""
+    from hsta_bench.models import attention
+
+    real = attention.attend
+
+    def broken(q, k, v, backend, mask_mod=None):
+        if backend == kernel:
+            raise RuntimeError(f"{kernel} is broken")
+        return real(q, k, v, backend, mask_mod)
+
+    monkeypatch.setattr(attention, "attend", broken)
+    with pytest.raises(RuntimeError, match="is broken"):
+        checked(CASES[0], kernel, backward=False)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backward", [False, True], ids=["forward", "forward+backward"])
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.q_len}x{c.kv_len}d{c.head_dim}" for c in CASES])
 def test_attention_kernel(benchmark, timings, ceiling, case, kernel, backward):
     group = f"{case.q_len}x{case.kv_len} d{case.head_dim} {'fwd+bwd' if backward else 'fwd'}"
-    if kernel == "flex" and backward and DEVICE == "cpu":
-        timings.note(group, "flex: not timed, FlexAttention has no backward pass on a CPU")
-        pytest.skip("FlexAttention has no backward pass on a CPU")
-    try:
-        error = agreement(case, kernel, backward, torch.float32, DEVICE)
-    except RuntimeError as exc:  # a pinned sdpa kernel that cannot take this case
-        timings.note(group, f"{kernel}: unsupported ({str(exc).splitlines()[0][:80]})")
-        pytest.skip(f"{kernel} cannot run this case")
-    assert error <= TOLERANCE["float32"]
+    checked(case, kernel, backward, lambda why: timings.note(group, f"{kernel}: not timed, {why}"))
     call = _call(case, kernel, backward, torch.float32, DEVICE)
     sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
 
