@@ -16,7 +16,7 @@ from hsta_bench.data.flowimage import encode, optical_strain
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import flow as flow_mod
 from hsta_bench.preprocess import load_prepared, prepare
-from hsta_bench.preprocess.crop import square_box
+from hsta_bench.preprocess.crop import narrowed, square_box
 from hsta_bench.preprocess.kinds import DEFAULTS, KINDS
 from hsta_bench.preprocess.sampling import blend_plan, pick, span
 from hsta_bench.preprocess.worker import compute
@@ -73,13 +73,6 @@ def test_strain_sees_deformation_and_not_translation():
     assert np.allclose(optical_strain(np.full_like(xx, 2.0), np.full_like(xx, -1.0)), 0)
     stretch = optical_strain(0.1 * xx, np.zeros_like(xx))  # du/dx = 0.1 everywhere
     assert np.allclose(stretch, 0.1, atol=1e-6)
-
-
-def test_flow_resize_rescales_vectors():
-    field = np.zeros((128, 128, 2), np.float32)
-    field[..., 0] = 4.0
-    small = flow_mod.resize(field, 32)
-    assert small.shape == (32, 32, 2) and np.allclose(small[..., 0], 1.0)
 
 
 def test_encoded_flow_matches_the_released_format():
@@ -192,9 +185,11 @@ def test_unusable_samples_are_excluded_with_their_reason(standin_copy):
     assert report.excluded[0]["where"] == sample["frame_dir"] and "no numbered frames" in report.excluded[0]["reason"]
 
 
-def test_one_crop_box_for_every_frame_of_a_sample():
+@pytest.mark.parametrize("aspect,box", [(1.0, (10, 20, 60, 70)), (0.8, (15, 20, 55, 70))])
+def test_one_crop_box_for_every_frame_of_a_sample(aspect, box):
     """The box is detected once, on the onset frame, and every frame and both special frames are that box of
-    their own frame (checked against the files read here)."""
+    their own frame (checked against the files read here); crop_aspect 0.8 keeps the height and 0.8 of it in
+    width, about the detected box's centre (the composite's crops: `datasets export`)."""
 
     class Fixed:
         def __init__(self):
@@ -206,7 +201,7 @@ def test_one_crop_box_for_every_frame_of_a_sample():
 
     m = load_manifest("samm", config.load())
     sample = {**m.frame.row(0, named=True), "face_crop": False}
-    settings = config.load(sets=SMALL)
+    settings = config.load(sets=[*SMALL, f"preprocess.crop_aspect={aspect}"])
     from hsta_bench.preprocess.settings import from_config
 
     s = from_config(settings)
@@ -216,11 +211,12 @@ def test_one_crop_box_for_every_frame_of_a_sample():
     taken = pick(span(sample["frame_numbers"], sample["onset"], sample["offset"], s.max_span), s.frames)
     assert len(set(taken)) == s.frames  # distinct frames: a crop of the first one alone would not pass
     for got, number in zip(values["frames"], taken):
-        assert np.array_equal(got, _frame(sample, number, s.size, (10, 20, 60, 70))), number
+        assert np.array_equal(got, _frame(sample, number, s.size, box)), number
     for got, number in zip(values["special"], (sample["onset"], sample["apex"])):
-        assert np.array_equal(got, _frame(sample, number, s.size, (10, 20, 60, 70))), number
+        assert np.array_equal(got, _frame(sample, number, s.size, box)), number
     assert square_box((10, 20, 50, 40), 0.1, 100, 200) == (5, 10, 65, 70)
     assert square_box((0, 0, 90, 90), 0.5, 100, 120) == (0, 0, 100, 100)  # kept inside the image
+    assert narrowed((0, 0, 30, 100), 0.8) == (0, 0, 30, 100)  # never wider than the box it narrows
 
 
 def test_haar_without_a_cascade_is_one_line_error(tmp_path):

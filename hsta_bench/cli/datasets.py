@@ -14,7 +14,7 @@ from rich.text import Text
 from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out
 from hsta_bench.errors import UserError
 
-app = typer.Typer(help="List, check and synthesize the MER datasets.", no_args_is_help=True)
+app = typer.Typer(help="List, check, synthesize, prepare and export the MER datasets.", no_args_is_help=True)
 
 Names = Annotated[list[str] | None, typer.Argument(metavar="NAME", help="Dataset names (see `datasets list`).")]
 AllDatasets = Annotated[bool, typer.Option("--all", "--all-datasets", help="Every registered dataset.")]
@@ -199,11 +199,7 @@ def prepare(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from hsta_bench.preprocess.settings import from_config
-
-    extra = [f"preprocess.workers={workers}"] if workers is not None else []
-    cfg = load_config(config, (sets or []) + extra, data_roots)
-    from_config(cfg)  # a mistaken setting is one line before the pipeline (OpenCV, torch) is imported
+    cfg = _preprocess_config(config, sets, data_roots, workers)
     from hsta_bench.preprocess import prepare as run_prepare
 
     reports = []
@@ -229,6 +225,17 @@ def prepare(
             _render_prepared(report)
     if as_json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+
+
+def _preprocess_config(config, sets, data_roots, workers: int | None) -> dict:
+    """The configuration, its preprocess settings checked: a mistaken one is one line before the pipeline
+    (OpenCV, torch) is imported."""
+    from hsta_bench.preprocess.settings import from_config
+
+    extra = [f"preprocess.workers={workers}"] if workers is not None else []
+    cfg = load_config(config, (sets or []) + extra, data_roots)
+    from_config(cfg)
+    return cfg
 
 
 def _render_prepared(report) -> None:
@@ -264,3 +271,42 @@ def _render_prepared(report) -> None:
     for n in report.notes:
         out.print(Text(f"  note: {n['sample_id']}: {n['note']}", style="cyan"), soft_wrap=True)
     out.print()
+
+
+EXPORTABLE = ("megc2019-composite",)
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(metavar="NAME", help=f"What to export: {', '.join(EXPORTABLE)}.")],
+    output: Annotated[Path, typer.Option("--output", help="A new (or empty) folder to write.")],
+    data_roots: DataRoots = None,
+    sets: Sets = None,
+    config: ConfigFile = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Processes (default: preprocess.workers).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Make a precomputed release's files from your own copies of the datasets.
+
+    megc2019-composite: the composite's CSV, 28x28 onset->apex flow images and 224x224 apex crops, named and
+    encoded as released, from --data-root casme2=... samm=... smic=... (any of them); read it back with
+    --data-root megc2019-flow=OUTPUT, or run any release's own code on it.
+    """
+    if name not in EXPORTABLE:
+        raise UserError(f"datasets export: {name!r} cannot be exported (exportable: {', '.join(EXPORTABLE)})")
+    cfg = _preprocess_config(config, sets, data_roots, workers)
+    from hsta_bench.preprocess.export import export as run_export
+
+    report = run_export(cfg, output, announce=lambda msg: err.print(msg, markup=False))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    out.print(
+        f"{name}: {len(report.written)} samples written to {report.output} in {report.seconds:.1f} s; "
+        f"{report.face_crop}",
+        soft_wrap=True,
+    )
+    for part in report.not_given:
+        out.print(Text(f"  not given: {part} (no --data-root {part}=PATH): none of its samples", style="yellow"))
+    for e in report.missing:
+        out.print(Text(f"  not made: {e['where']}: {e['sample_id']}: {e['reason']}", style="yellow"), soft_wrap=True)

@@ -26,5 +26,10 @@ def _to_byte(channel: np.ndarray) -> np.ndarray:
 
 
 def encode(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """H x W x 3 uint8 in RGB order (u, v, strain), each scaled to 0..255."""
-    return np.stack([_to_byte(u), _to_byte(v), _to_byte(optical_strain(u, v))], axis=-1)
+    """H x W x 3 uint8 in RGB order (u, v, strain of this u, v), each scaled to 0..255."""
+    return encode_channels(u, v, optical_strain(u, v))
+
+
+def encode_channels(u: np.ndarray, v: np.ndarray, strain: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 in RGB order from three channels already at the stored size, each scaled to 0..255."""
+    return np.stack([_to_byte(u), _to_byte(v), _to_byte(strain)], axis=-1)

@@ -76,6 +76,15 @@ def square_box(box: tuple[int, int, int, int], margin: float, height: int, width
     return x0, y0, x0 + side, y0 + side
 
 
+def narrowed(box: tuple[int, int, int, int], aspect: float) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) keeping the height of `box` and `aspect` x its height in width, about the same centre
+    (never wider than `box`)."""
+    x0, y0, x1, y1 = box
+    width = min(x1 - x0, max(1, int(round((y1 - y0) * aspect))))
+    left = x0 + ((x1 - x0) - width) // 2
+    return left, y0, left + width, y1
+
+
 class MtcnnDetector:
     """The crop box of the largest face MTCNN finds (RGB frames, as facenet-pytorch expects)."""
 

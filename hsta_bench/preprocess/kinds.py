@@ -30,6 +30,7 @@ def _crop(s: PreprocessSettings) -> dict:
         "face_detector": detector.name if detector else None,
         "cascade": detector.cascade if detector else None,
         "crop_margin": s.crop_margin,
+        "crop_aspect": s.crop_aspect,
     }
 
 

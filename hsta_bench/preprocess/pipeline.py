@@ -93,13 +93,16 @@ def _unusable(manifest: Manifest) -> list[dict]:
     ]
 
 
-def prepare(name: str, cfg: dict, progress=None, announce=None) -> PrepareReport:
-    """Prepare dataset `name` under `cfg`; `progress(done, total)` is called as samples finish."""
+def prepare(name: str, cfg: dict, progress=None, announce=None, manifest: Manifest | None = None) -> PrepareReport:
+    """Prepare dataset `name` under `cfg`; `progress(done, total)` is called as samples finish.
+
+    `manifest`: the samples to prepare when not all of the dataset's (the export of a composite made from
+    the parts a user holds); the cache tells them apart by their samples' fingerprints."""
     start = time.perf_counter()
     s = settings_mod.from_config(cfg)
     source = get_source(name)
     wanted = kinds_mod.resolve(s.inputs, name, source.inputs)
-    manifest = load_manifest(name, cfg, announce=announce)
+    manifest = manifest if manifest is not None else load_manifest(name, cfg, announce=announce)
     samples = manifest.usable.to_dicts()
     if not samples:
         raise UserError(f"{name}: no usable samples to prepare (see `hsta-bench datasets check {name}`)")
@@ -266,14 +269,14 @@ class Prepared:
         return self.arrays[kind][index if rows is None else index[rows]]
 
 
-def load_prepared(name: str, cfg: dict, progress=None, announce=None) -> Prepared:
+def load_prepared(name: str, cfg: dict, progress=None, announce=None, manifest: Manifest | None = None) -> Prepared:
     """Prepare (a cache hit when done before) and open the arrays read-only, memory-mapped."""
-    report = prepare(name, cfg, progress, announce)
+    report = prepare(name, cfg, progress, announce, manifest)
     assert report.manifest is not None  # prepare() always returns the manifest it prepared
-    manifest = report.manifest.usable
+    rows = report.manifest.usable
     arrays = {}
     for k in report.kinds:
         index = pl.read_parquet(Path(k.path) / "index.parquet").rename({"row": f"row_{k.kind}"})
-        manifest = manifest.join(index, on="sample_id", how="inner", maintain_order="left")
+        rows = rows.join(index, on="sample_id", how="inner", maintain_order="left")
         arrays[k.kind] = np.load(Path(k.path) / "data.npy", mmap_mode="r")
-    return Prepared(manifest, arrays, report)
+    return Prepared(rows, arrays, report)

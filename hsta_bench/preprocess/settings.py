@@ -30,6 +30,7 @@ class PreprocessSettings:
     face_crop: Literal["auto", "mtcnn", "haar", "none"]
     cascade: ExpandedPath | None
     crop_margin: Annotated[Float, Field(ge=0, le=1)]
+    crop_aspect: Annotated[Float, Field(gt=0, le=1)]
     flow: FlowSettings
     workers: Annotated[Int, Field(ge=1)]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from hsta_bench.preprocess import flow as flow_mod
 from hsta_bench.preprocess import regions as regions_mod
-from hsta_bench.preprocess.crop import Detector
+from hsta_bench.preprocess.crop import Detector, narrowed
 from hsta_bench.preprocess.sampling import blend_plan, pick, span
 from hsta_bench.preprocess.settings import PreprocessSettings
 
@@ -59,7 +59,7 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
 class Clip:
     """One video sample's frames, read once, cropped with one box."""
 
-    def __init__(self, sample: dict, detector, margin: float):
+    def __init__(self, sample: dict, detector, margin: float, aspect: float = 1.0):
         self.sample = sample
         self.files = dict(zip(sample["frame_numbers"], sample["frame_files"]))
         self._cache: dict[int, np.ndarray] = {}
@@ -69,6 +69,9 @@ class Clip:
             self.box = detector.box(self._read(sample["onset"]), margin)
             if self.box is None:
                 self.note = "no face found on the onset frame: whole frames used"
+        if aspect < 1:  # narrower than tall, around the centre of the box (or of the whole frame)
+            height, width = self._read(sample["onset"]).shape[:2]
+            self.box = narrowed(self.box or (0, 0, width, height), aspect)
 
     def _read(self, number: int) -> np.ndarray:
         if number not in self._cache:
@@ -110,7 +113,9 @@ def compute(
                 return out, "no apex crop: regions cut around the release's fallback landmarks"
         return out, None
 
-    clip = Clip(sample, detector if (detector is not None and not sample["face_crop"]) else None, s.crop_margin)
+    clip = Clip(
+        sample, detector if (detector is not None and not sample["face_crop"]) else None, s.crop_margin, s.crop_aspect
+    )
     onset, apex = sample["onset"], sample["apex"]
     if "frames" in kinds:
         available = span(sample["frame_numbers"], onset, sample["offset"], s.max_span)

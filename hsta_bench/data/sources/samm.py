@@ -32,6 +32,23 @@ NOTES = [
 ]
 
 
+# the distributed sheet's header row (MICRO_ONLY), line breaks in its cells as distributed
+SHEET_HEADER = (
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset\nFrame",
+    "Apex\nFrame",
+    "Offset\nFrame",
+    "Duration",
+    "Micro",
+    "Action\nUnits",
+    "Estimated\nEmotion",
+    "Objective\nClasses",
+    "Notes",
+)
+
+
 @dataclass
 class SammSettings(CodedSheetSettings):
     frame_dirs: tuple[str, ...]  # folders that may hold the subject folders ('.' = the root)
@@ -70,21 +87,7 @@ class Samm(DatasetSource):
 
     def write_synthetic(self, root: Path, s: SammSettings, tree) -> None:
         tree.name_clips(lambda event, k: f"{event.subject}_{1 + k % 7}_{k}")
-        header = [
-            "Subject",
-            "Filename",
-            "Inducement Code",
-            "Onset\nFrame",
-            "Apex\nFrame",
-            "Offset\nFrame",
-            "Duration",
-            "Micro",
-            "Action\nUnits",
-            "Estimated\nEmotion",
-            "Objective\nClasses",
-            "Notes",
-        ]
-        rows: list[list] = [[note] for note in NOTES] + [[], header]
+        rows: list[list] = [[note] for note in NOTES] + [[], list(SHEET_HEADER)]
         for video in tree.videos:
             event = video.events[0]
             tree.write_frames(video, root / "SAMM" / event.subject / event.clip, event.subject + "_{n:05d}.jpg")
