@@ -2,10 +2,14 @@
 is really distributed, so that the real adapters, `datasets prepare` and the models can be tried on real faces.
 
 The frames are third-party licensed faces: they are never copied into the repository. `lay_out` makes, in a
-folder of the caller's (a pytest tmp dir), each dataset's distributed tree of symlinks to the shared frame
-files under their distributed names, plus the coding sheet its adapter reads, written in the format the
-adapter's `write_synthetic` writes (DATASETS.md). `SHARED_CLIPS` and `needs_real_clips` mirror helpers.py's
-`SHARED_FLOW` and `realdata`: without ../shared the tests that use them skip.
+folder of the caller's (a pytest tmp dir), each dataset's distributed tree of its frames under their distributed
+names, plus the coding sheet its adapter reads, written in the format the adapter's `write_synthetic` writes
+(DATASETS.md). CASME II and SAMM frames are symlinks to the shared files. The shared SMIC frames are the
+distributed reg_images padded to 128x128 with black bars left and right, which the distributed ones do not have:
+they are written as .bmp files with the bars cut off (104 or 105 x 128), and next to them an apex table (SMIC-HS
+has no apex annotation) from clips.csv's apex, which `smic_sets` points `datasets.smic.apex_table` at.
+`SHARED_CLIPS` and `needs_real_clips` mirror helpers.py's `SHARED_FLOW` and `realdata`: without ../shared the
+tests that use them skip.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ needs_real_clips = pytest.mark.skipif(
 )
 
 DATASETS = ("casme2", "samm", "smic")
+SMIC_APEX_TABLE = "apex.csv"  # in the laid-out SMIC root: datasets.smic.apex_table, relative to the data root
+BAR_DARK = 40  # a column of a black bar: its brightest pixel's R+G+B is below this (measured: 0 in the bars)
 
 # SAMM's clips.csv emotion is 'see SAMM sheet' (the sheet is not in ../shared): the emotion written for each is
 # one that the megc2019-composite protocol (configs/protocols.yaml, map.samm) maps to the clip's composite_label.
@@ -127,22 +133,47 @@ def _samm(root: Path, clips: list[dict]) -> None:
     _write_sheet(root / "SAMM_Micro_FACS_Codes_v2.xlsx", "MICRO_ONLY", rows)
 
 
+def bar_columns(image, dark: int = BAR_DARK) -> tuple[int, int]:
+    """(left, right): how many columns from each edge of `image` (rows x columns x channels) are a black bar,
+    i.e. contiguous columns from that edge whose brightest pixel has a channel sum below `dark`."""
+    import numpy as np
+
+    black = image.astype(np.int64).sum(axis=2).max(axis=0) < dark
+    if black.all():
+        raise AssertionError("an all-black frame: no bars to find")
+    return int(np.argmin(black)), int(np.argmin(black[::-1]))
+
+
 def _smic(root: Path, clips: list[dict]) -> None:
     """`HS/s11/micro/negative/s11_ne_02/reg_image514569.bmp`: no sheet, the label is the folder; the subject
-    folder is unpadded (`s3`) and so is s03's clip folder (`s3_po_05`, as clips.csv spells it). SMIC-HS has
-    no apex annotation and the adapter takes no apex table (it uses the middle frame), so none is written."""
+    folder is unpadded (`s3`) and so is s03's clip folder (`s3_po_05`, as clips.csv spells it). The frames are
+    written with the shared copy's black bars cut off, the same columns from every frame of a clip (found on its
+    onset frame), as the distributed frames have none. SMIC-HS has no apex annotation: `SMIC_APEX_TABLE` is
+    clips.csv's apex (the third-party table's), subject as clips.csv spells it (`s03`) and clip as the folder."""
+    import cv2
+
+    table = ["subject,clip,apex"]
     for clip in clips:
         subject_dir = f"s{int(clip['subject'][1:])}"
         folder = root / "HS" / subject_dir / "micro" / clip["emotion"] / clip["clip"]
-        _link_frames(clip, folder, "reg_image{n}.bmp")
+        folder.mkdir(parents=True, exist_ok=True)
+        onset = cv2.imread(str(clip["frames"][clip["onset"]]), cv2.IMREAD_COLOR)
+        left, right = bar_columns(onset)
+        for number, source in clip["frames"].items():
+            image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+            assert image is not None and image.shape == onset.shape, source
+            assert cv2.imwrite(str(folder / f"reg_image{number}.bmp"), image[:, left : image.shape[1] - right])
+        table.append(f"{clip['subject']},{clip['clip']},{clip['apex']}")
+    (root / SMIC_APEX_TABLE).write_text("\n".join(table) + "\n")
 
 
 WRITERS = {"casme2": _casme2, "samm": _samm, "smic": _smic}
 
 
 def lay_out(dest: Path, datasets=DATASETS) -> dict[str, Path]:
-    """Each of `datasets` laid out under `dest` as distributed (symlinks to the shared frames, and its sheet):
-    dataset -> its data root, for `--data-root NAME=PATH` (or `config.load(data_roots=...)`)."""
+    """Each of `datasets` laid out under `dest` as distributed (its frames and its sheet; SMIC's apex table):
+    dataset -> its data root, for `--data-root NAME=PATH` (or `config.load(data_roots=...)`); `smic_sets` gives
+    the `--set` that reads SMIC's apex table."""
     roots = {}
     for name in datasets:
         root = Path(dest) / name
@@ -155,3 +186,8 @@ def lay_out(dest: Path, datasets=DATASETS) -> dict[str, Path]:
 def data_roots(roots: dict[str, Path]) -> list[str]:
     """`NAME=PATH` items for config.load(data_roots=...)."""
     return [f"{name}={path}" for name, path in roots.items()]
+
+
+def smic_sets(roots: dict[str, Path]) -> list[str]:
+    """`--set` items that make the SMIC adapter read the laid-out apex table (none when SMIC is not laid out)."""
+    return [f"datasets.smic.apex_table={SMIC_APEX_TABLE}"] if "smic" in roots else []

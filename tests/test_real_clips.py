@@ -1,7 +1,9 @@
 """Nine real micro-expression clips (../shared/data/real-clips: 3 each of CASME II, SAMM, SMIC-HS) through the
 real pipeline, laid out as each dataset is distributed (tests/realclips.py):
 - the real adapters read the distributed trees: the 9 samples with their subject, onset, apex, offset, frame
-  count, and the megc2019-composite label clips.csv gives, also through the composite's own adapter;
+  count, and the megc2019-composite label clips.csv gives, also through the composite's own adapter; SMIC's
+  apex is the middle frame, or with `datasets.smic.apex_table` the third-party table's (clips.csv's);
+- the laid-out SMIC frames are the distributed ones: the shared copy's black bars cut off;
 - `hsta-bench datasets prepare` with MTCNN crops makes `frames` and `special` inputs for every clip, each
   frame cropped with the one box detected on the onset frame;
 - MTCNN finds a face on every onset frame, and the crop box it gives on the apex frame is the onset's;
@@ -22,7 +24,7 @@ from helpers import run_cli
 from hsta_bench import config
 from hsta_bench.data import load_manifest, protocols
 from hsta_bench.data.manifest import label_column
-from realclips import DATASETS, data_roots, lay_out, needs_real_clips, read_clips
+from realclips import BAR_DARK, DATASETS, bar_columns, data_roots, lay_out, needs_real_clips, read_clips, smic_sets
 
 pytestmark = needs_real_clips
 
@@ -70,8 +72,8 @@ def test_adapters_read_the_distributed_trees(roots, clips, name):
         assert row[label_column(COMPOSITE)] == clip["composite_label"]
         if name == "smic":
             # no sheet: the clip folder's first and last frames (s3_po_05's official offset 304660 is missing from
-            # the release, so its offset is 304659) and the middle frame as apex (smic.py), not clips.csv's apex,
-            # which is a third-party table the adapter does not read (test_smic_apex_is_the_third_party_one)
+            # the release, so its offset is 304659) and, with no apex table given, the middle frame as apex
+            # (smic.py), not clips.csv's apex, a third-party table's (test_smic_apex_is_the_third_party_one)
             assert row["offset"] == last
             assert row["apex"] == (first + last) // 2 and row["apex_source"] == "middle"
         else:
@@ -79,13 +81,43 @@ def test_adapters_read_the_distributed_trees(roots, clips, name):
             assert row["apex"] == clip["apex"] and row["apex_source"] == "sheet"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="smic.py takes the middle frame as apex; it reads no apex table (clips.csv's apex is one)"
-)
 def test_smic_apex_is_the_third_party_one(roots, clips):
+    """With `datasets.smic.apex_table` (realclips.py writes clips.csv's apex, the third-party table's, subjects
+    spelled `s03` and clips as their folders, `s3_po_05`), the apex is the table's; the rest is as without it."""
+    with_table = load_manifest("smic", cfg_for(roots, *smic_sets(roots)))
+    assert not with_table.problems, [p.line() for p in with_table.problems]
+    frame = with_table.usable
+    got = {sid: (apex, source) for sid, apex, source in frame.select("sample_id", "apex", "apex_source").iter_rows()}
+    want = {sid: c["apex"] for sid, c in clips.items() if c["dataset"] == "smic"}
+    assert got == {sid: (apex, "table") for sid, apex in want.items()}
+    middle = {sid: (clips[sid]["first_frame"] + clips[sid]["last_frame"]) // 2 for sid in want}
+    assert all(want[sid] != middle[sid] for sid in want)  # the table moves every apex (s11_ne_02: 514588 vs 514584)
+    same = ["sample_id", "onset", "offset", "frame_files", "frame_numbers", label_column(COMPOSITE)]
+    assert frame.select(same).equals(load_manifest("smic", cfg_for(roots)).usable.select(same))
+
+
+def test_smic_frames_are_laid_out_without_the_black_bars(roots, clips):
+    """The shared SMIC frames are padded to 128x128 with black bars (columns 0-11 and 116-127, 117-127 for
+    s20_sur_01); the laid-out ones are the distributed frames, with none: 104 (105) x 128 .bmp files, the shared
+    pixels between the bars, and what was cut is black in every shared frame."""
+    import cv2
+
     frame = load_manifest("smic", cfg_for(roots)).usable
-    got = dict(zip(frame["sample_id"], frame["apex"]))
-    assert got == {sid: c["apex"] for sid, c in clips.items() if c["dataset"] == "smic"}
+    assert frame.height == 3
+    for row in frame.iter_rows(named=True):
+        clip = clips[row["sample_id"]]
+        left, right = bar_columns(cv2.imread(str(clip["frames"][clip["onset"]])))
+        assert left == 12 and right in (11, 12), (row["sample_id"], left, right)
+        for number, name in zip(row["frame_numbers"], row["frame_files"]):
+            path = Path(row["frame_dir"]) / name
+            assert path.suffix == ".bmp" and not path.is_symlink(), path
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            assert image.shape == (128, 128 - left - right, 3), (path, image.shape)
+            assert bar_columns(image) == (0, 0), path
+            shared = cv2.imread(str(clip["frames"][number]), cv2.IMREAD_UNCHANGED)
+            assert np.array_equal(image, shared[:, left : 128 - right]), path
+            cut = np.concatenate([shared[:, :left], shared[:, 128 - right :]], axis=1)
+            assert cut.astype(np.int64).sum(axis=2).max() < BAR_DARK, path
 
 
 def test_composite_adapter_takes_all_nine_with_their_labels(roots, clips):

@@ -41,7 +41,7 @@ def schema() -> dict[str, PolarsDataType]:
         "onset": pl.Int64,
         "apex": pl.Int64,
         "offset": pl.Int64,
-        "apex_source": pl.String,  # sheet | middle (rule or repair) | nearest (repair)
+        "apex_source": pl.String,  # sheet | table (SMIC apex_table) | middle (rule or repair) | nearest (repair)
         "face_crop": pl.Boolean,  # the frames (or apex image) are already face crops
         "flow_path": pl.String,  # precomputed onset->apex flow image (megc2019-flow)
         "apex_image": pl.String,  # precomputed apex face crop (megc2019-flow)

@@ -14,6 +14,18 @@ measured), with the release's names, sizes, channel order and value ranges:
   (`s03_s3_po_05.jpg` beside `s03_s03_po_05 .png`), as released.
 
 The folder is written whole or not at all (built beside the output, then renamed into place).
+
+How close, measured on the 9 real clips of ../shared/data/real-clips (tests/test_export.py,
+scripts/compare_composite.py): the exported flow images correlate with the released ones at a median of
+0.81 (u), 0.85 (v), 0.49 (strain); STSTNet's published fold weights give the same class on 7 of the 9.
+What limits it:
+- the crop: with each clip's released box itself (fitted by ECC), the same flow code reaches 0.88 / 0.93 /
+  0.58; CASME II's released crops are rotated to level the eyes (sub01: 3.3 degrees, the eye line's angle)
+  and sit up to 8 px off the centre of the clips' crops, which a detected box does not reproduce;
+- SAMM: its three clips stay at u 0.23-0.61 whatever was varied (onset -0..+10 and apex +-12 frames, flow
+  computed at 64-256 px, TV-L1 lambda 0.15-1, the released box), though the released apex crops are the
+  clips' frames (ECC 0.995-0.999): the release's SAMM flow was made some way the 128 px clips cannot show;
+- the clips are 128 px crops, smaller than the datasets' frames the release started from.
 """
 
 from __future__ import annotations
@@ -38,10 +50,11 @@ from hsta_bench.preprocess.pipeline import load_prepared
 FLOW = "megc2019-flow"  # the dataset that reads what this writes: its settings name the files
 APEX_SIZE = 224  # the released apex crops' size
 FLOW_SIZE = 28  # the released flow images' size
-# The released crops are face boxes narrower than tall, stretched to a square: each released apex crop,
-# aligned to its real clip's apex frame (ECC, correlation 0.99 for all 9 clips), covers a box 0.71-0.87
-# as wide as tall (median 0.81). With 0.8 the 9 clips' flow images correlate better with the released
-# ones (median u 0.80, v 0.85, strain 0.48) than square crops do (0.74, 0.68, 0.42).
+# The released crops are the distributed face crops stretched to a square, and detected boxes of that shape
+# where a dataset distributes none. Each released apex crop aligned to its real clip's apex frame (ECC,
+# correlation >= 0.987 for all 9 clips) covers a box 0.71-0.87 as wide as tall (median 0.81); for SMIC
+# exactly the distributed reg_image (the clips pad it to a square with 12 black columns each side). So
+# distributed crops are used whole (stretched) and detected boxes are narrowed to 0.8 of their height.
 RELEASE_CROP_ASPECT = 0.8
 
 

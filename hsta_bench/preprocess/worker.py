@@ -69,9 +69,8 @@ class Clip:
             self.box = detector.box(self._read(sample["onset"]), margin)
             if self.box is None:
                 self.note = "no face found on the onset frame: whole frames used"
-        if aspect < 1:  # narrower than tall, around the centre of the box (or of the whole frame)
-            height, width = self._read(sample["onset"]).shape[:2]
-            self.box = narrowed(self.box or (0, 0, width, height), aspect)
+        if aspect < 1 and self.box is not None:  # a detected face: narrower than tall, about its centre
+            self.box = narrowed(self.box, aspect)
 
     def _read(self, number: int) -> np.ndarray:
         if number not in self._cache:
