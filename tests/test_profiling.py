@@ -20,8 +20,8 @@ def _cases(name: str) -> list[AttentionCase]:
 
 
 def _expected_kinds(name: str) -> set[str]:
-    if name in ("ststnet", "off_apexnet", "c3d", "tiny_flow_net"):  # tiny_flow_net: examples/my_mer_model
-        return set()  # convolutional: no attention
+    if name in ("ststnet", "off_apexnet", "rcn_a", "c3d", "tiny_flow_net"):  # tiny_flow_net: examples/my_mer_model
+        return set()  # convolutional: no attention (rcn_a's class-activation map is no query-key attention)
     if name == "timesformer":
         return {"temporal", "spatial"}
     if name.startswith("hsta") and ("no_csta" in name or "usta_only" in name):
