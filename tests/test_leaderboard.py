@@ -138,6 +138,23 @@ def test_the_published_leaderboard_is_what_its_store_renders(tmp_path):
         )
     for dataset in ("casme2", "samm", "smic", "casme3"):
         assert f"## {dataset} · " in page and "synthetic stand-in (not a result)" in page
+    assert "=/" not in page and "--output /" not in page  # no machine's absolute paths on the published page
+
+
+def test_published_commands_name_paths_as_the_readme_does():
+    from hsta_bench.leaderboard.store import _published
+
+    beside = str(REPO.parent / "shared" / "data" / "megc2019-composite")
+    recorded = ["tune", "--data-root", f"megc2019-flow={beside}", "--output", "/scratch/runs", "--trials", "8"]
+    assert _published(recorded) == [
+        "tune",
+        "--data-root",
+        "megc2019-flow=../shared/data/megc2019-composite",
+        "--trials",
+        "8",
+    ]
+    assert _published(["run", "--data-root=samm=/mnt/lab/SAMM", "--output=/x"]) == ["run", "--data-root=samm=PATH"]
+    assert _published(["run", "--data-root", "casme2=data/CASME2"]) == ["run", "--data-root", "casme2=data/CASME2"]
 
 
 def _damage(path: Path, old: str, new: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import polars as pl
 from hsta_bench.data import get_source
 from hsta_bench.errors import UserError
 from hsta_bench.io import atomic_write
-from hsta_bench.paths import recipe_of
+from hsta_bench.paths import PACKAGE_DIR, recipe_of
 
 ENTRY_COLUMNS = {  # name -> type
     "entry": str,
@@ -246,17 +247,50 @@ def _seeds(seeds: dict) -> str:
     return " ".join(map(str, values))
 
 
+def _portable(root: str) -> str:
+    """A `NAME=PATH` data root as the README names it: a path inside the repository or beside it relative to
+    the repository (`../shared/...`, where the commands are run from), any other machine's path `NAME=PATH`."""
+    name, _, path = root.partition("=")
+    if not Path(path).is_absolute():
+        return root
+    repo = PACKAGE_DIR.parent
+    if Path(path).is_relative_to(repo.parent):
+        return f"{name}={os.path.relpath(path, repo)}"
+    return f"{name}=PATH"
+
+
+def _published(tokens: list[str]) -> list[str]:
+    """A recorded command line for the page: no --output (where one machine wrote its results), data roots
+    as the README names them."""
+    out: list[str] = []
+    skip = False
+    for i, token in enumerate(tokens):
+        if skip:
+            skip = False
+        elif token == "--output":
+            skip = True
+        elif token.startswith("--output="):
+            continue
+        elif i > 0 and tokens[i - 1] == "--data-root":
+            out.append(_portable(token))
+        elif token.startswith("--data-root="):
+            out.append(f"--data-root={_portable(token.split('=', 1)[1])}")
+        else:
+            out.append(token)
+    return out
+
+
 def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
     command = run.get("command") or []
     sub = command[1] if len(command) > 1 else None
-    if sub != "run":  # a tune's outer run: its own command reproduces it
-        return " ".join(["hsta-bench", *command[1:]])
+    if sub != "run":  # a tune's outer run: its own command reproduces it, less where it wrote its results
+        return " ".join(["hsta-bench", *_published(command[1:])])
     dataset = evaluation["dataset"]
     try:
         names = {dataset, *(get_source(dataset).parts or ())}
     except UserError:
         names = {dataset}
-    roots = [f"--data-root {v}" for o, v in pairs if o == "--data-root" and v.split("=", 1)[0] in names]
+    roots = [f"--data-root {_portable(v)}" for o, v in pairs if o == "--data-root" and v.split("=", 1)[0] in names]
     preset = [f"--preset {run['preset']}"] if run.get("preset") else []
     imports = [f"--import {m}" for m in run.get("imports") or []]
     return " ".join(
