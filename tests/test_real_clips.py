@@ -177,32 +177,27 @@ def test_prepare_cli_makes_frames_and_special_with_one_mtcnn_box_per_clip(roots)
                 assert not np.array_equal(got[0], got[-1])  # the face moves (or at least the frames differ)
 
 
-def test_mtcnn_finds_a_face_on_every_onset_and_the_apex_box_agrees(clips):
-    """One box per clip is justified: the crop box MTCNN gives on the apex frame is the onset frame's.
+def test_mtcnn_finds_a_face_on_every_onset_and_apex_frame_and_its_box_moves_little(clips):
+    """MTCNN finds the face on the onset and apex frames of every real clip, and its raw box moves little
+    between them.
 
-    Measured (facenet-pytorch 2.6.0 weights, crop_margin 0.15): these frames are already 128x128 face crops,
-    so MTCNN's box (side 112..180 px, reaching past the frame) widened by the margin is clamped to the whole
-    frame, (0, 0, 128, 128), on both frames of all nine clips: 0 px apart. MTCNN's raw box itself moves
-    more between onset and apex: its largest edge change per clip is 6.7, 1.3, 17.5 (CASME II EP19_06f,
-    EP01_01f, EP01_13), 5.4, 2.5, 0.6 (SAMM 018_3_1, 022_3_3, 007_7_1), 13.6, 10.1, 13.3 px (SMIC s11_ne_02,
-    s3_po_05, s20_sur_01), mostly in the edges it extrapolates outside the frame; its centre moves at most
-    8.7 px (s3_po_05), 0.6 px at least (007_7_1). A box per frame would add that jitter, which flow reads as
-    motion: one box per clip is the right rule.
+    Measured (facenet-pytorch 2.6.0 weights): MTCNN's raw box's largest edge change per clip is 6.7, 1.3,
+    17.5 (CASME II EP19_06f, EP01_01f, EP01_13), 5.4, 2.5, 0.6 (SAMM 018_3_1, 022_3_3, 007_7_1), 13.6, 10.1,
+    13.3 px (SMIC s11_ne_02, s3_po_05, s20_sur_01, as ../shared holds them: padded with black columns),
+    mostly in the edges it extrapolates outside the frame; its centre moves at most 8.7 px (s3_po_05), 0.6 px
+    at least (007_7_1). A box per frame would add that jitter, which flow reads as motion,
+    hence one box per clip (detected on the onset frame). These frames are tight 128 px face crops, so the
+    crop box the pipeline applies is the whole frame on both frames: they cannot show the one-box rule on
+    uncropped frames, which ../shared does not hold.
     """
     from hsta_bench.preprocess import mtcnn
-    from hsta_bench.preprocess.crop import MtcnnDetector
-    from hsta_bench.preprocess.settings import from_config
 
-    margin = from_config(config.load()).crop_margin
-    detector = MtcnnDetector()
     centre_moves = {}
     for sid, clip in clips.items():
         onset, apex = (_read_rgb(clip["frames"][clip[role]]) for role in ("onset", "apex"))
         found = {role: mtcnn.detect(image, select_largest=True) for role, image in (("onset", onset), ("apex", apex))}
         assert found["onset"] is not None and found["onset"].probs[0] > 0.99, sid
         assert found["apex"] is not None and found["apex"].probs[0] > 0.99, sid
-        box_onset, box_apex = detector.box(onset, margin), detector.box(apex, margin)
-        assert max(abs(a - b) for a, b in zip(box_onset, box_apex)) <= 2, (sid, box_onset, box_apex)  # measured 0
 
         def centre(detection):
             x0, y0, x1, y1 = detection.boxes[0]

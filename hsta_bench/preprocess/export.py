@@ -43,7 +43,7 @@ import numpy as np
 from hsta_bench.data.load import load_manifest
 from hsta_bench.data.manifest import label_column
 from hsta_bench.data.registry import get_source, settings_for
-from hsta_bench.data.sources.megc2019 import COMPOSITE, smic_folder_clip
+from hsta_bench.data.sources.megc2019 import COMPOSITE, released_names
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess.pipeline import load_prepared
 
@@ -91,13 +91,6 @@ def export_settings(cfg: dict) -> dict:
     return out
 
 
-def file_names(source: str, subject: str, clip: str, flow_name: str) -> tuple[str, str]:
-    """(flow image, apex crop) file names of a composite sample, as released."""
-    flow = flow_name.format(sub=subject, filename_o=clip)
-    crop = f"{subject}_{smic_folder_clip(clip) if source == 'smic' else clip}.jpg"
-    return flow, crop
-
-
 def export(cfg: dict, output: Path, progress=None, announce=None) -> ExportReport:
     """Write the composite's released files for every composite sample the configured copies hold."""
     start = time.perf_counter()
@@ -131,7 +124,7 @@ def export(cfg: dict, output: Path, progress=None, announce=None) -> ExportRepor
         labels = prepared.manifest[label_column(COMPOSITE)].to_list()
         for i, sample in enumerate(prepared.manifest.iter_rows(named=True)):
             source, subject, clip = sample["source"], sample["subject"], sample["clip"]
-            flow_name, crop_name = file_names(source, subject, clip, flow_settings.flow_name)
+            flow_name, crop_name = released_names(source, subject, clip, flow_settings.flow_name)
             # cv2 writes BGR: reversed, the files hold R = u, G = v, B = strain and the crop in RGB order
             _write(flow_dir / flow_name, np.ascontiguousarray(flows[i][..., ::-1]))
             _write(crop_dir / crop_name, np.ascontiguousarray(crops[i][..., ::-1]))
@@ -164,14 +157,16 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 
 def compare(ours: Path, released: Path, cfg: dict) -> list[dict]:
-    """Per sample of an export also in `released` (both in the release's layout): the Pearson correlation
-    of each flow channel (u, v, strain) between the two images, in the export's CSV order."""
+    """Per sample of an export also in `released` (both in the release's layout, read by `megc2019-flow`):
+    the Pearson correlation of each flow channel (u, v, strain) between the two images, in the export's CSV
+    order."""
     s = settings_for(FLOW, cfg)
+    config = copy.deepcopy(cfg)
+    config["datasets"][FLOW]["root"] = str(ours)
     out = []
-    for line in (Path(ours) / s.csv).read_text().splitlines()[1:]:
-        row = dict(zip(("dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"), line.split(",")))
-        name = s.flow_name.format(**row)
-        mine, theirs = (cv2.imread(str(Path(root) / s.flow_dir / name)) for root in (ours, released))
+    for path in load_manifest(FLOW, config).frame["flow_path"]:
+        name = Path(path).name
+        mine, theirs = cv2.imread(path), cv2.imread(str(Path(released) / s.flow_dir / name))
         if mine is None or theirs is None:
             continue
         mine, theirs = mine[..., ::-1].astype(np.float64), theirs[..., ::-1].astype(np.float64)  # u, v, strain

@@ -186,16 +186,19 @@ class Megc2019Flow(DatasetSource):
             small = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA) * scale
             small += rng.normal(0, 0.05, small.shape).astype(np.float32)  # flow estimates are noisy
             image = flowimage.encode(small[..., 0], small[..., 1])
-            values = {"sub": event.subject, "filename_o": event.clip}
-            cv2.imwrite(str(root / s.flow_dir / s.flow_name.format(**values)), image[..., ::-1])  # stored RGB
+            flow_name, crop_name = released_names(src, event.subject, event.clip, s.flow_name)
+            cv2.imwrite(str(root / s.flow_dir / flow_name), image[..., ::-1])  # stored RGB
             apex = render(tree.renderer.face(event.subject), field, 1.0, rng, gray=False)
-            # SMIC crops keep the folder spelling (s1), as in the release
-            crop_name = f"{event.subject}_{event.clip}.jpg"
-            if src == "smic":
-                crop_name = f"{event.subject}_{smic_folder_clip(event.clip)}.jpg"
             cv2.imwrite(str(root / s.crops_dir / crop_name), apex)
             rows.append(f"{reverse[src]},{event.subject},{event.clip},{s.labels.index(event.emotion)},,{crop_name},")
         (root / s.csv).write_text("\n".join(rows) + "\n")
+
+
+def released_names(source: str, subject: str, clip: str, flow_name: str) -> tuple[str, str]:
+    """(flow image, apex crop) file names of a composite sample as released: `flow_name` formatted with the
+    CSV's sub and filename_o; SMIC's crops keep its folders' spelling (`s03_s3_po_05.jpg`)."""
+    flow = flow_name.format(sub=subject, filename_o=clip)
+    return flow, f"{subject}_{smic_folder_clip(clip) if source == 'smic' else clip}.jpg"
 
 
 def smic_folder_clip(clip: str) -> str:
