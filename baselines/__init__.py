@@ -1,3 +1,13 @@
 """Baseline models, one module each, registered in hsta-bench's model registry on import."""
 
-from baselines import c3d, htnet, htnet_small, off_apexnet, rcn, ststnet, timesformer  # noqa: F401
+from baselines import (  # noqa: F401
+    c3d,
+    causalnet,
+    dual_inception,
+    htnet,
+    htnet_small,
+    off_apexnet,
+    rcn,
+    ststnet,
+    timesformer,
+)

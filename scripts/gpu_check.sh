@@ -12,7 +12,10 @@
 #                   at their paper input sizes, bf16 and fp32                                   (60 s)
 #   5. profile      hsta-bench profile --device cuda on hsta_base_224: sdpa, flash, efficient,
 #                   cuDNN in fp32 and bf16, against a GPU-sized matrix-product ceiling         (150 s)
-#   6. runs         real composite rows at the paper recipe (ststnet, off_apexnet, htnet, hsta_flow),
+#   6. causalnet    CausalNet as released (276.6 M parameters) on its own real inputs (causalnet-composite):
+#                   its paper recipe (Adam 5e-5, batch 1024) for 20 of its 200 epochs over 5 subject folds,
+#                   with the selection audit (--audit), into the runs' folder                     (150 s)
+#   7. runs         real composite rows at the paper recipe (ststnet, off_apexnet, htnet, hsta_flow),
 #                   each under what is left of the window, with the selection audit (--audit), then
 #                   their leaderboard. htnet is HTNet as released (139.6 M parameters, 800 epochs at
 #                   batch 256 over 68 folds: ~3 days on a 2-core CPU); a run the window cuts is resumed
@@ -35,6 +38,7 @@
 #                      whole script can be tried on a CPU (GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1)
 #   GPU_CHECK_DATA     the MEGC2019 composite (default ../shared/data/megc2019-composite, or shared/...)
 #   GPU_CHECK_MODELS   the models of the runs (default "ststnet off_apexnet htnet hsta_flow")
+#   GPU_CHECK_CAUSAL_DATA  CausalNet's composite (default ../shared/data/causalnet-composite, or shared/...)
 set -uo pipefail
 if [[ -z ${EPOCHREALTIME:-} ]]; then echo "gpu_check: needs bash 5 or newer (this is $BASH_VERSION)" >&2; exit 2; fi
 
@@ -48,8 +52,9 @@ cd "$(dirname "$0")/.." || exit 2
 REPO=$PWD
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 LC_NUMERIC=C
 
-STEP_NAMES=(env fold-batch hsta-step small-steps profile runs leaderboard)
-declare -A BUDGET=([env]=30 [fold-batch]=120 [hsta-step]=90 [small-steps]=60 [profile]=150 [runs]=0 [leaderboard]=30)
+STEP_NAMES=(env fold-batch hsta-step small-steps profile causalnet runs leaderboard)
+declare -A BUDGET=([env]=30 [fold-batch]=120 [hsta-step]=90 [small-steps]=60 [profile]=150 [causalnet]=150 [runs]=0
+                   [leaderboard]=30)
 declare -A SELECTED=() OWN=()
 IFS=',' read -r -a wanted <<<"${GPU_CHECK_STEPS:-$(IFS=,; echo "${STEP_NAMES[*]}")}"
 for item in "${wanted[@]}"; do
@@ -77,6 +82,13 @@ DATA=${GPU_CHECK_DATA:-}
 if [[ -z $DATA ]]; then
     for candidate in ../shared/data/megc2019-composite shared/data/megc2019-composite; do
         [[ -d $candidate ]] && { DATA=$(cd "$candidate" && pwd); break; }
+    done
+fi
+[[ -n ${GPU_CHECK_CAUSAL_DATA:-} && $GPU_CHECK_CAUSAL_DATA != /* ]] && GPU_CHECK_CAUSAL_DATA=$CALLER/$GPU_CHECK_CAUSAL_DATA
+CAUSAL_DATA=${GPU_CHECK_CAUSAL_DATA:-}
+if [[ -z $CAUSAL_DATA ]]; then
+    for candidate in ../shared/data/causalnet-composite shared/data/causalnet-composite; do
+        [[ -d $candidate ]] && { CAUSAL_DATA=$(cd "$candidate" && pwd); break; }
     done
 fi
 if [[ -z ${PYTHON:-} ]]; then
@@ -238,7 +250,31 @@ if selected profile; then
 fi
 [[ -n $INTERRUPTED ]] && finish
 
-# 6: real composite rows at the paper recipe, as many as fit the window, then their leaderboard
+# 6: CausalNet as released on its own inputs, briefly: its recipe for 20 epochs over 5 subject folds, audited
+if selected causalnet; then
+    why=""
+    if ! imports "ray, polars"; then why="Ray or polars is not importable with $PYTHON (the run needs both)"
+    elif [[ -z $CAUSAL_DATA || ! -f $CAUSAL_DATA/combined_3_class2_for_optical_flow.csv ]]; then
+        why="CausalNet's composite is not here (${CAUSAL_DATA:-../shared/data/causalnet-composite}; set GPU_CHECK_CAUSAL_DATA)"
+    elif [[ $DEVICE == cuda ]] && ! "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' \
+        2>/dev/null; then
+        why="torch sees no CUDA device: 276.6 M parameters at batch 1024 would take hours on the CPU"
+    fi
+    if [[ -n $why ]]; then skip causalnet "$why"
+    else
+        recipe=(--preset paper --set models.causalnet.train.epochs=20)
+        # quick (a CPU try of the script): the same code at a reduced width, one epoch
+        [[ -n ${QUICK[*]} ]] && recipe=(--preset smoke --set presets.smoke.train.epochs=1
+            --set models.causalnet.model.dim=16 --set 'models.causalnet.model.depths=[1,1,1]'
+            --set models.causalnet.model.head_hidden=32)
+        run_step causalnet "$(budget_of causalnet)" --cut --int -- "$PYTHON" -m hsta_bench run \
+            --dataset causalnet-composite --data-root "causalnet-composite=$CAUSAL_DATA" --model causalnet \
+            "${recipe[@]}" --set evaluation.scheme=kfold --set evaluation.k=5 --audit --output "$OUT/runs"
+    fi
+fi
+[[ -n $INTERRUPTED ]] && finish
+
+# 7: real composite rows at the paper recipe, as many as fit the window, then their leaderboard
 if selected runs; then
     why=""
     if ! imports "ray, polars"; then why="Ray or polars is not importable with $PYTHON (the runs need both)"

@@ -219,10 +219,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("name", FOLD_BATCHABLE)
 def test_fold_batched_equals_one_fold_at_a_time_on_cuda(name):
     """As test_engine's CPU test, on CUDA in fp32 with TF32 off: the stacked models are the one-by-one models."""
-    from test_engine import ragged_folds
+    from test_engine import ragged_folds, without_dropout
 
     folds, cfg = ragged_folds(precision="fp32", device="cuda")
-    build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
+    build = without_dropout(name)
     from hsta_bench.engine.batched import fit_predict_folds
 
     plain = [fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pytest
@@ -15,9 +16,19 @@ from hsta_bench.engine import train
 from hsta_bench.engine.batched import fit_predict_folds
 from hsta_bench.engine.metrics import scores
 from hsta_bench.engine.train import FoldData, Inputs, train_config
+from hsta_bench.errors import UserError
 from hsta_bench.models import create_model, list_models, model_class
 
 FOLD_BATCHABLE = [m for m in list_models() if model_class(m).fold_batchable]
+# the same layers, narrower, where the release's width only costs time here (Dual-Inception's 6.4 M-weight
+# dense layer: 70 s to train three folds both ways)
+NARROW = {"dual_inception": {"hidden": 32}}
+
+
+def without_dropout(name: str):
+    """A builder of `name` with its dropout off (where it has one) and narrowed as NARROW says."""
+    off = {"dropout": 0.0} if "dropout" in inspect.signature(model_class(name)).parameters else {}
+    return lambda: create_model(name, 3, **off, **NARROW.get(name, {}))
 
 
 def test_recipes_come_from_configs_and_presets_override_them(cfg):
@@ -241,7 +252,7 @@ def test_fold_batched_training_equals_one_fold_at_a_time(name):
     (STSTNet's conv biases before ReLU and batch norm: ~1e-8) becomes a full step whose sign is the
     rounding's; Adam's arithmetic is checked on its own below."""
     folds, cfg = ragged_folds()
-    build = lambda: create_model(name, 3, dropout=0.0)  # noqa: E731
+    build = without_dropout(name)
     plain = [train.fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
     batched = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])
     for i, (a, b) in enumerate(zip(plain, batched)):
@@ -299,3 +310,104 @@ def test_validation_subjects_select_the_epoch_without_the_test_subject():
         assert len(val) == 1 and not val & test
     assert set(result.chosen_epochs) == {f.name for f in result.plan.folds}
     assert all(1 <= e <= 4 for e in result.chosen_epochs.values())
+
+
+def test_dual_inceptions_recipe_validates_on_the_test_subjects_own_database():
+    """configs/models/dual_inception.yaml sets evaluation.val_rule own-database: the plan's folds validate on
+    the other subjects of the test subject's source and train on the other sources; the run records the rule."""
+    p = ev.plan("dual_inception", "megc2019-flow", config.load(), "paper", prepare=False)
+    assert p.evaluation["val_rule"] == "own-database" and p.recipe.train.selection == "best_val_loss"
+    source = p.manifest["source"].to_numpy()
+    for fold in p.folds:
+        (own,) = set(source[fold.test])
+        assert set(source[fold.val]) == {own} and own not in set(source[fold.train])
+        subjects = p.manifest["subject"].cast(str).to_numpy()
+        assert not set(subjects[fold.val]) & set(subjects[fold.test])
+    # any other model keeps the configured rule, and a recipe may set fold settings only
+    assert ev.plan("ststnet", "megc2019-flow", config.load(), "paper", prepare=False).evaluation["val_rule"] == "draw"
+    cfg = config.load()
+    cfg["models"]["dual_inception"]["evaluation"]["scheme"] = "kfold"  # as a user's own recipe file could
+    with pytest.raises(UserError, match=r"evaluation.scheme: a recipe may set only val_rule, val_subjects"):
+        ev.recipe("dual_inception", cfg, "paper")
+
+
+@pytest.mark.parametrize(
+    "selection,losses,uf1s,chosen",
+    [
+        ("best_val_loss", [0.9, 0.5, 0.7, 0.5], [0.1, 0.2, 0.3, 0.4], 2),  # lowest loss; a tie keeps the earlier
+        ("best_val", [0.9, 0.5, 0.7, 0.5], [0.1, 0.4, 0.6, 0.6], 3),  # highest UF1; a tie keeps the earlier
+    ],
+)
+def test_selection_keeps_the_epoch_its_rule_names(monkeypatch, selection, losses, uf1s, chosen):
+    rng = np.random.default_rng(0)
+    inputs = Inputs({"flow": rng.integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)})
+    y = rng.integers(0, 3, 40)
+    data = FoldData(inputs, np.arange(24), y[:24], np.arange(24, 34), y[24:34], np.arange(34, 40))
+    scripted_loss, scripted_uf1 = iter(losses), iter(uf1s)
+    monkeypatch.setattr(train, "val_loss", lambda *a, **k: next(scripted_loss))
+    monkeypatch.setattr(train, "val_uf1", lambda *a, **k: next(scripted_uf1))
+    cfg = train_config(epochs=4, batch_size=8, selection=selection, optimizer="adam", lr=1e-3)
+    out = train.fit_predict(lambda: create_model("ststnet", 3), data, cfg, 3, seed=0)
+    assert (out.epochs, out.chosen_epoch) == (4, chosen)
+
+
+def test_validation_loss_is_the_mean_cross_entropy_of_the_validation_rows():
+    rng = np.random.default_rng(1)
+    inputs = Inputs({"flow": rng.integers(0, 256, (30, 28, 28, 3), dtype=np.uint8)})
+    y = rng.integers(0, 3, 30)
+    data = FoldData(inputs, np.arange(10), y[:10], np.arange(10, 30), y[10:30], np.arange(0))
+    torch.manual_seed(0)
+    model = create_model("dual_inception", 3)
+    logits = train.predict(model, inputs, data.val, "cpu")
+    expected = -np.mean(np.log(np.exp(logits) / np.exp(logits).sum(1, keepdims=True))[np.arange(20), y[10:30]])
+    assert train.val_loss(model, data, "cpu") == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_fold_batch_auto_trains_the_way_measured_faster(monkeypatch, faster):
+    """auto: batched.probe times both ways once (per model, batch and device in a process); the folds train
+    stacked exactly when it measured stacking faster, and the run records what it measured."""
+    from hsta_bench.engine import batched
+
+    calls = []
+
+    def measured(build, data, cfg, n_classes, placement, **kw):
+        calls.append((cfg.batch_size, placement.device, len(data)))
+        return {"plain_ms_per_fold_step": 2.0, "stacked_ms_per_fold_step": 1.0 if faster else 3.0, "stacked": faster}
+
+    monkeypatch.setattr(batched, "probe", measured)
+    monkeypatch.setattr(batched, "_PROBES", {})
+    p = ev.plan("ststnet", "megc2019-flow", config.load(sets=["presets.smoke.train.epochs=1"]), "smoke")
+    assert p.recipe.train.fold_batch == "auto"
+    out = ev.run_folds(p, [0, 1])
+    assert out.placement["fold_batched"] is faster and out.placement["fold_batch_probe"]["stacked"] is faster
+    assert calls == [(p.recipe.train.batch_size, "cpu", 4)]
+    again = ev.plan("ststnet", "megc2019-flow", config.load(sets=["presets.smoke.train.epochs=1"]), "smoke")
+    assert ev.use_fold_batch(again, "cpu") is faster and len(calls) == 1  # once a process
+    never = ev.plan("ststnet", "megc2019-flow", config.load(sets=["models.ststnet.train.fold_batch=never"]), "smoke")
+    assert not ev.use_fold_batch(never, "cpu") and "cpu" not in never.fold_batch_probe
+
+
+def test_the_probe_times_both_ways_on_real_batches():
+    from hsta_bench.engine.batched import probe
+    from hsta_bench.engine.train import placement_for
+
+    folds, _ = ragged_folds()
+    cfg = train_config(optimizer="adam", lr=1e-3, batch_size=4, epochs=3)
+    out = probe(without_dropout("ststnet"), folds, cfg, 3, placement_for(cfg), steps=2, group=2)
+    assert out["plain_ms_per_fold_step"] > 0 and out["stacked_ms_per_fold_step"] > 0
+    assert out["stacked"] == (out["stacked_ms_per_fold_step"] * 1.25 < out["plain_ms_per_fold_step"])
+    assert (out["folds_stacked"], out["batch_size"]) == (2, 4)
+
+
+def test_a_model_validating_on_its_own_database_pairs_with_composites_only():
+    from hsta_bench.cli.run import pairs
+
+    todo, skipped = pairs(["dual_inception", "ststnet"], ["casme2", "megc2019-flow"], config.load(), "paper")
+    assert todo == [("dual_inception", "megc2019-flow"), ("ststnet", "casme2"), ("ststnet", "megc2019-flow")]
+    assert skipped == [
+        "dual_inception on casme2: its recipe validates on the test subject's own database and trains on the "
+        "others (evaluation.val_rule own-database), which needs a composite of several databases"
+    ]
+    with pytest.raises(UserError, match=r"^no model can run on the chosen datasets: dual_inception on samm: its"):
+        pairs(["dual_inception"], ["samm"], config.load(), "paper")

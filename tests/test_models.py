@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatch
+
 import pytest
 import torch
 
@@ -10,6 +12,16 @@ from hsta_bench.models.attention import attend, backend, divided_masks, set_back
 from hsta_bench.preprocess.kinds import KINDS
 
 ALL = list_models()
+# Models whose checks below run at a reduced width instead (the same code, the same checks) in the test named: at
+# their released size (causalnet: 277 M parameters) one CPU forward takes seconds, and these three checks half a
+# minute of the suite's budget.
+REDUCED_ELSEWHERE = {"causalnet": "tests/test_causalnet.py::test_reduced_causalnet_passes_what_every_model_must"}
+EACH = [
+    pytest.param(n, marks=pytest.mark.skip(reason=f"checked at a reduced width by {REDUCED_ELSEWHERE[n]}"))
+    if n in REDUCED_ELSEWHERE
+    else n
+    for n in ALL
+]
 
 
 def small(name: str, num_classes: int = 3, **extra):
@@ -17,7 +29,7 @@ def small(name: str, num_classes: int = 3, **extra):
     return create_model(name, num_classes, **small_overrides(name), **extra)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EACH)
 def test_forward_backward_every_parameter(name, record_property):
     model = small(name)
     assert set(model.inputs) <= set(KINDS)
@@ -26,8 +38,16 @@ def test_forward_backward_every_parameter(name, record_property):
     logits = model(batch)
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
     logits.logsumexp(-1).sum().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    # a module the release builds and never calls (baselines/rcn.py: `unused_parameters`) gets no gradient
+    patterns = getattr(model, "unused_parameters", ())
+    unused = {n for n, _ in model.named_parameters() if any(fnmatch(n, u) for u in patterns)}
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if n not in unused and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
     assert not missing, missing[:5]
+    assert all(p.grad is None for n, p in model.named_parameters() if n in unused)  # and those are unused
     record_property("parameters", count_parameters(model))
 
 
@@ -40,7 +60,7 @@ def bf16_agrees(logits: torch.Tensor, reference: torch.Tensor) -> bool:
     return bool((logits.float() - reference).abs().max() <= 0.2 * spread) and bool(spread > 0)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EACH)
 def test_bf16_autocast_forward(name):
     model = small(name).eval()
     batch = model.example_input(2)
@@ -60,7 +80,7 @@ def test_the_bf16_check_refuses_outputs_that_ignore_the_input():
     assert not bf16_agrees(reference.mean(-1, keepdim=True).expand_as(reference), reference)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", EACH)
 def test_attention_backends_agree(name):
     """For models with attention, the kernels agree; for the others the switch changes nothing."""
     model = small(name).eval()

@@ -35,7 +35,13 @@ def test_every_dataset_prepares_its_input_kinds(name):
     assert set(prepared.arrays) == set(expected)
     n = prepared.manifest.height
     assert n == load_manifest(name, small_cfg()).usable.height
-    shapes = {"frames": (4, 32, 32, 3), "special": (2, 32, 32, 3), "flow": (28, 28, 3), "apex": (32, 32, 3)}
+    shapes = {
+        "frames": (4, 32, 32, 3),
+        "special": (2, 32, 32, 3),
+        "flow": (28, 28, 3),
+        "apex": (32, 32, 3),
+        "causal": (4, 28, 28, 3),
+    }
     for kind in expected:
         batch = prepared.inputs(kind)
         assert batch.dtype == np.uint8 and batch.shape == (n, *shapes[kind])

@@ -20,8 +20,10 @@ def _cases(name: str) -> list[AttentionCase]:
 
 
 def _expected_kinds(name: str) -> set[str]:
-    if name in ("ststnet", "off_apexnet", "rcn_a", "c3d", "tiny_flow_net"):  # tiny_flow_net: examples/my_mer_model
-        return set()  # convolutional: no attention (rcn_a's class-activation map is no query-key attention)
+    # convolutional: no attention (the RCNs' class maps are no query-key attention); tiny_flow_net is
+    # examples/my_mer_model's
+    if name in ("ststnet", "off_apexnet", "c3d", "dual_inception", "tiny_flow_net") or name.startswith("rcn_"):
+        return set()
     if name == "timesformer":
         return {"temporal", "spatial"}
     if name.startswith("hsta") and ("no_csta" in name or "usta_only" in name):

@@ -7,6 +7,7 @@ import pytest
 
 from hsta_bench.engine import splits
 from hsta_bench.engine.splits import Fold, LeakageError
+from hsta_bench.errors import UserError
 
 
 def subjects_of(n_subjects: int = 9, seed: int = 0) -> np.ndarray:
@@ -90,3 +91,42 @@ def test_split_table_records_every_role():
     assert table.height == len(folds) * len(subjects)
     per_fold = table.group_by("fold", "role").agg(pl.col("subject").n_unique())
     assert per_fold.filter(pl.col("role") == "test")["subject"].to_list() == [1] * len(folds)
+
+
+def composite_of(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of three databases with subjects named as the composite's (sub.. CASME II, 0.. SAMM, s.. SMIC)."""
+    rng = np.random.default_rng(seed)
+    named = {"casme2": ["sub01", "sub02", "sub03"], "samm": ["006", "007"], "smic": ["s01", "s02", "s03", "s04"]}
+    pairs = [(s, db) for db, subs in named.items() for s in subs]
+    picks = rng.integers(len(pairs), size=120)
+    picks[: len(pairs)] = np.arange(len(pairs))  # every subject has a sample
+    return np.array([pairs[i][0] for i in picks]), np.array([pairs[i][1] for i in picks])
+
+
+@pytest.mark.parametrize("scheme,k", [("loso", 0), ("kfold", 9)])
+def test_own_database_validates_on_the_test_subjects_database_and_trains_on_the_others(scheme, k):
+    subjects, databases = composite_of()
+    folds = splits.make_folds(subjects, scheme, k, seed=1, val_rule="own-database", databases=databases)
+    db_of = dict(zip(subjects, databases))
+    for fold in folds:
+        test, val, train = (set(subjects[fold.roles()[r]]) for r in ("test", "val", "train"))
+        own = {db_of[s] for s in test}
+        assert val == {s for s in db_of if db_of[s] in own} - test  # every other subject of its database
+        assert not val & test and not train & (val | test)
+        assert {db_of[s] for s in train}.isdisjoint(own) and train  # the other databases only, and some
+        assert len(fold.train) + len(fold.val) + len(fold.test) == len(subjects)
+    if scheme == "loso":  # a SAMM subject validates on the other SAMM subject
+        fold = next(f for f in folds if f.name == "006")
+        assert set(subjects[fold.val]) == {"007"}
+
+
+def test_own_database_needs_several_databases_and_one_database_a_subject():
+    subjects, databases = composite_of()
+    with pytest.raises(UserError, match=r"val_rule=own-database: fold .* would train on no subject"):
+        splits.make_folds(subjects, val_rule="own-database", databases=np.full(len(subjects), "casme2"))
+    moved = databases.copy()
+    moved[np.flatnonzero(subjects == "s01")[0]] = "samm"
+    with pytest.raises(UserError, match=r"subject s01 is in two databases"):
+        splits.make_folds(subjects, val_rule="own-database", databases=moved)
+    with pytest.raises(UserError, match=r"evaluation.val_rule='nearby': expected draw or own-database"):
+        splits.make_folds(subjects, val_rule="nearby")

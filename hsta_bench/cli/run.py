@@ -117,23 +117,52 @@ ClusterSpec = Annotated[
 ]
 
 
-def pairs(models: list[str], datasets: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+def pairs(
+    models: list[str], datasets: list[str], cfg: dict | None = None, preset: str | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
     """(model, dataset) pairs to evaluate, and notes on pairs left out because the dataset cannot give
-    the model's inputs."""
+    the model's inputs, or (with `cfg`) its recipe validates on the test subject's own database and the
+    dataset holds one database."""
+    from hsta_bench.data.registry import get_source
     from hsta_bench.engine.evaluate import compatible
     from hsta_bench.models import model_inputs
 
     todo, skipped = [], []
     for model in models:
         inputs = model_inputs(model, 3)  # on the meta device: nothing is allocated or initialised
+        own_database = cfg is not None and _val_rule(model, cfg, preset) == "own-database"
         for dataset in datasets:
-            if compatible(inputs, dataset):
-                todo.append((model, dataset))
+            if not compatible(inputs, dataset):
+                skipped.append(f"{model} on {dataset}: needs {', '.join(inputs)}{_given_by(inputs, dataset)}")
+            elif own_database and not get_source(dataset).composite:
+                skipped.append(
+                    f"{model} on {dataset}: its recipe validates on the test subject's own database and trains on "
+                    "the others (evaluation.val_rule own-database), which needs a composite of several databases"
+                )
             else:
-                skipped.append(f"{model} on {dataset}: needs {', '.join(inputs)}")
+                todo.append((model, dataset))
     if not todo:
         raise UserError("no model can run on the chosen datasets: " + "; ".join(skipped))
     return todo, skipped
+
+
+def _val_rule(model: str, cfg: dict, preset: str | None) -> str:
+    from hsta_bench.engine.recipes import recipe
+
+    return str(recipe(model, cfg, preset).evaluation.get("val_rule", cfg["evaluation"].get("val_rule", "draw")))
+
+
+def _given_by(inputs, dataset: str) -> str:
+    """For each input `dataset` cannot give, the datasets that can: ' (causal: given by causalnet-composite only)'."""
+    from hsta_bench.engine.evaluate import compatible
+    from hsta_bench.preprocess.kinds import givers
+
+    notes = []
+    for kind in inputs:
+        if not compatible([kind], dataset):
+            names = givers(kind)
+            notes.append(f"{kind}: given by {', '.join(names)}" + (" only" if len(names) == 1 else ""))
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def run(
@@ -352,7 +381,7 @@ def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     check_names(cfg, preset, model or [])
     datasets = chosen_datasets(dataset, all_datasets, named="--dataset NAME", every="--all-datasets")
     models = list(dict.fromkeys(model or cfg["presets"][preset].get("models") or []))
-    todo, skipped = pairs(models, datasets)
+    todo, skipped = pairs(models, datasets, cfg, preset)
     from hsta_bench.engine.evaluate import evaluation_config, recipe  # the engine: once the names are right
     from hsta_bench.orchestrate.trials import dispatch_config
 

@@ -130,7 +130,7 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     cfg = load_config(config, sets, data_roots)
     check_names(cfg, preset, [model])
     chosen_datasets([dataset], False, named="--dataset NAME", every="--all-datasets")
-    pairs([model], [dataset])  # the dataset must give the model's inputs
+    pairs([model], [dataset], cfg, preset)  # the dataset must give the model's inputs (and suit its val rule)
     config_mod.apply_sets(cfg, space.space_sets(model, cfg, space_items or []))
     evaluation_config(cfg)
     dispatch_config(cfg)

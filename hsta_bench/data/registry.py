@@ -22,6 +22,9 @@ class DatasetSource:
     inputs: ClassVar[str]  # what a sample provides: "frames" (video clips) or "flow" (precomputed)
     protocols: ClassVar[tuple[str, ...]]  # label protocols it can be scored under; the first is the default
     parts: ClassVar[tuple[str, ...]] = ()  # a composite is built from these datasets' manifests
+    # its samples come from several source databases (the manifest's `source`): what a validation rule
+    # that holds out the test subject's own database (evaluation.val_rule own-database) needs
+    composite: ClassVar[bool] = False
     Settings: ClassVar[type]  # typed view of configs/datasets/<name>.yaml (root and synthetic excluded)
 
     def read(self, root: Path, settings, builder: ManifestBuilder) -> None:  # pragma: no cover - abstract

@@ -16,14 +16,19 @@ agree to float rounding (tested). With Adam they can part further: Adam divides 
 own running size, so a gradient that is zero up to rounding (STSTNet's conv biases: ~1e-8) becomes a
 full-size step whose sign is the rounding's; the optimiser's arithmetic itself matches torch.optim
 (tested).
-On a CPU this is slower than the plain loop (STSTNet at batch 256: the plain step is already bound by
-per-element work, not overhead; see tests/benchmarks/test_fold_batch_bench.py), so `fold_batch: auto`
-uses it on CUDA only.
+Whether it pays depends on the device and the batch, so `fold_batch: auto` measures it (`probe`): a few
+steps each way at the recipe's batch on the device the folds train on, once per model, batch and device in
+a process, recorded with the run's placement. On this 2-core CPU STSTNet at batch 256 loses (its plain step
+is bound by per-element work, not overhead) and Dual-Inception at batch 3 (tests/benchmarks/
+test_fold_batch_bench.py has both).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+import time
 
 import numpy as np
 import torch
@@ -34,6 +39,7 @@ from hsta_bench.engine.device import Placement, precision, to_device
 from hsta_bench.engine.train import (
     FoldData,
     FoldOutcome,
+    FoldTrainer,
     TrainConfig,
     audited,
     batches,
@@ -329,3 +335,58 @@ def fit_predict_folds(
         FoldOutcome(out, cfg.epochs, cfg.epochs, audit[j] if audit_every > 0 else None, states[j])
         for j, out in enumerate(logits)
     ]
+
+
+# `fold_batch: auto` asks, once per model, batch and device, which way trains a fold-step faster: measured
+_PROBES: dict[tuple, dict] = {}
+# stacked only when clearly faster: the two ways draw dropout differently, so a close call that load on the
+# machine could flip would change a run's numbers from one run to the next
+CLEARLY = 1.25
+
+
+def probe(
+    build, folds: list[FoldData], cfg: TrainConfig, n_classes: int, placement: Placement, steps: int = 3, group: int = 4
+) -> dict:
+    """Seconds per fold-step of the plain loop (one fold) and of `group` folds stacked, on `placement`'s device
+    at the recipe's batch: each way trains `steps` steps of real training batches (the first folds' own rows)
+    once to warm up, then twice timed, the faster kept. Whether stacking pays depends on where a step's time
+    goes: at STSTNet's batch 256 on a CPU it is per-element work stacking cannot remove (it adds masking);
+    at Dual-Inception's batch 3 most of a step is per-call overhead, which stacking shares out."""
+    group = max(1, min(group, len(folds)))
+    need = steps * cfg.batch_size
+    small = [
+        FoldData(f.inputs, f.train[:need], f.train_labels[:need], f.val[:0], f.val_labels[:0], f.test[:0])
+        for f in folds[:group]
+    ]
+    short = dataclasses.replace(cfg, epochs=1, warmup_epochs=0)
+
+    def timed(trainer) -> float:
+        trainer.train_epoch()  # warm-up: allocator, kernel choice, the optimiser's state
+        best = math.inf
+        for _ in range(2):
+            if placement.torch_device.type == "cuda":
+                torch.cuda.synchronize(placement.torch_device)
+            start = time.perf_counter()
+            trainer.train_epoch()
+            if placement.torch_device.type == "cuda":
+                torch.cuda.synchronize(placement.torch_device)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    per_epoch = len(batches(np.arange(len(small[0].train)), cfg.batch_size))
+    plain = timed(FoldTrainer(build, small[0], short, n_classes, 0, placement)) / per_epoch
+    stacked = timed(StackedTrainer(build, small, short, n_classes, list(range(group)), placement)) / per_epoch / group
+    return {
+        "plain_ms_per_fold_step": round(plain * 1e3, 3),
+        "stacked_ms_per_fold_step": round(stacked * 1e3, 3),
+        "folds_stacked": group,
+        "batch_size": cfg.batch_size,
+        "stacked": stacked * CLEARLY < plain,
+    }
+
+
+def probed(key: tuple, measure) -> dict:
+    """The probe of `key` (model, overrides, batch, optimiser, device, input shapes), measured once a process."""
+    if key not in _PROBES:
+        _PROBES[key] = measure()
+    return _PROBES[key]

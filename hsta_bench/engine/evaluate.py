@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -64,6 +64,7 @@ class EvaluationConfig:
     k: Annotated[Int, Field(ge=2)]  # kfold
     protocol: str | None  # configs/protocols.yaml; None: the dataset's default
     val_subjects: Annotated[Int, Field(ge=0)]
+    val_rule: Literal["draw", "own-database"]  # engine/splits.py; a recipe may set it (its `evaluation:`)
     seed: Int
     bootstrap: Annotated[Int, Field(ge=0)]
     level: Annotated[Float, Field(gt=0, lt=1)]
@@ -122,6 +123,8 @@ class Plan:
     weights: str | None = None  # a folder of fold weights scored instead of training (engine/weights.py)
     save_weights: bool = False  # keep each fold's final weights
     audit_every: int = 0  # > 0: record test predictions every so many epochs (engine/audit.py)
+    # fold_batch auto: device type -> what batched.probe measured there (travels with the plan to its trials)
+    fold_batch_probe: dict = field(default_factory=dict)
 
     def recipe_of(self, index: int) -> Recipe:
         return self.fold_recipes.get(index, self.recipe)
@@ -158,13 +161,14 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     """The evaluation of `model` on `dataset`. `prepare=False` (a dry run, orchestrate/estimate.py) skips the
     preprocessing, which on real data is the expensive part (optical flow): the samples are the data layer's
     usable ones, and `inputs` is None."""
-    ev = evaluation_config(cfg)
+    rec = recipe(model, cfg, preset)
+    # the recipe's own validation rule (Dual-Inception's: engine/splits.py) over configs/evaluation.yaml
+    ev = evaluation_config({**cfg, "evaluation": {**cfg["evaluation"], **rec.evaluation}})
     source = get_source(dataset)
     protocol_name = ev.protocol or source.protocols[0]
     protocol = protocols.get(protocol_name)
     if not set(protocol.adapters) & set(source.parts or (dataset,)):
         raise UserError(f"evaluation.protocol={protocol_name}: does not apply to {dataset}")
-    rec = recipe(model, cfg, preset)
     probe = meta_model(model, len(protocol.classes), rec.overrides)  # shapes and declarations, no memory
     if not is_builtin(model):  # a model from outside: its forward and loss checked before any fold trains
         check_forward(model, len(protocol.classes), rec.overrides)
@@ -186,7 +190,15 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
         .replace_strict(list(protocol.classes), list(range(len(protocol.classes))), return_dtype=pl.Int64)
         .to_numpy()
     )
-    folds = splits.make_folds(manifest["subject"].to_numpy(), ev.scheme, ev.k, ev.val_subjects, ev.seed)
+    folds = splits.make_folds(
+        manifest["subject"].to_numpy(),
+        ev.scheme,
+        ev.k,
+        ev.val_subjects,
+        ev.seed,
+        ev.val_rule,
+        manifest["source"].to_numpy(),
+    )
     encoding = encoding_of(probe)
     inputs = (
         Inputs({kind: prepared.inputs(kind, rows) for kind in probe.inputs}, encoding=encoding) if prepare else None
@@ -219,7 +231,7 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
         folds,
         inputs,
         synthetic,
-        {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "seed")},
+        {k: getattr(ev, k) for k in ("scheme", "k", "val_subjects", "val_rule", "seed")},
         own,
         encoding,
         given,
@@ -240,8 +252,9 @@ def _fold_data(p: Plan, fold):
 
 
 def use_fold_batch(p: Plan, device: str) -> bool:
-    """Whether the folds of `p` train stacked (engine/batched.py) on `device`, where they train: `auto` on
-    CUDA only (on a CPU the plain loop is as fast), for models that allow it, when the folds share a recipe."""
+    """Whether the folds of `p` train stacked (engine/batched.py) on `device`, where they train: for models
+    that allow it, when the folds share a recipe and select the last epoch; `auto` where it measures faster
+    (`fold_batch_pays`)."""
     mode = p.recipe.train.fold_batch
     if mode == "never" or p.recipe.train.selection != "last" or p.fold_recipes:  # folds stacked share a recipe
         return False
@@ -249,9 +262,37 @@ def use_fold_batch(p: Plan, device: str) -> bool:
     if augment.active(p.recipe.train):  # the stacked loop draws flips only; these train fold by fold
         return False
     batchable = model_class(p.model).fold_batchable
-    if mode == "always":
+    if mode == "always" or not batchable:
         return batchable
-    return batchable and torch.device(device).type == "cuda"
+    return fold_batch_pays(p, device)
+
+
+def fold_batch_pays(p: Plan, device: str) -> bool:
+    """Whether stacking `p`'s folds trains a fold-step faster than the plain loop on `device` at the recipe's
+    batch, as batched.probe measures it (once per model, batch and device in a process; kept on the plan, so
+    its trials decide alike). Where it cannot be measured, a dry run's plan without data or a GPU this process
+    does not have, the rule is the device's type: stacked on CUDA, where a small model's step is per-call
+    overhead, plain on a CPU."""
+    kind = torch.device(device).type
+    if kind in p.fold_batch_probe:
+        return bool(p.fold_batch_probe[kind]["stacked"])
+    if p.inputs is None or (kind == "cuda" and not torch.cuda.is_available()):
+        return kind == "cuda"
+    cfg = p.recipe.train
+    placement = train.placement_for(replace(cfg, device="cuda" if kind == "cuda" else "cpu"))
+    key = (
+        p.model,
+        json.dumps(p.recipe.overrides, sort_keys=True, default=str),
+        cfg.batch_size,
+        cfg.optimizer,
+        placement.device,
+        placement.precision,
+        tuple((k, a.shape[1:]) for k, a in sorted(p.inputs.arrays.items())),
+    )
+    data = [_fold_data(p, f) for f in p.folds[: min(4, len(p.folds))]]
+    build = lambda: create_model(p.model, len(p.classes), **p.recipe.overrides)  # noqa: E731
+    p.fold_batch_probe[kind] = batched.probed(key, lambda: batched.probe(build, data, cfg, len(p.classes), placement))
+    return bool(p.fold_batch_probe[kind]["stacked"])
 
 
 @dataclass
@@ -363,7 +404,11 @@ def run_folds(p: Plan, indices: list[int] | None = None, progress=None, placemen
         chosen_epoch={f.name: o.chosen_epoch for f, o in zip(folds, outcomes)},
         seconds=time.perf_counter() - started,
         started_at=started_at,
-        placement={**placement.record(), "fold_batched": stacked},
+        placement={
+            **placement.record(),
+            "fold_batched": stacked,
+            **({"fold_batch_probe": probe} if (probe := p.fold_batch_probe.get(placement.type)) else {}),
+        },
         audit={f.name: o.audit for f, o in zip(folds, outcomes) if o.audit is not None},
         states={f.name: o.state for f, o in zip(folds, outcomes) if o.state is not None},
     )

@@ -30,6 +30,11 @@ class Recipe:
     overrides: dict
     source: str  # which recipe file (or "defaults")
     resources: dict = field(default_factory=dict)
+    evaluation: dict = field(default_factory=dict)  # the fold settings the recipe sets (FOLD_SETTINGS)
+
+
+# the evaluation settings a recipe may set: how its folds' validation side is made (engine/splits.py)
+FOLD_SETTINGS = ("val_rule", "val_subjects")
 
 
 def recipe_name(model: str, cfg: dict) -> str | None:
@@ -59,7 +64,11 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
         overrides.update(tuned.get("model") or {})
         source += f" + tuned.{model}"
     train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
-    return Recipe(train, overrides, source, dict(found.get("resources") or {}))
+    evaluation = dict(found.get("evaluation") or {})
+    if set(evaluation) - set(FOLD_SETTINGS):
+        unknown = ", ".join(sorted(set(evaluation) - set(FOLD_SETTINGS)))
+        raise UserError(f"{source}: evaluation.{unknown}: a recipe may set only {', '.join(FOLD_SETTINGS)}")
+    return Recipe(train, overrides, source, dict(found.get("resources") or {}), evaluation)
 
 
 def tuned_entry(cfg: dict, model: str) -> dict:
@@ -106,6 +115,10 @@ def fold_recipes(
         values = {**asdict(base.train), **(spec.get("train") or {})}
         train = config_mod.typed(TrainConfig, values, where).check(where)
         out[index[str(name)]] = Recipe(
-            train, {**base.overrides, **(spec.get("model") or {})}, f"{base.source} + {where}", base.resources
+            train,
+            {**base.overrides, **(spec.get("model") or {})},
+            f"{base.source} + {where}",
+            base.resources,
+            base.evaluation,
         )
     return out

@@ -1,7 +1,10 @@
 """Subject-independent splits: leave-one-subject-out and subject k-fold, checked before any training.
 
-A fold holds row indices into the manifest for three roles: `train`, `val` (subjects drawn from the
-training side for model selection; empty with a fixed epoch budget) and `test`. `check` refuses any
+A fold holds row indices into the manifest for three roles: `train`, `val` (subjects taken from the
+training side for model selection; empty with a fixed epoch budget) and `test`. Which subjects validate is
+the val rule: `draw` takes `val_subjects` of them at random; `own-database` takes every other subject of the
+test subject's own database (each sample's source dataset in a composite), so that training sees only the
+other databases, as Dual-Inception's release does (baselines/dual_inception.py). `check` refuses any
 fold where a subject is on two sides, and any set of folds that does not test every sample exactly once.
 """
 
@@ -43,14 +46,49 @@ def _draw_val(train_subjects: list[str], count: int, rng: np.random.Generator) -
     return set(rng.choice(train_subjects, size=count, replace=False).tolist())
 
 
-def make_folds(subjects, scheme: str = "loso", k: int = 5, val_subjects: int = 0, seed: int = 0) -> list[Fold]:
+VAL_RULES = ("draw", "own-database")
+
+
+def _own_database(test_set: set[str], ids: list[str], database: dict[str, str], name: str) -> set[str]:
+    """Every subject of the test subjects' databases but themselves; refused where none would be left to train."""
+    own = {database[s] for s in test_set}
+    val_set = {s for s in ids if s not in test_set and database[s] in own}
+    if all(database[s] in own for s in ids):
+        raise UserError(
+            f"evaluation.val_rule=own-database: fold {name} would train on no subject (every other subject is of "
+            f"its database, {', '.join(sorted(own))}); the rule needs a composite of several databases"
+        )
+    return val_set
+
+
+def make_folds(
+    subjects,
+    scheme: str = "loso",
+    k: int = 5,
+    val_subjects: int = 0,
+    seed: int = 0,
+    val_rule: str = "draw",
+    databases=None,
+) -> list[Fold]:
     """Folds over the samples whose subjects are `subjects` (one entry per manifest row).
 
     loso: one fold per subject, in sorted order. kfold: subjects shuffled with `seed` and dealt into `k`
-    groups. `val_subjects` subjects of each fold's training side become its validation side.
+    groups. The validation side: `val_rule` draw, `val_subjects` subjects of each fold's training side at
+    random; own-database, the other subjects of the test subjects' databases (`databases`: each row's).
     """
     subjects = np.asarray([str(s) for s in subjects])
     ids = _order(subjects)
+    if val_rule not in VAL_RULES:
+        raise UserError(f"evaluation.val_rule={val_rule!r}: expected {' or '.join(VAL_RULES)}")
+    database: dict[str, str] = {}
+    if val_rule == "own-database":
+        if databases is None or len(databases) != len(subjects):
+            raise ValueError("make_folds: val_rule own-database needs each row's database")
+        for s, d in zip(subjects, (str(d) for d in databases)):
+            if database.setdefault(s, d) != d:
+                raise UserError(
+                    f"evaluation.val_rule=own-database: subject {s} is in two databases ({database[s]}, {d})"
+                )
     if scheme == "loso":
         groups = [[s] for s in ids]
         names = ids
@@ -66,7 +104,10 @@ def make_folds(subjects, scheme: str = "loso", k: int = 5, val_subjects: int = 0
     for index, (name, group) in enumerate(zip(names, groups)):
         rng = np.random.default_rng([seed, index])
         test_set = set(group)
-        val_set = _draw_val([s for s in ids if s not in test_set], val_subjects, rng)
+        if val_rule == "own-database":
+            val_set = _own_database(test_set, ids, database, name)
+        else:
+            val_set = _draw_val([s for s in ids if s not in test_set], val_subjects, rng)
         role = np.where(np.isin(subjects, list(test_set)), 2, np.where(np.isin(subjects, list(val_set)), 1, 0))
         folds.append(Fold(index, name, *(np.flatnonzero(role == r) for r in (0, 1, 2))))
     check(folds, subjects)

@@ -35,6 +35,7 @@ def _f4(x) -> str:  # published numbers as papers give them
 SELECTION = {
     "last": "the last epoch's model",
     "best_val": "the best epoch on validation subjects",
+    "best_val_loss": "the epoch of lowest loss on validation subjects",
     "given": "given weights scored untrained (`run --weights`)",
 }
 

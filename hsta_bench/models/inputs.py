@@ -8,7 +8,8 @@ name read `default`):
 - `bgr255`: the channels in cv2.imread's order (B, G, R: for a flow image strain, v, u) and the raw 0..255
   values as floats, unscaled: what STSTNet's release (main.py) and HTNet's (main_HTNet.py) feed their models,
   images read with cv2.imread and turned into tensors as they are.
-Layouts: cache (N, T, S, S, 3) -> model (N, 3, T, S, S); cache (N, S, S, 3) -> model (N, 3, S, S).
+Layouts: cache (N, T, S, S, 3) -> model (N, 3, T, S, S) (frames, special, and causal with its 4 images as T);
+cache (N, S, S, 3) -> model (N, 3, S, S).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RGB_KINDS = ("frames", "special", "apex")
 FLOW_KINDS = ("flow", "regions")  # their first cached channel is the horizontal flow u
+# CausalNet's four tiled images (preprocess/causal.py): flow-like bytes, scaled to 0..1 by default; two of them are
+# direction maps, so mirroring flips them left-right with no channel negated
+STACK_KINDS = ("causal",)
 ENCODINGS = ("default", "bgr255")
-KINDS = RGB_KINDS + FLOW_KINDS  # every kind preprocessing makes (preprocess/kinds.py), without importing it
-RANKS = {"frames": 4, "special": 4, "flow": 3, "apex": 3, "regions": 3}  # (3, T, S, S) or (3, S, S)
+KINDS = RGB_KINDS + FLOW_KINDS + STACK_KINDS  # every kind preprocessing makes (preprocess/kinds.py), not imported
+RANKS = {"frames": 4, "special": 4, "flow": 3, "apex": 3, "regions": 3, "causal": 4}  # (3, T, S, S) or (3, S, S)
 
 
 def encoding_of(model) -> dict[str, str]:
@@ -115,6 +119,6 @@ def preprocess_settings(inputs: dict[str, tuple[int, ...]]) -> list[str]:
             sets += [f"preprocess.frames={shape[1]}", f"preprocess.size={shape[-1]}"]
         elif kind in ("special", "apex"):
             sets.append(f"preprocess.size={shape[-1]}")
-        elif kind in FLOW_KINDS:
+        elif kind in FLOW_KINDS + STACK_KINDS:
             sets.append(f"preprocess.flow.size={shape[-1]}")
     return list(dict.fromkeys(sets))

@@ -4,7 +4,7 @@
                cross-entropy + backward at the recipe's input size, counted on the meta device, so the
                paper-size HSTA costs nothing; an AdamW update adds no counted FLOPs), x the training
                samples of every fold x epochs, plus the test predictions (and the validation predictions a
-               best_val recipe makes each epoch)
+               best_val or best_val_loss recipe makes each epoch)
     trials     the trials `hsta-bench run` would make on the cluster (orchestrate/trials.py), their resources
                and how many of each shape the cluster runs at once
     wall time  per trial: compute / (the device's peak x an assumed utilisation x the trial's share of a GPU),
@@ -317,7 +317,7 @@ def trial_work(plan, trial, stacked: bool) -> Work:
     for f in folds:
         r = plan.recipe_of(f.index)
         total += fold_work(
-            len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r), r.train.selection == "best_val"
+            len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r), r.train.selection != "last"
         )
     return total
 
@@ -578,7 +578,7 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
             "synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's"
         )
     if any(
-        p.recipe_of(i).train.selection == "best_val" and p.recipe_of(i).train.patience
+        p.recipe_of(i).train.selection != "last" and p.recipe_of(i).train.patience
         for p in plans.values()
         for i in range(len(p.folds))
     ):

@@ -7,7 +7,10 @@
 | flow    | F x F x 3 uint8         | onset->apex flow: u, v, strain     | the released flow image         |
 | apex    | S x S x 3 uint8 RGB     | the apex frame                     | the released apex crop          |
 | regions | F x F x 3 uint8         | HTNet's 4 crops of flow, tiled     | the same of the released flow   |
+| causal  | 4 x F x F x 3 uint8     | -                                  | -                               |
 (regions: crops around MTCNN landmarks of the apex face, as HTNet's release makes them: regions.py)
+(causal: CausalNet's four images, each cut into 4 blocks and tiled as its release does (causal.py); only a
+dataset of those images gives it: causalnet-composite)
 (T = preprocess.frames, S = preprocess.size, F = preprocess.flow.size)
 """
 
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from hsta_bench.errors import UserError
-from hsta_bench.preprocess import regions
+from hsta_bench.preprocess import causal, regions
 from hsta_bench.preprocess.crop import choose_detector
 from hsta_bench.preprocess.settings import PreprocessSettings
 
@@ -78,10 +81,24 @@ KINDS = {
                 "code": regions.code_digest(),
             },
         ),
+        InputKind(
+            "causal",
+            ("causal",),
+            lambda s: (4, s.flow.size, s.flow.size, 3),
+            lambda s: {"size": s.flow.size, "code": causal.code_digest()},
+        ),
     )
 }
 
-DEFAULTS = {"frames": ("frames", "special", "flow"), "flow": ("flow", "apex")}
+DEFAULTS = {"frames": ("frames", "special", "flow"), "flow": ("flow", "apex"), "causal": ("causal",)}
+GIVES = {"frames": "video frames", "flow": "precomputed flow", "causal": "CausalNet's four images per sample"}
+
+
+def givers(kind: str) -> list[str]:
+    """The registered datasets that can give input `kind`."""
+    from hsta_bench.data import get_source, list_sources  # noqa: PLC0415 - the data layer registers on first use
+
+    return [name for name in list_sources() if get_source(name).inputs in KINDS[kind].sources]
 
 
 def resolve(requested: str | tuple[str, ...], dataset: str, inputs: str) -> tuple[str, ...]:
@@ -93,5 +110,8 @@ def resolve(requested: str | tuple[str, ...], dataset: str, inputs: str) -> tupl
         if name not in KINDS:
             raise UserError(f"preprocess.inputs: unknown input '{name}' (known: {', '.join(KINDS)}, or auto)")
         if inputs not in KINDS[name].sources:
-            raise UserError(f"preprocess.inputs: {dataset} has precomputed {inputs} only; it cannot give '{name}'")
+            raise UserError(
+                f"preprocess.inputs: {dataset} has {GIVES.get(inputs, inputs)} only; it cannot give '{name}' "
+                f"(datasets that can: {', '.join(givers(name))})"
+            )
     return tuple(dict.fromkeys(names))

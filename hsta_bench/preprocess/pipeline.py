@@ -26,6 +26,7 @@ from hsta_bench.errors import UserError
 from hsta_bench.preprocess import cache, worker
 from hsta_bench.preprocess import kinds as kinds_mod
 from hsta_bench.preprocess import settings as settings_mod
+from hsta_bench.preprocess.causal import image_paths
 from hsta_bench.preprocess.crop import Detector, choose_detector
 from hsta_bench.preprocess.mtcnn import PACKAGE as MTCNN_PACKAGE
 from hsta_bench.preprocess.sampling import span
@@ -73,9 +74,12 @@ class PrepareReport:
         }
 
 
-def _files(sample: dict, s: settings_mod.PreprocessSettings) -> list[str]:
+def _files(sample: dict, s: settings_mod.PreprocessSettings, kinds: tuple[str, ...] = ()) -> list[str]:
     if sample["frame_dir"] is None:
-        return [f for f in (sample["flow_path"], sample["apex_image"]) if f]
+        files = [f for f in (sample["flow_path"], sample["apex_image"]) if f]
+        if "causal" in kinds and sample["flow_path"]:  # the three images found from the first one's name
+            files += image_paths(sample["flow_path"])[1:]
+        return files
     used = set(span(sample["frame_numbers"], sample["onset"], sample["offset"], s.max_span)) | {sample["apex"]}
     return [
         str(Path(sample["frame_dir"]) / f) for n, f in zip(sample["frame_numbers"], sample["frame_files"]) if n in used
@@ -107,7 +111,7 @@ def prepare(name: str, cfg: dict, progress=None, announce=None, manifest: Manife
     if not samples:
         raise UserError(f"{name}: no usable samples to prepare (see `hsta-bench datasets check {name}`)")
     code = cache.code_digest()
-    prints = [cache.fingerprint(x, _files(x, s)) for x in samples]
+    prints = [cache.fingerprint(x, _files(x, s, wanted)) for x in samples]
     entries = {
         k: cache.Entry(name, k, cache.key(name, k, kinds_mod.KINDS[k].depends_on(s), code, prints)) for k in wanted
     }
@@ -195,6 +199,8 @@ def _face_crops(s: settings_mod.PreprocessSettings, inputs: str, samples: list[d
     detector = choose_detector(s.face_crop, s.cascade)  # one asked for by name must be there, needed or not
     if inputs == "flow":
         return None, "precomputed flow and apex crops, as released"
+    if inputs != "frames":  # causal: CausalNet's four images per sample
+        return None, "precomputed images, as released"
     # haar and mtcnn detect on every sample; auto only where the frames are not face crops already
     todo = len(samples) if s.face_crop in ("haar", "mtcnn") else sum(not x["face_crop"] for x in samples)
     if not todo:

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hsta_bench.preprocess import causal as causal_mod
 from hsta_bench.preprocess import flow as flow_mod
 from hsta_bench.preprocess import regions as regions_mod
 from hsta_bench.preprocess.crop import Detector, narrowed
@@ -100,6 +101,13 @@ def compute(
             if sample["apex_image"] is None:
                 raise SampleError(sample["source_file"], "no apex image for this sample")
             out["apex"] = fit(read_rgb(sample["apex_image"]), s.size)
+        if "causal" in kinds:  # CausalNet's release: its four images, each cut into blocks and tiled
+            out["causal"] = np.stack(
+                [
+                    causal_mod.arrange(_at(read_rgb(path), s.flow.size))
+                    for path in causal_mod.image_paths(sample["flow_path"])
+                ]
+            )
         if "regions" in kinds:  # the release's: the flow image cropped around landmarks of the apex crop
             if "flow" in out:
                 flow = out["flow"]
@@ -143,6 +151,11 @@ def compute(
             )
         out["regions"], flags["fallback_landmarks"] = regions_mod.regions_image(flow, _bgr(clip.frame(apex)))
     return out, clip.note
+
+
+def _at(image: np.ndarray, size: int) -> np.ndarray:
+    """A precomputed image at the prepared size (unchanged when it is that size already)."""
+    return image if image.shape[:2] == (size, size) else fit(image, size)
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:

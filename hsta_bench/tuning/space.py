@@ -168,7 +168,11 @@ def apply(recipe, params: dict):
     values = {**dataclasses.asdict(recipe.train), **(params.get("train") or {})}
     train = config_mod.typed(TrainConfig, values, "tuned train").check("tuned train")
     return Recipe(
-        train, {**recipe.overrides, **(params.get("model") or {})}, recipe.source + " + searched", recipe.resources
+        train,
+        {**recipe.overrides, **(params.get("model") or {})},
+        recipe.source + " + searched",
+        recipe.resources,
+        recipe.evaluation,
     )
 
 

@@ -6,4 +6,4 @@ and import the module here. The tests pick it up from the registry.
 """
 
 # isort: off
-from hsta_bench.data.sources import casme2, samm, smic, casme3, megc2019  # noqa: F401
+from hsta_bench.data.sources import casme2, samm, smic, casme3, megc2019, causalnet  # noqa: F401

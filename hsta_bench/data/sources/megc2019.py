@@ -43,6 +43,7 @@ class Megc2019Composite(DatasetSource):
     inputs = "frames"
     protocols = (COMPOSITE,)
     parts = ("casme2", "samm", "smic")
+    composite = True
     Settings = CompositeSettings
 
     def combine(self, manifests: list[Manifest]) -> Manifest:
@@ -77,6 +78,7 @@ class FlowSettings:
 @register
 class Megc2019Flow(DatasetSource):
     name = "megc2019-flow"
+    composite = True
     title = "MEGC2019 composite, precomputed flow + apex crops"
     inputs = "flow"
     protocols = (COMPOSITE,)
