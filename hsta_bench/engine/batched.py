@@ -18,9 +18,11 @@ full-size step whose sign is the rounding's; the optimiser's arithmetic itself m
 (tested).
 Whether it pays depends on the device and the batch, so `fold_batch: auto` measures it (`probe`): a few
 steps each way at the recipe's batch on the device the folds train on, once per model, batch and device in
-a process, recorded with the run's placement. On this 2-core CPU STSTNet at batch 256 loses (its plain step
-is bound by per-element work, not overhead) and Dual-Inception at batch 3 (tests/benchmarks/
-test_fold_batch_bench.py has both).
+a process, recorded with the run's placement. On this 2-core CPU stacking loses everywhere we measured
+(tests/benchmarks/test_fold_batch_bench.py): STSTNet at batch 256, whose plain step is bound by per-element
+work, not overhead; Dual-Inception at batch 3 (stacked 0.20x the plain loop's speed) and 256 (0.30x), where
+a fused optimiser's step over its 6.4 M weights and the convolutions' work are what a step costs, and
+stacking adds the unfolded convolutions' copies; STSTNet and Off-ApexNet at the smoke preset's batch 16.
 """
 
 from __future__ import annotations
@@ -350,8 +352,9 @@ def probe(
     """Seconds per fold-step of the plain loop (one fold) and of `group` folds stacked, on `placement`'s device
     at the recipe's batch: each way trains `steps` steps of real training batches (the first folds' own rows)
     once to warm up, then twice timed, the faster kept. Whether stacking pays depends on where a step's time
-    goes: at STSTNet's batch 256 on a CPU it is per-element work stacking cannot remove (it adds masking);
-    at Dual-Inception's batch 3 most of a step is per-call overhead, which stacking shares out."""
+    goes: per-call overhead (a GPU's kernel launches) is shared out by stacking; per-element work (STSTNet's
+    convolutions at batch 256 on a CPU, Dual-Inception's optimiser over 6.4 M weights) is not, and stacking
+    adds its own (masking, unfolded convolutions)."""
     group = max(1, min(group, len(folds)))
     need = steps * cfg.batch_size
     small = [
