@@ -20,7 +20,7 @@ Whether it pays depends on the device and the batch, so `fold_batch: auto` measu
 steps each way at the recipe's batch on the device the folds train on, once per model, batch and device in
 a process, recorded with the run's placement. On this 2-core CPU stacking loses everywhere we measured
 (tests/benchmarks/test_fold_batch_bench.py): STSTNet at batch 256, whose plain step is bound by per-element
-work, not overhead; Dual-Inception at batch 3 (stacked 0.20x the plain loop's speed) and 256 (0.30x), where
+work, not overhead; Dual-Inception at batch 3 (stacked 0.13x the plain loop's speed) and 256 (0.33x), where
 a fused optimiser's step over its 6.4 M weights and the convolutions' work are what a step costs, and
 stacking adds the unfolded convolutions' copies; STSTNet and Off-ApexNet at the smoke preset's batch 16.
 """
