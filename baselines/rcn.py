@@ -199,6 +199,25 @@ class _RCN(MERModel):
     encoding = {"flow": "default"}  # the release's: PIL RGB + ToTensor, RGB order, 0..1
     unused_parameters: tuple[str, ...] = ()  # fnmatch patterns: the release's modules that its forward never calls
 
+    # the pieces every constructor shares, called in the release's order of registration (which fixes the order
+    # `_init_as_released` draws in, so that one seed gives the release's initial weights)
+    def _declare(self, num_classes: int, in_channels: int, size: int) -> None:
+        self.num_classes = num_classes
+        self.inputs = {"flow": (in_channels, size, size)}
+
+    def _wide_streams(self, in_channels: int, featuremaps: int, dropout: float) -> None:
+        """RCN-W's, RCN-C's and RCN-F's streams (MeNets.py:295-318, 414-434, 490-510): to featuremaps / 2, / 4
+        dilated by 2, / 4 dilated by 3."""
+        self.stream1 = _stream(in_channels, featuremaps // 2, dropout)
+        self.stream2 = _stream(in_channels, featuremaps // 4, dropout, dilation=2)
+        self.stream3 = _stream(in_channels, featuremaps // 4, dropout, dilation=3)
+
+    def _head(self, featuremaps: int, pool_size: int, num_classes: int) -> None:
+        """The adaptive pooling and the linear classifier every variant ends with, then the release's init."""
+        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
+        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
+        _init_as_released(self)
+
 
 def _stem(in_channels: int, featuremaps: int, dropout: float) -> nn.Sequential:
     """RCN-A's and RCN-S's first layer (MeNets.py:213-219, 262-268): 5x5 convolution without padding, batch norm,
@@ -245,14 +264,11 @@ class RCN_A(_RCN):  # the release's name
     ):
         super().__init__()
         _check_stem("rcn_a", size, num_layers)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
+        self._declare(num_classes, in_channels, size)
         self.conv1 = _stem(in_channels, featuremaps, dropout)
         self.rcls = nn.Sequential(*(RclBlock(featuremaps, dropout) for _ in range(num_layers)))
         self.downsampling = nn.AdaptiveAvgPool2d(pool_size)  # conv1's output, for the attention
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.conv1(batch["flow"])
@@ -285,13 +301,10 @@ class RCN_S(_RCN):  # the release's name
     ):
         super().__init__()
         _check_stem("rcn_s", size, num_layers)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
+        self._declare(num_classes, in_channels, size)
         self.conv1 = _stem(in_channels, featuremaps, dropout)
         self.dbl = nn.Sequential(*(DenseBlock(featuremaps, dropout) for _ in range(num_layers)))
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = self.avgpool(self.dbl(self.conv1(batch["flow"])))
@@ -326,15 +339,10 @@ class RCN_W(_RCN):  # the release's name
     ):
         super().__init__()
         _check_streams("rcn_w", size, featuremaps, 4, num_layers)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
-        self.stream1 = _stream(in_channels, featuremaps // 2, dropout)
-        self.stream2 = _stream(in_channels, featuremaps // 4, dropout, dilation=2)
-        self.stream3 = _stream(in_channels, featuremaps // 4, dropout, dilation=3)
+        self._declare(num_classes, in_channels, size)
+        self._wide_streams(in_channels, featuremaps, dropout)
         self.rcls = nn.Sequential(*(RclBlock(featuremaps, dropout) for _ in range(num_layers)))
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         flow = batch["flow"]
@@ -376,16 +384,13 @@ class RCN_P(_RCN):  # the release's name
     ):
         super().__init__()
         _check_streams("rcn_p", size, featuremaps, 2, num_layers)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
+        self._declare(num_classes, in_channels, size)
         self.stream1 = _stream(in_channels, featuremaps // 2, dropout, stride=1, pool=True)
         self.stream2 = _stream(in_channels, featuremaps // 2, dropout, dilation=3, stride=1, pool=True)
         self.dbl = nn.Sequential(*(DenseBlock(featuremaps, dropout) for _ in range(num_layers)))
         self.rcls = nn.Sequential(*(RclBlock(featuremaps, dropout) for _ in range(num_layers)))  # unused
         self.downsampling = nn.AdaptiveAvgPool2d(pool_size)  # the streams' output, for the attention
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         flow = batch["flow"]
@@ -425,17 +430,12 @@ class RCN_C(_RCN):  # the release's name
     ):
         super().__init__()
         _check_streams("rcn_c", size, featuremaps, 4, num_layers)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
-        self.stream1 = _stream(in_channels, featuremaps // 2, dropout)
-        self.stream2 = _stream(in_channels, featuremaps // 4, dropout, dilation=2)
-        self.stream3 = _stream(in_channels, featuremaps // 4, dropout, dilation=3)
+        self._declare(num_classes, in_channels, size)
+        self._wide_streams(in_channels, featuremaps, dropout)
         self.dbl = nn.Sequential(*(DenseBlock(featuremaps, dropout) for _ in range(num_layers)))
         self.ebl = EmbeddingBlock(featuremaps, dropout)  # unused
         self.downsampling = nn.AdaptiveAvgPool2d(pool_size)  # the input, for the attention
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         flow = batch["flow"]
@@ -477,16 +477,11 @@ class RCN_F(_RCN):  # the release's name
     ):
         super().__init__()
         _check_streams("rcn_f", size, featuremaps, 4, 1)
-        self.num_classes = num_classes
-        self.inputs = {"flow": (in_channels, size, size)}
+        self._declare(num_classes, in_channels, size)
         self.pool_size = pool_size
-        self.stream1 = _stream(in_channels, featuremaps // 2, dropout)
-        self.stream2 = _stream(in_channels, featuremaps // 4, dropout, dilation=2)
-        self.stream3 = _stream(in_channels, featuremaps // 4, dropout, dilation=3)  # unused
+        self._wide_streams(in_channels, featuremaps, dropout)  # stream3 unused (forward)
         self.ebl = EmbeddingBlock(featuremaps, dropout)
-        self.avgpool = nn.AdaptiveAvgPool2d(pool_size)
-        self.classifier = nn.Linear(featuremaps * pool_size * pool_size, num_classes)
-        _init_as_released(self)
+        self._head(featuremaps, pool_size, num_classes)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         flow = batch["flow"]

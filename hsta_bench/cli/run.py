@@ -147,9 +147,9 @@ def pairs(
 
 
 def _val_rule(model: str, cfg: dict, preset: str | None) -> str:
-    from hsta_bench.engine.recipes import recipe
+    from hsta_bench.engine.recipes import evaluation_of, recipe
 
-    return str(recipe(model, cfg, preset).evaluation.get("val_rule", cfg["evaluation"].get("val_rule", "draw")))
+    return str(evaluation_of(recipe(model, cfg, preset), cfg)["val_rule"])
 
 
 def _given_by(inputs, dataset: str) -> str:

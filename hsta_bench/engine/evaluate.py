@@ -31,7 +31,7 @@ from hsta_bench.data.manifest import label_column
 from hsta_bench.data.registry import get_source
 from hsta_bench.engine import augment, batched, splits, train
 from hsta_bench.engine import weights as weights_mod
-from hsta_bench.engine.recipes import Recipe, check_tuned_on, fold_recipes, recipe, tuned_entry
+from hsta_bench.engine.recipes import Recipe, check_tuned_on, evaluation_of, fold_recipes, recipe, tuned_entry
 from hsta_bench.engine.train import FoldData, Inputs
 from hsta_bench.engine.weights import fold_file
 from hsta_bench.errors import UserError
@@ -163,7 +163,7 @@ def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announc
     usable ones, and `inputs` is None."""
     rec = recipe(model, cfg, preset)
     # the recipe's own validation rule (Dual-Inception's: engine/splits.py) over configs/evaluation.yaml
-    ev = evaluation_config({**cfg, "evaluation": {**cfg["evaluation"], **rec.evaluation}})
+    ev = evaluation_config({**cfg, "evaluation": evaluation_of(rec, cfg)})
     source = get_source(dataset)
     protocol_name = ev.protocol or source.protocols[0]
     protocol = protocols.get(protocol_name)
@@ -289,9 +289,13 @@ def fold_batch_pays(p: Plan, device: str) -> bool:
         placement.precision,
         tuple((k, a.shape[1:]) for k, a in sorted(p.inputs.arrays.items())),
     )
-    data = [_fold_data(p, f) for f in p.folds[: min(4, len(p.folds))]]
-    build = lambda: create_model(p.model, len(p.classes), **p.recipe.overrides)  # noqa: E731
-    p.fold_batch_probe[kind] = batched.probed(key, lambda: batched.probe(build, data, cfg, len(p.classes), placement))
+
+    def measure() -> dict:  # only where this process has not measured the key yet
+        data = [_fold_data(p, f) for f in p.folds[:4]]
+        build = lambda: create_model(p.model, len(p.classes), **p.recipe.overrides)  # noqa: E731
+        return batched.probe(build, data, cfg, len(p.classes), placement)
+
+    p.fold_batch_probe[kind] = batched.probed(key, measure)
     return bool(p.fold_batch_probe[kind]["stacked"])
 
 

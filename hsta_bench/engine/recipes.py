@@ -71,6 +71,11 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
     return Recipe(train, overrides, source, dict(found.get("resources") or {}), evaluation)
 
 
+def evaluation_of(rec: Recipe, cfg: dict) -> dict:
+    """configs/evaluation.yaml's settings with the recipe's own fold settings over them."""
+    return {**cfg["evaluation"], **rec.evaluation}
+
+
 def tuned_entry(cfg: dict, model: str) -> dict:
     """configs/tuned.yaml's entry for `model` (settings over its recipe and the preset), checked for shape."""
     entry = (cfg.get("tuned") or {}).get(model) or {}

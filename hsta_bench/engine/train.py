@@ -245,9 +245,9 @@ def make_optimizer(
     model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None
 ) -> torch.optim.Optimizer:
     """torch.optim's optimiser of the recipe, fused (one kernel over every parameter, one pass over memory) on
-    CUDA and on a CPU: on this 2-core CPU a step of Dual-Inception at batch 3, whose Adam state is 6.4 M
-    weights, takes 25 ms fused against 67 ms with torch's default multi-tensor Adam (one thread), the same
-    for the small CNNs (tests/benchmarks/test_fold_batch_bench.py)."""
+    CUDA and on a CPU: on this 2-core CPU, with one thread, a whole step of Dual-Inception at batch 3, whose
+    Adam state is 6.4 M weights, is 2.6x faster fused than with torch's default multi-tensor Adam; STSTNet's
+    at batch 256 does not change (1.03x; tests/benchmarks/test_fold_batch_bench.py, test_fused_optimiser_step)."""
     groups = param_groups(model, cfg)
     fused = {"fused": True} if device is None or device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":

@@ -111,3 +111,35 @@ def test_dual_inception_fold_batched_against_plain_loop(timings, folds, batch):
             f"({steps_all:,.0f} fold-steps) in one process: plain {plain * steps_all / 60:.0f} min, fold-batched "
             f"{stacked * steps_all / 60:.0f} min (validation passes not counted)",
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,batch", [("dual_inception", 3), ("ststnet", 256)])
+def test_fused_optimiser_step(timings, name, batch):
+    """A training step with torch's default multi-tensor optimiser (baseline) against the fused one that
+    engine/train.make_optimizer uses on a CPU, one thread, as a Ray trial of one CPU trains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = create_model(name, 3)
+        x, y = {"flow": torch.rand(batch, 3, 28, 28)}, torch.randint(0, 3, (batch,))
+        group = f"{name} step, batch {batch}"
+        for label, fused in (("baseline", None), ("fused", True)):
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused)
+
+            def step(opt=opt):
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+
+            for _ in range(3):
+                step()
+            steps = 10 if batch < 64 else 3
+            for _ in range(3):  # the best of three rounds
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                timings.record(group, label, (time.perf_counter() - start) / steps)
+    finally:
+        torch.set_num_threads(threads)

@@ -17,20 +17,17 @@ same class signal in each of the four images.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import polars as pl
 
 from hsta_bench.data import flowimage
 from hsta_bench.data.frames import image_problem
-from hsta_bench.data.manifest import ERROR, ManifestBuilder, Sample, where
+from hsta_bench.data.manifest import ERROR, ManifestBuilder
 from hsta_bench.data.registry import DatasetSource, register
-from hsta_bench.data.sources.megc2019 import CLIP_IDS, COMPOSITE, SUBJECT_IDS, released_names
-from hsta_bench.errors import UserError
+from hsta_bench.data.sources.megc2019 import COMPOSITE, composite_rows, released_names, stand_in_clip, stand_in_source
 
 SUFFIXES = ("", "_1", "_2", "_3")  # onset->apex flow, apex->offset flow, their direction maps (main_train.py:188-202)
 IMAGES = ("onset->apex flow", "apex->offset flow", "onset->apex direction map", "apex->offset direction map")
@@ -65,57 +62,10 @@ class CausalnetComposite(DatasetSource):
     Settings = CausalSettings
 
     def read(self, root: Path, s: CausalSettings, builder: ManifestBuilder) -> None:
-        csv = root / s.csv
-        if not csv.is_file():
-            raise UserError(f"{root}: no {s.csv} (is this CausalNet's composite? see datasets.causalnet-composite.csv)")
-        try:
-            table = pl.read_csv(csv, infer_schema=False)
-        except Exception as exc:  # polars raises several types for malformed CSV
-            raise UserError(
-                f"{csv}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-            ) from None
-        missing = [c for c in ("dataset", "sub", "filename_o", "label") if c not in table.columns]
-        if missing:
-            raise UserError(f"{csv}:row 1: missing column(s) {', '.join(missing)} (found {', '.join(table.columns)})")
-        if table.height == 0:
-            raise UserError(f"{csv}: no samples below the header")
-        for i, row in enumerate(table.iter_rows(named=True)):
-            number = i + 2  # the header is line 1
-            at = where(csv, number)
-            source = s.sources.get((row["dataset"] or "").strip())
-            if source is None:
-                builder.problem(
-                    ERROR, "bad-dataset", at, f"dataset {row['dataset']!r} is not one of {', '.join(s.sources)}"
-                )
-                continue
-            try:
-                subject = SUBJECT_IDS[source](row["sub"])
-            except ValueError as exc:
-                builder.problem(ERROR, "bad-subject", at, f"sub {row['sub']!r}: {exc}")
-                continue
-            clip = (row["filename_o"] or "").strip()
-            if not clip:
-                builder.problem(ERROR, "bad-clip", at, "empty filename_o")
-                continue
-            code = (row["label"] or "").strip()
-            emotion = s.labels[int(code)] if re.fullmatch(r"\d+", code) and int(code) < len(s.labels) else code
-            first = root / s.image_dir / s.image_name.format(**{k: (v or "") for k, v in row.items()})
-            sample = Sample(
-                source=source,
-                subject=subject,
-                clip=CLIP_IDS.get(source, str)(clip),
-                emotion=emotion,
-                source_file=str(csv),
-                source_row=number,
-                flow_path=str(first),
-                apex_source=None,
-                face_crop=True,
-            )
-            builder.add(sample)
-            if emotion not in s.labels:
-                builder.problem(
-                    ERROR, "unknown-emotion", at, f"label {code!r} is not a code 0..{len(s.labels) - 1}", sample
-                )
+        hint = "is this CausalNet's composite? see datasets.causalnet-composite.csv"
+        for row in composite_rows(root, s, builder, hint):
+            first = root / s.image_dir / s.image_name.format(**row.fields)
+            sample = row.add(builder, flow_path=str(first))
             for path, what in zip(image_paths(first), IMAGES):
                 if not Path(path).is_file():
                     builder.problem(ERROR, "missing-image", path, f"{what} image not found", sample)
@@ -126,24 +76,13 @@ class CausalnetComposite(DatasetSource):
         size = int(tree.layout.get("flow_size", 28))
         reverse = {v: k for k, v in s.sources.items()}
 
-        def source_of(subject: str) -> str:
-            return "casme2" if subject.startswith("sub") else "smic" if subject.startswith("s") else "samm"
-
-        def name(event, k):
-            src = source_of(event.subject)
-            if src == "casme2":
-                return f"EP{k:02d}_0{1 + k % 3}f"
-            if src == "samm":
-                return f"{event.subject}_{1 + k % 7}_{k}"
-            return f"{event.subject}_{dict(negative='ne', positive='po').get(event.emotion, 'sur')}_{k:02d}"
-
-        tree.name_clips(name)
+        tree.name_clips(stand_in_clip)
         rows = ["dataset,sub,filename_o,label,apex,imagename,sub_filename"]
         (root / s.image_dir).mkdir(parents=True)
         rng = np.random.default_rng(tree.settings.seed)
         for video in tree.videos:
             event = video.events[0]
-            src = source_of(event.subject)
+            src = stand_in_source(event.subject)
             field = tree.renderer.field(event)
             small = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA) * (size / field.shape[0])
             forward = small + rng.normal(0, 0.05, small.shape).astype(np.float32)  # flow estimates are noisy

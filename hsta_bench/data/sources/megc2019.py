@@ -11,6 +11,7 @@ hence the crop is taken from the CSV's `imagename` column.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,62 +86,11 @@ class Megc2019Flow(DatasetSource):
     Settings = FlowSettings
 
     def read(self, root: Path, s: FlowSettings, builder: ManifestBuilder) -> None:
-        csv = root / s.csv
-        if not csv.is_file():
-            raise UserError(
-                f"{root}: no {s.csv} (is this the precomputed MEGC2019 composite? see datasets.megc2019-flow.csv)"
-            )
-        try:
-            table = pl.read_csv(csv, infer_schema=False)
-        except Exception as exc:  # polars raises several types for malformed CSV
-            raise UserError(
-                f"{csv}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-            ) from None
-        needed = ["dataset", "sub", "filename_o", "label", "imagename"]
-        missing = [c for c in needed if c not in table.columns]
-        if missing:
-            raise UserError(f"{csv}:row 1: missing column(s) {', '.join(missing)} (found {', '.join(table.columns)})")
-        if table.height == 0:
-            raise UserError(f"{csv}: no samples below the header")
-        for i, row in enumerate(table.iter_rows(named=True)):
-            number = i + 2  # the header is line 1
-            at = where(csv, number)
-            source = s.sources.get((row["dataset"] or "").strip())
-            if source is None:
-                builder.problem(
-                    ERROR, "bad-dataset", at, f"dataset {row['dataset']!r} is not one of {', '.join(s.sources)}"
-                )
-                continue
-            try:
-                subject = SUBJECT_IDS[source](row["sub"])
-            except ValueError as exc:
-                builder.problem(ERROR, "bad-subject", at, f"sub {row['sub']!r}: {exc}")
-                continue
-            clip = (row["filename_o"] or "").strip()
-            if not clip:
-                builder.problem(ERROR, "bad-clip", at, "empty filename_o")
-                continue
-            code = (row["label"] or "").strip()
-            emotion = s.labels[int(code)] if re.fullmatch(r"\d+", code) and int(code) < len(s.labels) else code
-            flow = root / s.flow_dir / s.flow_name.format(**{k: (v or "") for k, v in row.items()})
-            crop = root / s.crops_dir / row["imagename"].strip() if row["imagename"] else None
-            sample = Sample(
-                source=source,
-                subject=subject,
-                clip=CLIP_IDS.get(source, str)(clip),
-                emotion=emotion,
-                source_file=str(csv),
-                source_row=number,
-                flow_path=str(flow),
-                apex_image=str(crop) if crop else None,
-                apex_source=None,
-                face_crop=True,
-            )
-            builder.add(sample)
-            if emotion not in s.labels:
-                builder.problem(
-                    ERROR, "unknown-emotion", at, f"label {code!r} is not a code 0..{len(s.labels) - 1}", sample
-                )
+        hint = "is this the precomputed MEGC2019 composite? see datasets.megc2019-flow.csv"
+        for row in composite_rows(root, s, builder, hint, ("imagename",)):
+            flow = root / s.flow_dir / s.flow_name.format(**row.fields)
+            crop = root / s.crops_dir / row.fields["imagename"].strip() if row.fields["imagename"] else None
+            sample = row.add(builder, flow_path=str(flow), apex_image=str(crop) if crop else None)
             if not flow.is_file():
                 builder.problem(ERROR, "missing-flow", str(flow), "flow image not found", sample)
             elif reason := image_problem(flow):
@@ -149,7 +99,7 @@ class Megc2019Flow(DatasetSource):
                 builder.problem(
                     WARNING,
                     "missing-crop",
-                    str(crop or csv),
+                    str(crop or row.csv),
                     "apex crop not found (flow-only models still use the sample)",
                     sample,
                 )
@@ -163,26 +113,14 @@ class Megc2019Flow(DatasetSource):
     def write_synthetic(self, root: Path, s: FlowSettings, tree) -> None:
         size = int(tree.layout.get("flow_size", 28))
         reverse = {v: k for k, v in s.sources.items()}
-
-        def source_of(subject: str) -> str:
-            return "casme2" if subject.startswith("sub") else "smic" if subject.startswith("s") else "samm"
-
-        def name(event, k):
-            src = source_of(event.subject)
-            if src == "casme2":
-                return f"EP{k:02d}_0{1 + k % 3}f"
-            if src == "samm":
-                return f"{event.subject}_{1 + k % 7}_{k}"
-            return f"{event.subject}_{dict(negative='ne', positive='po').get(event.emotion, 'sur')}_{k:02d}"
-
-        tree.name_clips(name)
+        tree.name_clips(stand_in_clip)
         rows = ["dataset,sub,filename_o,label,apex,imagename,sub_filename"]
         (root / s.flow_dir).mkdir(parents=True)
         (root / s.crops_dir).mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng(tree.settings.seed)
         for video in tree.videos:
             event = video.events[0]
-            src = source_of(event.subject)
+            src = stand_in_source(event.subject)
             field = tree.renderer.field(event)
             scale = size / field.shape[0]
             small = cv2.resize(field, (size, size), interpolation=cv2.INTER_AREA) * scale
@@ -194,6 +132,103 @@ class Megc2019Flow(DatasetSource):
             cv2.imwrite(str(root / s.crops_dir / crop_name), apex)
             rows.append(f"{reverse[src]},{event.subject},{event.clip},{s.labels.index(event.emotion)},,{crop_name},")
         (root / s.csv).write_text("\n".join(rows) + "\n")
+
+
+@dataclass
+class CompositeRow:
+    """One checked row of the composite's label CSV (combined_3_class2_for_optical_flow.csv)."""
+
+    fields: dict[str, str]  # the CSV's columns, None read as ""
+    csv: Path
+    number: int  # its line (the header is line 1)
+    source: str
+    subject: str
+    clip: str
+    code: str  # the label column as written
+    emotion: str  # its class name (the code itself where it is no code: reported by `add`)
+    labels: tuple[str, ...]
+
+    def add(self, builder: ManifestBuilder, **files) -> Sample:
+        """The row's sample, with its files (`flow_path`, `apex_image`), added; an unknown label reported."""
+        sample = Sample(
+            source=self.source,
+            subject=self.subject,
+            clip=CLIP_IDS.get(self.source, str)(self.clip),
+            emotion=self.emotion,
+            source_file=str(self.csv),
+            source_row=self.number,
+            apex_source=None,
+            face_crop=True,
+            **files,
+        )
+        builder.add(sample)
+        if self.emotion not in self.labels:
+            builder.problem(
+                ERROR,
+                "unknown-emotion",
+                where(self.csv, self.number),
+                f"label {self.code!r} is not a code 0..{len(self.labels) - 1}",
+                sample,
+            )
+        return sample
+
+
+def composite_rows(
+    root: Path, s, builder: ManifestBuilder, hint: str, more: tuple[str, ...] = ()
+) -> Iterator[CompositeRow]:
+    """The rows of a composite's label CSV (`s.csv` under `root`; `s.sources`, `s.labels` from its settings)
+    that name a known dataset, a subject and a clip (the others reported to `builder`, one problem each); a
+    missing or unreadable file, or missing columns (`more` besides the four every composite has), stop with
+    one line, `hint` in it where the file is missing."""
+    csv, sources, labels = root / s.csv, s.sources, s.labels
+    if not csv.is_file():
+        raise UserError(f"{root}: no {s.csv} ({hint})")
+    try:
+        table = pl.read_csv(csv, infer_schema=False)
+    except Exception as exc:  # polars raises several types for malformed CSV
+        raise UserError(
+            f"{csv}: not a readable CSV ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+    missing = [c for c in ("dataset", "sub", "filename_o", "label", *more) if c not in table.columns]
+    if missing:
+        raise UserError(f"{csv}:row 1: missing column(s) {', '.join(missing)} (found {', '.join(table.columns)})")
+    if table.height == 0:
+        raise UserError(f"{csv}: no samples below the header")
+    for i, raw in enumerate(table.iter_rows(named=True)):
+        number = i + 2  # the header is line 1
+        at = where(csv, number)
+        fields = {k: (v or "") for k, v in raw.items()}
+        source = sources.get(fields["dataset"].strip())
+        if source is None:
+            builder.problem(ERROR, "bad-dataset", at, f"dataset {raw['dataset']!r} is not one of {', '.join(sources)}")
+            continue
+        try:
+            subject = SUBJECT_IDS[source](raw["sub"])
+        except ValueError as exc:
+            builder.problem(ERROR, "bad-subject", at, f"sub {raw['sub']!r}: {exc}")
+            continue
+        clip = fields["filename_o"].strip()
+        if not clip:
+            builder.problem(ERROR, "bad-clip", at, "empty filename_o")
+            continue
+        code = fields["label"].strip()
+        emotion = labels[int(code)] if re.fullmatch(r"\d+", code) and int(code) < len(labels) else code
+        yield CompositeRow(fields, csv, number, source, subject, clip, code, emotion, labels)
+
+
+def stand_in_source(subject: str) -> str:
+    """The source of a stand-in subject, from its name as the composite spells them (sub01, 006, s01)."""
+    return "casme2" if subject.startswith("sub") else "smic" if subject.startswith("s") else "samm"
+
+
+def stand_in_clip(event, k: int) -> str:
+    """A stand-in clip's name in its source's spelling (EP02_01f, 006_1_2, s01_ne_01)."""
+    src = stand_in_source(event.subject)
+    if src == "casme2":
+        return f"EP{k:02d}_0{1 + k % 3}f"
+    if src == "samm":
+        return f"{event.subject}_{1 + k % 7}_{k}"
+    return f"{event.subject}_{dict(negative='ne', positive='po').get(event.emotion, 'sur')}_{k:02d}"
 
 
 def released_names(source: str, subject: str, clip: str, flow_name: str) -> tuple[str, str]:
