@@ -47,6 +47,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hsta_bench.models.blocked_linear import BlockedLinear
 from hsta_bench.models.registry import MERModel, register_model
 
 
@@ -96,7 +97,9 @@ class DualInception(MERModel):
         self.stream_x = Stream(3, widths)
         self.stream_y = Stream(3, widths)
         features = 2 * (size // 4) ** 2 * 4 * widths[1]
-        self.classifier = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        # the 6,272 x 1,024 layer holds 99% of the weights; at batch 3 on a CPU it is computed in blocks (the
+        # same products, 1.3x faster a step: hsta_bench/models/blocked_linear.py)
+        self.classifier = nn.Sequential(BlockedLinear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         for m in self.modules():  # Keras 2.2.4's defaults
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(m.weight)

@@ -50,6 +50,7 @@ from hsta_bench.engine.train import (
     lr_factor,
     placement_for,
 )
+from hsta_bench.models.blocked_linear import BlockedLinear
 
 
 class MaskedBatchNorm(nn.Module):
@@ -129,6 +130,13 @@ class MatmulConv2d(nn.Module):
         return out.view(n, -1, *side)
 
 
+def _plain_linear(layer: nn.Linear) -> nn.Linear:
+    """An nn.Linear holding `layer`'s own parameters (not copies)."""
+    plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
+    plain.weight, plain.bias = layer.weight, layer.bias
+    return plain
+
+
 def _masked(model: nn.Module, holder: dict) -> nn.Module:
     """The same model with batch norm masked and convolutions as matrix products (same parameters)."""
     for name, child in model.named_children():
@@ -136,6 +144,8 @@ def _masked(model: nn.Module, holder: dict) -> nn.Module:
             setattr(model, name, MaskedBatchNorm(child, holder))
         elif type(child) is nn.Conv2d:
             setattr(model, name, MatmulConv2d(child))
+        elif isinstance(child, BlockedLinear):  # its autograd function has no vmap rule: torch's own product
+            setattr(model, name, _plain_linear(child))
         else:
             _masked(child, holder)
     return model
