@@ -64,11 +64,21 @@ _OPEN = (
     ("models", "*", "train"),
     ("models", "*", "model"),
     ("models", "*", "resources"),
+    ("models", "*", "evaluation"),  # checked where read (engine/recipes.py FOLD_SETTINGS)
     ("presets", "*", "train"),
     ("presets", "*", "profile"),
     ("models", "*", "space", "**"),
     ("tuned", "**"),
 )
+
+
+# sections a file may add where a shipped recipe has none (what they may hold is checked where they are read)
+_ADDABLE = (("models", "*", "evaluation"),)  # a recipe's own fold settings (engine/recipes.py FOLD_SETTINGS)
+
+
+def _addable(where: str, key: str) -> bool:
+    parts = f"{where}{key}".split(".")
+    return any(len(parts) == len(p) and all(a == "*" or a == b for a, b in zip(p, parts)) for p in _ADDABLE)
 
 
 def _is_open(where: str) -> bool:
@@ -84,7 +94,7 @@ def _is_open(where: str) -> bool:
 
 def _merge(base: dict, update: Mapping, where: str, origin: str) -> None:
     for key, value in update.items():
-        if key not in base and _is_open(where):
+        if key not in base and (_is_open(where) or _addable(where, key)):
             base[key] = copy.deepcopy(value)
             continue
         if key not in base:
@@ -118,7 +128,9 @@ def load(
             user = {}
         if not isinstance(user, Mapping):
             raise UserError(f"{config_file}: expected a mapping at the top level")
-        _merge(tree, user, "", str(config_file))
+        # `about:` is for readers (a leaderboard settings file keeps there what a run takes from the model's code
+        # and its command line); no run reads it
+        _merge(tree, {k: v for k, v in user.items() if k != "about"}, "", str(config_file))
     for item in data_roots:
         name, path = parse_assignment(item, "--data-root", "NAME=PATH")
         if name not in tree["datasets"]:

@@ -35,10 +35,10 @@ def test_the_fixed_store_renders_as_expected(board, fmt, expected):
     proc = run_cli(*COMMAND, "--format", fmt, "--output", output, cwd=board)
     assert proc.returncode == 0, proc.stderr
     assert (board / output).read_text() == (DATA / expected).read_text()
-    if fmt == "md":  # the three top rows of the real table have a confusion plot, the synthetic row none
+    if fmt == "md":  # every row of the real tables has a confusion plot, the synthetic row none
         assert (board / "out" / "plots" / "mine.png").exists()  # only its own stale plots are removed
         plots = sorted(p.name for p in (board / "out" / "plots").glob("confusion-*"))
-        assert len(plots) == 3 and all((board / "out" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
+        assert len(plots) == 4 and all((board / "out" / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
         assert all(f"(plots/{p})" in (board / output).read_text() for p in plots)
         assert "synthetic" not in "".join(plots)
 
@@ -64,12 +64,16 @@ def test_the_numbers_are_the_megc_metrics_and_the_paired_test(board, capsys):
 
     proc = run_main(capsys, *COMMAND, "--json", cwd=board)  # the same as --format json
     assert proc.returncode == 0, proc.stderr
-    real, synthetic = json.loads(proc.stdout)["tables"]
+    real, other, synthetic = json.loads(proc.stdout)["tables"]
     assert (real["dataset"], real["scheme"], real["synthetic"]) == ("megc2019-flow", "loso", False)
     assert synthetic["synthetic"] is True and synthetic["published"] == []  # no paper beside a stand-in
-    rows = real["rows"]
-    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
-    assert [r["uf1"] for r in rows] == sorted((r["uf1"] for r in rows), reverse=True)
+    # at today's recipe: ranked; epochs and lr of their own: a table beside, compared with the ranked first
+    assert [r["model"] for r in real["rows"]] == ["off_apexnet", "ststnet"]
+    assert [r["model"] for r in other["rows"]] == ["hsta_flow", "htnet"] and other["published"] == []
+    for table in (real, other):
+        assert [r["rank"] for r in table["rows"]] == [1, 2]
+        assert [r["uf1"] for r in table["rows"]] == sorted((r["uf1"] for r in table["rows"]), reverse=True)
+    rows = real["rows"] + other["rows"]
     first = rows[0]
     for row in rows:
         y, pred, subjects = _counts(f"{row['run_id']}/{row['model']}/megc2019-flow/megc2019-composite")
@@ -100,12 +104,12 @@ def test_published_rows_are_never_ranked(board, capsys):
     rows = list(csv.DictReader(proc.stdout.splitlines()))
     published = [r for r in rows if r["kind"] == "published"]
     assert [r["model"] for r in published] == ["Paper A"] and published[0]["rank"] == ""
-    # Paper A's 0.8 would rank second among the measured rows: the ranks stay 1..4 without it
-    assert [r["rank"] for r in rows if r["kind"] == "measured" and not r["table"].endswith("synthetic")] == [
+    # Paper A's 0.8 would rank second among the measured rows: the ranks stay 1, 2 without it
+    assert [
+        r["rank"] for r in rows if r["kind"] == "measured" and r["table"] == "megc2019-flow/megc2019-composite/loso"
+    ] == [
         "1",
         "2",
-        "3",
-        "4",
     ]
 
 
@@ -131,11 +135,10 @@ def test_the_published_leaderboard_is_what_its_store_renders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "leaderboard" / "README.md").read_text() == (REPO / "leaderboard" / "README.md").read_text()
     page = (REPO / "leaderboard" / "README.md").read_text()
-    for model in ("ststnet", "off_apexnet", "htnet", "hsta_flow"):  # real rows of the four models, with intervals
-        assert any(
-            line.startswith("| ") and f"| {model} | " in line and "(0." in line
-            for line in page.split("## megc2019-flow · megc2019-composite · LOSO\n")[1].split("\n## ")[0].splitlines()
-        )
+    ranked = page.split("## megc2019-flow · megc2019-composite · LOSO\n")[1].split("\n## ")[0].splitlines()
+    for model in ("ststnet", "off_apexnet", "dual_inception", "rcn_a", "hsta_flow"):  # at their recipes, with intervals
+        assert any(line.startswith("| ") and f"| {model} | " in line and "(0." in line for line in ranked)
+    assert not any(f"| {model} | " in line for line in ranked for model in ("htnet", "htnet_small"))  # budgets
     for dataset in ("casme2", "samm", "smic", "casme3"):
         assert f"## {dataset} · " in page and "synthetic stand-in (not a result)" in page
     assert "=/" not in page and "--output /" not in page  # no machine's absolute paths on the published page
@@ -328,3 +331,23 @@ def test_interval_bounds_and_p_value_match_an_exact_oracle(tmp_path, capsys):
     b = rows["model_b"]
     assert b["uf1_vs_first"] == pytest.approx(-exact.statistic)
     assert b["p_value"] == pytest.approx(exact.pvalue, abs=0.01) and b["significant"] is False
+
+
+def test_a_row_that_predicts_one_class_for_nearly_every_sample_is_marked_collapsed():
+    from hsta_bench.leaderboard import render, tables
+
+    entry = {"classes": "a|b|c", "bootstrap": 0, "level": 0.95, "bootstrap_seed": 0, "model": "m"}
+
+    def row(pred_a: int):  # 20 samples, 4 subjects: a, b, c as true classes; `pred_a` of them predicted a
+        preds = ["a"] * pred_a + ["b", "c"] * 10
+        counts = [
+            {"entry": "e", "subject": f"s{i % 4}", "source": "x", "label": "abc"[i % 3], "pred": p, "count": 1}
+            for i, p in enumerate(preds[:20])
+        ]
+        return tables.make_row(entry, counts)
+
+    collapsed, spread = row(19), row(17)  # 95% and 85% of the predictions are a
+    assert collapsed.collapsed == ("a", 0.95) and spread.collapsed is None
+    table = tables.Table("d", "p", "loso", False, [collapsed])
+    assert render._model(table, collapsed) == "m (**collapsed**: predicts a for 95% of samples)"
+    assert render._model(table, spread) == "m"

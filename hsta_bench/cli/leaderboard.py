@@ -7,6 +7,7 @@ The published page is regenerated from the committed store with `make leaderboar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -94,7 +95,19 @@ def leaderboard(
             store_mod.write(merged, store)
     for note in notes:
         err.print(note, markup=False)
-    built = tables.build(merged, refs, s)
+    from hsta_bench.leaderboard import recipe_diff
+
+    if store is not None:  # each row's command names its settings file, where the store has it
+        where = f"{store.as_posix().rstrip('/')}/settings"
+        merged = store_mod.Store(
+            [
+                {**e, "command": store_mod.reproduce(e, where)} if e["config_key"] in merged.settings else e
+                for e in merged.entries
+            ],
+            merged.counts,
+            merged.settings,
+        )
+    built = tables.build(merged, refs, s, lambda e: recipe_diff.describe(e, merged.settings.get(e["config_key"]), cfg))
 
     command = [
         "hsta-bench leaderboard",
@@ -110,13 +123,23 @@ def leaderboard(
             from hsta_bench.leaderboard import plots  # matplotlib: only when plots are drawn
 
             drawn = plots.write(built, output.parent / "plots", s.plots, output.parent)
-        written = store / "notes.md" if store is not None else None  # the store's own words for its page
+
+        def words(name: str) -> str | None:  # the store's own words for its page (render.markdown)
+            path = store / name if store is not None else None
+            return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+
+        notes_link = None
+        if store is not None and (store / "notes.md").is_file():
+            page_dir = output.parent if output is not None else Path(".")
+            notes_link = Path(os.path.relpath(store / "notes.md", page_dir)).as_posix()
         text = render.markdown(
             built,
             s,
             " ".join(command),
             drawn,
-            notes=written.read_text(encoding="utf-8") if written and written.is_file() else None,
+            measured=words("measured.md"),
+            findings=words("findings.md"),
+            notes_link=notes_link,
         )
     elif fmt == "csv":
         text = render.csv_text(built)

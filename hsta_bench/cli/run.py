@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -104,6 +105,17 @@ Audit = Annotated[
         ),
     ),
 ]
+Seeds = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        metavar="LIST",
+        help=(
+            "Training seeds, e.g. 0,1,2: the run is made once per seed (a run folder each, train.seed set; fold i "
+            "trains with seed + i), and the leaderboard pools a model's seeds into one row with their spread."
+        ),
+    ),
+]
 ClusterSpec = Annotated[
     str | None,
     typer.Option(
@@ -183,11 +195,13 @@ def run(
     weights: GivenWeights = None,
     audit: Audit = False,
     imports: Imports = None,
+    seeds: Seeds = None,
     as_json: Json = False,
 ) -> None:
     """Train and score models on datasets (leave-one-subject-out by default) into OUTPUT/RUN_ID/."""
     import_models(imports, resume)
     sets = list(sets or []) + evaluation_sets(save_weights, weights, audit, resume)
+    drawn = training_seeds(seeds, {"--resume": resume, "--weights": weights})
 
     check_dry_run(dry_run, cluster, resume, address, {"--in-process": in_process})
     if dry_run:
@@ -195,9 +209,13 @@ def run(
 
         with estimate.weightless():  # the models are built only to read their inputs
             todo, skipped, cfg, preset = _prepare(
-                dataset, all_datasets, model, preset or "paper", data_roots, sets, config
+                dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets(drawn[:1]), config
             )
         _dry_run(todo, skipped, cfg, preset, address, cluster, as_json)
+        if len(drawn) > 1:
+            err.print(
+                f"--seeds: {len(drawn)} runs like this one, one after another (about {len(drawn)}x the wall time)"
+            )
         return
     if resume is not None:
         refuse_with_resume(
@@ -219,13 +237,54 @@ def run(
 
         outcome = runner.resume(resume, output, address, in_process, err)
     else:
-        todo, skipped, cfg, preset = _prepare(dataset, all_datasets, model, preset or "paper", data_roots, sets, config)
-        from hsta_bench.orchestrate import runner
+        for n, seed in enumerate(drawn or [None]):
+            todo, skipped, cfg, preset = _prepare(
+                dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets([seed]), config
+            )
+            if seed is not None:
+                check_seed(todo, cfg, preset, seed)
+                err.print(f"--seeds: seed {seed} ({n + 1} of {len(drawn)})")
+            from hsta_bench.orchestrate import runner
 
-        outcome = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
+            outcome = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
+            report(outcome.path, outcome.metrics, as_json)
+            if outcome.problem is not None:
+                raise outcome.problem
+        return
     report(outcome.path, outcome.metrics, as_json)
     if outcome.problem is not None:
         raise outcome.problem
+
+
+def training_seeds(text: str | None, refused: dict) -> list[int]:
+    """--seeds LIST as distinct integers, in the order given; refused where a run has no training to seed."""
+    if text is None:
+        return []
+    for option, value in refused.items():
+        if value:
+            raise UserError(f"--seeds {text}: cannot go with {option} (it trains nothing with a seed of its own)")
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds {text}: expected integers separated by commas, e.g. 0,1,2") from None
+    if len(set(values)) != len(values) or any(v < 0 for v in values):
+        raise UserError(f"--seeds {text}: expected distinct non-negative integers")
+    return values
+
+
+def _seed_sets(seeds: Sequence[int | None]) -> list[str]:
+    return [f"train.seed={seeds[0]}"] if seeds and seeds[0] is not None else []
+
+
+def check_seed(todo, cfg: dict, preset: str, seed: int) -> None:
+    """Each model's recipe trains with the seed --seeds gives (a recipe or tuned setting of its own would
+    win over it: refused rather than recorded as a seed it did not run)."""
+    from hsta_bench.engine.recipes import recipe  # the engine: once the names are right
+
+    for name in dict.fromkeys(m for m, _ in todo):
+        own = recipe(name, cfg, preset).train.seed
+        if own != seed:
+            raise UserError(f"--seeds: {name}'s recipe sets train.seed={own} itself, so seed {seed} would not apply")
 
 
 def evaluation_sets(save_weights: bool, weights: Path | None, audit: bool, resume: str | None) -> list[str]:

@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,7 +28,7 @@ from hsta_bench.data import protocols
 from hsta_bench.data.load import load_manifest
 from hsta_bench.data.manifest import label_column
 from hsta_bench.data.registry import get_source
-from hsta_bench.engine import augment, batched, splits, train
+from hsta_bench.engine import augment, batched, provenance, splits, train
 from hsta_bench.engine import weights as weights_mod
 from hsta_bench.engine.recipes import Recipe, check_tuned_on, evaluation_of, fold_recipes, recipe, tuned_entry
 from hsta_bench.engine.train import FoldData, Inputs
@@ -132,29 +131,13 @@ class Plan:
     def fold_seed(self, index: int) -> int:
         return self.recipe_of(index).train.seed + index
 
+    def settings(self) -> dict:
+        """Everything that decides this evaluation's numbers, resolved (engine/provenance.py)."""
+        return provenance.of_plan(self)
+
     def key(self) -> str:
-        """A short hash of what determines this evaluation's numbers (for provenance)."""
-        own = {
-            self.folds[i].name: {"train": asdict(r.train), "overrides": r.overrides}
-            for i, r in sorted(self.fold_recipes.items())
-        }
-        blob = json.dumps(
-            {
-                "model": self.model,
-                "dataset": self.dataset,
-                "protocol": self.protocol,
-                "train": asdict(self.recipe.train),
-                "overrides": self.recipe.overrides,
-                "evaluation": self.evaluation,
-                **({"folds": own} if own else {}),
-                # only when a model reads an input other than the default way: older keys stand
-                **({"encoding": self.encoding} if set(self.encoding.values()) - {"default"} else {}),
-                **({"weights": self.weights} if self.weights else {}),
-            },
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """The config key: a short hash of `settings()` (engine/provenance.py: stable as settings are added)."""
+        return provenance.key(self.settings())
 
 
 def plan(model: str, dataset: str, cfg: dict, preset: str | None = None, announce=None, prepare: bool = True) -> Plan:

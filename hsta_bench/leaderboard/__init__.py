@@ -1,10 +1,13 @@
 """The leaderboard: runs merged into one comparison people can check (`hsta-bench leaderboard`).
 
-    store.py      a run folder -> entries (provenance) + per-subject confusion counts; runs.csv / counts.csv
-    published.py  published reference rows (leaderboard/published.csv), checked
-    tables.py     one table per benchmark: rows ranked by pooled UF1, intervals, paired test against the first
-    render.py     markdown / CSV / JSON
-    plots.py      confusion-matrix PNGs of each table's top rows
+    store.py        a run folder -> entries (provenance), per-subject confusion counts and resolved settings;
+                    runs.csv / counts.csv / settings/KEY.yaml
+    published.py    published reference rows (leaderboard/published.csv), checked
+    tables.py       per benchmark: rows ranked by pooled UF1, intervals, paired test against the first; the
+                    ranked table (at today's recipes) apart from other settings and released weights
+    recipe_diff.py  what a row's recipe is and what it ran differently from that recipe today
+    render.py       markdown / CSV / JSON
+    plots.py        PNGs: a forest plot of each real table, the confusion matrix of each of its rows
 
 Every run also gets its own page, `<run>/leaderboard.md` (render_run), from the same code.
 """

@@ -8,17 +8,24 @@ import re
 from dataclasses import asdict
 
 from hsta_bench.leaderboard.store import csv_text as write_csv
-from hsta_bench.leaderboard.tables import Row, Table, by_source
+from hsta_bench.leaderboard.tables import KINDS, Row, Table, by_source
 
 INTRO = """\
-Each table is one benchmark: a dataset, a label protocol and a split scheme. Rows are ranked by UF1 and
-UAR computed MEGC2019-style on the predictions of all folds pooled; the intervals are 95% percentile
-intervals from resampling whole subjects. *vs #1* is the difference in UF1 to the first row and the
-p-value of a paired permutation test (whole subjects' predictions swapped between the two models);
-**n.s.** marks a difference that is not significant at the level below, unadjusted for the number of
-rows. *recipe* is the preset and what the run changed from it: a row whose recipe is not `paper` alone
-is not the published training budget. Model selection never looks at a test subject (the last epoch's
-model, or the best on validation subjects drawn from the training side).
+Each benchmark (a dataset, a label protocol and a split scheme) has a ranked table of the models trained
+here at their recipe, and beside it tables of rows that ran other settings (budgets, ablations, earlier
+recipes) and of released weights scored here. Rows are ordered by UF1 and UAR computed MEGC2019-style on the
+predictions of all folds pooled; the intervals are 95% percentile intervals from resampling whole subjects.
+*vs #1* is the difference in UF1 to the ranked table's first row and the p-value of a paired permutation
+test (whole subjects' predictions swapped between the two models); **n.s.** marks a difference that is not
+significant at the level below, unadjusted for the number of rows. *recipe* says what the model's recipe is
+(the release's only where it is) and what the row ran differently from that recipe as it stands today; each
+row's resolved settings are in the store (`settings/KEY.yaml`), and its command runs them again. A row
+marked **collapsed** predicts one class for 90% of its samples or more, whatever its UF1 says. *seeds*
+gives a row's training seeds; a row of several pools them (its UF1, interval and paired test come from each
+subject's confusion counts averaged over the seeds, so a subject weighs as one seed's samples) and gives the
+range of the seeds' own UF1s. Model
+selection never looks at a test subject (the last epoch's model, or the best on validation subjects drawn
+from the training side).
 
 Tables of *synthetic* stand-ins come from generated data in the official layouts: they show that the whole
 pipeline runs on every dataset, and say nothing about the models. Published rows are what papers report
@@ -46,8 +53,11 @@ def _ci(row: Row, stat: str) -> str:
 
 
 def recipe(entry: dict) -> str:
-    """The preset and the run's changes, short: `paper + epochs=15, lr=1e-3`; a tune's outer run starts with
-    `nested tune (N trials a study)`."""
+    """What the row's recipe is and what it ran differently from it today (recipe_diff.py), where the
+    leaderboard described it; otherwise the preset and the run's changes, short: `paper + epochs=15, lr=1e-3`
+    (a tune's outer run starts with `nested tune (N trials a study)`)."""
+    if entry.get("described") is not None:
+        return entry["described"].text()
     changes = []
     for option, value in re.findall(r"--(set|config|weights|tune|space) (\S+)", entry["settings"]):
         if option == "tune":
@@ -59,6 +69,16 @@ def recipe(entry: dict) -> str:
             changes.append(f"{key.split('.')[-1]}={val}")
     base = entry["preset"] or "defaults"
     return base + (f" + {', '.join(changes)}" if changes else "")
+
+
+def seeds(row: Row) -> str:
+    """The training seeds of a row and, for several, each one's UF1 (lowest to highest): the spread the
+    seeds alone make."""
+    if not row.seeds:
+        d = row.entry.get("described")
+        return "-" if d is None or d.seed is None else str(d.seed)
+    values = sorted(score["uf1"] for _, _, score in row.seeds)
+    return f"{', '.join(str(s) for s, _, _ in row.seeds)}: {values[0]:.3f}-{values[-1]:.3f}"
 
 
 def versus(row: Row) -> str:
@@ -74,7 +94,13 @@ def versus(row: Row) -> str:
 def title(table: Table) -> str:
     scheme = SCHEMES.get(table.scheme, table.scheme)
     head = f"{table.dataset} · {table.protocol} · {scheme}"
+    if table.kind != "recipe":
+        head += f" · {KINDS[table.kind]}"
     return head + (" · synthetic stand-in (not a result)" if table.synthetic else "")
+
+
+def _versus_head(t: Table) -> str:
+    return "vs the ranked #1 (paired)" if t.against else "vs #1 (paired)"
 
 
 def _duration(seconds: float) -> str:
@@ -85,8 +111,22 @@ def plot_name(table: Table, row: Row) -> str:
     return f"confusion-{table.key.replace('/', '-')}-{row.rank}-{row.entry['model']}.png"
 
 
+def forest_name(table: Table) -> str:
+    return f"forest-{table.key.replace('/', '-')}.png"
+
+
 def _model(table: Table, row: Row) -> str:
-    return f"{row.entry['model']}" + (" *(synthetic)*" if table.synthetic else "")
+    collapsed = _collapsed(row)
+    return (
+        f"{row.entry['model']}"
+        + (" *(synthetic)*" if table.synthetic else "")
+        + (f" (**collapsed**: {collapsed})" if collapsed else "")
+    )
+
+
+def _collapsed(row: Row) -> str:
+    c = row.collapsed
+    return f"predicts {c[0]} for {c[1]:.0%} of samples" if c else ""
 
 
 def markdown(
@@ -95,22 +135,28 @@ def markdown(
     command: str,
     plots: dict | None = None,
     heading: str = "hsta-bench leaderboard",
-    notes: str | None = None,
+    measured: str | None = None,
+    findings: str | None = None,
+    notes_link: str | None = None,
 ) -> str:
-    """The whole page; `plots` maps (table key, rank) to the relative path of a written confusion plot;
-    `notes` (a store's notes.md) is shown after the introduction."""
+    """The whole page; `plots` maps (table key, rank) to the relative path of a written confusion plot. From a
+    store: `measured` (its measured.md, a few lines on what its rows are) opens the page, `findings` (its
+    findings.md, short points) follow the tables, and `notes_link` is where its notes.md (the detail) is."""
     plots = plots or {}
-    lines = [
-        f"# {heading}",
-        "",
-        f"Regenerate: `{command}`",
-        "",
+    lines = [f"# {heading}", "", f"Regenerate: `{command}`", ""]
+    if measured:
+        lines += [measured.strip(), ""]
+    lines += [
         INTRO,
         f"Significance level {settings.alpha}, {settings.permutations} permutations (seed {settings.seed}).",
         "",
     ]
-    if notes:
-        lines += ["## Notes", "", notes.strip(), ""]
+    if findings or notes_link:
+        lines += [
+            "Findings and notes: [below](#findings)"
+            + (f"; the detail in [notes.md]({notes_link})." if notes_link else "."),
+            "",
+        ]
     if not tables:
         lines += ["No results yet.", ""]
     lines += ["Tables:", ""] + [f"- {title(t)}: {len(t.rows)} row(s)" for t in tables] + [""]
@@ -118,12 +164,13 @@ def markdown(
         lines += [
             f"## {title(t)}",
             "",
-            "| # | model | recipe | UF1 (95% CI) | UAR (95% CI) | accuracy | n | vs #1 (paired) |",
-            "|---:|---|---|---|---|---:|---:|---|",
+            "| # | model | recipe | UF1 (95% CI) | seeds: UF1 of each | UAR (95% CI) | accuracy | n | "
+            f"{_versus_head(t)} |",
+            "|---:|---|---|---|---|---|---:|---:|---|",
         ]
         for r in t.rows:
             lines.append(
-                f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {_ci(r, 'uar')} | "
+                f"| {r.rank} | {_model(t, r)} | {recipe(r.entry)} | {_ci(r, 'uf1')} | {seeds(r)} | {_ci(r, 'uar')} | "
                 f"{r.scores['acc']:.3f} | {r.scores['n']} | {versus(r)} |"
             )
         lines.append("")
@@ -185,22 +232,31 @@ def markdown(
             support = "/".join(str(int(n)) for n in r.scores["support"])
             lines.append(f"| {r.rank} | {r.entry['model']} | " + " | ".join(cells) + f" | {support} |")
         lines.append("")
+        if (t.key, "forest") in plots:
+            lines += [f"![UF1 of every row, with its interval]({plots[(t.key, 'forest')]})", ""]
         shown = [(r, plots[(t.key, r.rank)]) for r in t.rows if (t.key, r.rank) in plots]
         if shown:
             lines += ["Confusion matrices (rows: true class, columns: predicted):", ""]
             lines += [f"![#{r.rank} {r.entry['model']}]({path})" for r, path in shown] + [""]
         lines += ["Provenance:", ""]
-        for r in t.rows:
-            e = r.entry
+        for r, e in [(row, e) for row in t.rows for e in row.members]:
             origin = f" (from {e['origin']})" if e.get("origin") else ""  # a model from outside the repository
+            seed = e["described"].seed if e.get("described") is not None and len(r.members) > 1 else None
             lines.append(
-                f"- #{r.rank} {e['model']}{origin}: run `{e['run_id']}`, commit `{e['commit'] or 'unknown'}`, "
+                f"- #{r.rank} {e['model']}{origin}{'' if seed is None else f' (seed {seed})'}: run `{e['run_id']}`, "
+                f"commit `{e['commit'] or 'unknown'}`, "
                 f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
                 f"{e['epochs']} epochs, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on "
                 f"{e['hardware']}, "
                 f"{_duration(e['seconds'])} of training (summed over folds); reproduce: `{e['command']}`"
             )
         lines.append("")
+    if findings or notes_link:
+        lines += ["## Findings", ""]
+        if findings:
+            lines += [findings.strip(), ""]
+        if notes_link:
+            lines += [f"The detail behind these points: [notes.md]({notes_link}).", ""]
     return "\n".join(lines)
 
 
@@ -225,6 +281,8 @@ def _row_record(t: Table, r: Row) -> dict:
         "p_value": v.get("p_value"),
         "significant": v.get("significant"),
         "synthetic": t.synthetic,
+        "collapsed": _collapsed(r) or None,
+        "training_seeds": seeds(r),
         "run_id": r.entry["run_id"],
         "commit": r.entry["commit"],
         "config_key": r.entry["config_key"],
@@ -269,6 +327,8 @@ CSV_COLUMNS = (
     "p_value",
     "significant",
     "synthetic",
+    "collapsed",
+    "training_seeds",
     "run_id",
     "commit",
     "config_key",

@@ -2,6 +2,8 @@
 
     runs.csv    one row per evaluation (a model on a dataset under a protocol, in one run): provenance
     counts.csv  its per-subject confusion counts: entry, subject, source, label, pred, count (non-zero)
+    settings/   KEY.yaml per config key: the resolved settings an evaluation ran (engine/provenance.py), as a
+                --config file, so that `hsta-bench run ... --config settings/KEY.yaml` runs them again
 
 Per-subject counts are all the pooled scores, the subject-bootstrap intervals and the paired test need
 (engine/metrics.py), so the store re-scores exactly what the run scored without keeping per-sample
@@ -14,12 +16,16 @@ import csv
 import io
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import yaml
 
+from hsta_bench import config
 from hsta_bench.data import get_source
+from hsta_bench.engine import provenance
 from hsta_bench.errors import UserError
 from hsta_bench.io import atomic_write
 from hsta_bench.paths import PACKAGE_DIR, recipe_of
@@ -66,6 +72,7 @@ _NOT_RESULTS = ("dispatch.", "preprocess.workers", "evaluation.workers", "evalua
 class Store:
     entries: list[dict] = field(default_factory=list)
     counts: list[dict] = field(default_factory=list)
+    settings: dict[str, dict] = field(default_factory=dict)  # config key -> resolved settings (provenance.py)
 
     def merge(self, other: Store) -> Store:
         """This store with `other`'s entries added; an entry already here is replaced by other's."""
@@ -73,6 +80,7 @@ class Store:
         return Store(
             [e for e in self.entries if e["entry"] not in new] + other.entries,
             [c for c in self.counts if c["entry"] not in new] + other.counts,
+            {**self.settings, **other.settings},
         )
 
 
@@ -146,7 +154,67 @@ def read(folder: Path) -> Store:
             )
         if c["count"] < 1:
             raise UserError(f"{where}: count must be a positive integer, got {c['count']}")
-    return Store(entries, counts)
+    return Store(entries, counts, read_settings(folder, entries))
+
+
+def settings_file(folder: Path, key: str) -> Path:
+    return Path(folder) / "settings" / f"{key}.yaml"
+
+
+def read_settings(folder: Path, entries: list[dict]) -> dict[str, dict]:
+    """The settings of each entry's config key from settings/KEY.yaml, where the store has one: read back into
+    resolved settings (provenance.complete's shape) and checked to hash to the key the file is named by."""
+    found: dict[str, dict] = {}
+    for e in entries:
+        key = e["config_key"]
+        path = settings_file(folder, key)
+        if key in found or not path.is_file():
+            continue
+        try:
+            tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+            (recipe, spec), *more = tree["models"].items()
+            evaluation = dict(tree["evaluation"])
+            settings = {
+                "model": e["model"],
+                "dataset": e["dataset"],
+                "protocol": evaluation.pop("protocol"),
+                "train": spec["train"],
+                "overrides": spec.get("model") or {},
+                "evaluation": evaluation,
+                **{k: tree["about"][k] for k in ("encoding", "weights", "folds") if k in (tree.get("about") or {})},
+            }
+            if more:
+                raise ValueError("more than one recipe")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise UserError(f"{path}: not a settings file of this store ({exc})") from None
+        if provenance.key(settings) != key:
+            raise UserError(
+                f"{path}: these settings hash to config key {provenance.key(settings)}, not {key} (edited by hand?)"
+            )
+        found[key] = provenance.complete(settings)
+    return found
+
+
+def settings_text(settings: dict, key: str) -> str:
+    """A settings file: a --config file (provenance.as_config) under the recipe of the settings' model, and
+    what the key hashes besides (`about`: how the model reads its inputs, given weights, fold recipes), which a
+    run takes from the model's code and the command line, not from this file."""
+    from hsta_bench.engine.recipes import recipe_name  # noqa: PLC0415 - torch (TrainConfig): only when writing
+
+    cfg = config.shipped()
+    recipe = recipe_name(settings["model"], cfg) or settings["model"]
+    tree = provenance.as_config(settings, recipe)
+    about = {k: settings[k] for k in ("encoding", "weights", "folds") if settings.get(k)}
+    head = (
+        f"# config key {key}: {settings['model']} on {settings['dataset']} (protocol {settings['protocol']}), "
+        "the resolved settings it ran.\n"
+        "# The leaderboard row's command (`hsta-bench run ... --config THIS_FILE`) runs them again.\n"
+    )
+    body = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120)
+    if about:
+        body += "# for readers (no run reads it): a run takes these from the model's code and its command line\n"
+        body += yaml.safe_dump({"about": about}, sort_keys=False, default_flow_style=None, width=120)
+    return head + body
 
 
 def write(store: Store, folder: Path) -> None:
@@ -156,12 +224,23 @@ def write(store: Store, folder: Path) -> None:
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
     # an optional column only where some entry has it: a store without audits keeps its bytes
     optional = [c for c, (_, default) in OPTIONAL_COLUMNS.items() if any(e.get(c, default) != default for e in entries)]
+    keys = {e["config_key"] for e in entries}
+    folder = Path(folder)
+    for key in sorted(keys & set(store.settings)):
+        text = settings_text(store.settings[key], key)
+        path = settings_file(folder, key)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
     for name, rows, columns in (
         ("counts.csv", counts, COUNT_COLUMNS),
         ("runs.csv", entries, [*ENTRY_COLUMNS, *optional]),
     ):
         text = csv_text(rows, columns)
-        atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+        atomic_write(folder / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+    for stale in sorted((folder / "settings").glob("*.yaml")):  # settings no entry refers to any more
+        if stale.stem not in keys:
+            stale.unlink()
 
 
 # ------------------------------------------------------------------------------------------ run folders
@@ -306,6 +385,25 @@ def _reproduce(run: dict, evaluation: dict, settings: list[str], pairs) -> str:
     )
 
 
+def reproduce(entry: dict, settings_dir: str) -> str:
+    """The command that runs an entry's resolved settings again: its run's command with the settings file
+    (`settings_dir/KEY.yaml`) in place of the run's --set and --config options. A tune's outer run is
+    reproduced by its tune: its command as recorded."""
+    tokens = shlex.split(entry["command"])
+    if len(tokens) < 2 or tokens[1] != "run":
+        return entry["command"]
+    kept: list[str] = []
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in ("--set", "--config"):
+            skip = True
+        elif not token.startswith(("--set=", "--config=")):
+            kept.append(token)
+    return shlex.join([*kept, "--config", f"{settings_dir}/{entry['config_key']}.yaml"])
+
+
 def _read_run(folder: Path) -> tuple[dict, pl.DataFrame]:
     try:
         run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
@@ -416,6 +514,9 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
                 f"({', '.join(classes)})"
             )
         recipe = recipe_of(e.get("recipe"))
+        resolved = recorded_settings(e, folder)
+        config_key = provenance.key(resolved)
+        store.settings[config_key] = resolved
         command = run.get("command") or []
         settings = _settings(pairs, e["model"], recipe, tune=len(command) > 1 and command[1] == "tune")
         scheme = e.get("evaluation", {}).get("scheme", "loso")
@@ -435,7 +536,7 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
                 "settings": " ".join(settings),
                 "epochs": 0 if e.get("given_weights") else int(e["train"]["epochs"]),
                 "selection": "given" if e.get("given_weights") else e["train"].get("selection", "last"),
-                "config_key": e.get("config_key", ""),
+                "config_key": config_key,
                 "seeds": _seeds(e.get("seeds") or {}),
                 "commit": run.get("git_commit") or "",
                 "torch": env.get("torch") or "",
@@ -470,6 +571,32 @@ def from_run(folder: Path, notes: list[str] | None = None) -> Store:
             "have no evaluation in run.json"
         )
     return store
+
+
+def recorded_settings(e: dict, folder: Path) -> dict:
+    """An evaluation's resolved settings as its run.json records them (`settings`), or, in a record from before
+    they were kept whole, made from its parts, with settings the code did not have yet at their neutral value
+    (provenance.complete)."""
+    if e.get("settings"):
+        return provenance.complete(e["settings"])
+    parts = {
+        "model": e["model"],
+        "dataset": e["dataset"],
+        "protocol": e["protocol"],
+        "train": e.get("train") or {},
+        "overrides": e.get("overrides") or {},
+        "evaluation": {k: v for k, v in (e.get("evaluation") or {}).items() if k in provenance.FOLD_SETTINGS},
+        "encoding": e.get("encoding") or {},
+    }
+    if e.get("fold_recipes"):
+        raise UserError(
+            f"{folder / 'run.json'}: {e['model']} on {e['dataset']} trained folds with their own settings and the "
+            "record is from before runs kept them whole; its settings cannot be recovered for the store"
+        )
+    if e.get("given_weights"):
+        where = Path(e["given_weights"])
+        parts["weights"] = provenance.weights_digest(where) if where.is_dir() else str(where)
+    return provenance.complete(parts)
 
 
 def from_runs(folders: list[Path], notes: list[str]) -> Store:

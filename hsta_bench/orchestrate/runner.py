@@ -137,6 +137,7 @@ def _evaluation(p) -> dict:
         "overrides": p.recipe.overrides,
         "recipe": p.recipe.source,
         "config_key": p.key(),
+        "settings": p.settings(),  # what the key hashes, complete (engine/provenance.py; the leaderboard keeps it)
         "seeds": {f.name: p.fold_seed(f.index) for f in p.folds},
         "encoding": p.encoding,
         **({"given_weights": p.weights} if p.weights else {}),
