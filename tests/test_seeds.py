@@ -95,3 +95,17 @@ def test_the_leaderboard_pools_the_seeds_of_one_setting_into_one_row():
     low, high = sorted(r.scores["uf1"] for r in alone)
     assert low < high and render.seeds(pooled) == f"0, 1: {low:.3f}-{high:.3f}"
     assert render.seeds(ranked.rows[1]) == "0"
+
+
+def test_a_seed_run_twice_pools_its_latest_run_and_shows_the_other_apart():
+    committed = store_mod.read(DATA / "store")
+    (first,) = [e for e in committed.entries if e["model"] == "off_apexnet"]
+    again = {**first, "entry": "r8/off_apexnet/megc2019-flow/megc2019-composite", "run_id": "r8", "finished": "~"}
+    counts = [{**c, "entry": again["entry"]} for c in committed.counts if c["entry"] == first["entry"]]
+    store = store_mod.Store([*committed.entries, again], [*committed.counts, *counts], committed.settings)
+    cfg = config.shipped()
+    built = tables.build(
+        store, [], settings(cfg), lambda e: recipe_diff.describe(e, store.settings.get(e["config_key"]), cfg)
+    )
+    rows = [r for r in built[0].rows if r.entry["model"] == "off_apexnet"]
+    assert sorted(r.entry["run_id"] for r in rows) == ["r1", "r8"] and all(not r.seeds for r in rows)
