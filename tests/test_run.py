@@ -149,7 +149,11 @@ def test_the_leaderboard_of_a_run_folder_scores_what_the_run_scored(smoke_run, t
         for key in ("uf1", "uar", "acc", "uf1_ci_low", "uf1_ci_high", "uar_ci_low", "uar_ci_high"):
             assert row[key] == pytest.approx(own[key]), key
         assert row["n"] == own["n"] == 48 and row["run_id"] == summary["run_id"]
-        assert row["command"] == f"hsta-bench run --dataset megc2019-flow --model {row['model']} --preset smoke"
+        settings = tmp_path / "store" / "settings" / f"{row['config_key']}.yaml"  # the row's settings, named
+        assert settings.is_file()
+        assert row["command"] == (
+            f"hsta-bench run --dataset megc2019-flow --model {row['model']} --preset smoke --config {settings}"
+        )
         assert row["provenance"]["hardware"].endswith("threads (fp32)")  # where the folds trained, not the driver
     counts = (tmp_path / "store" / "counts.csv").read_text()
     assert "sample" not in counts.splitlines()[0] and len(counts.splitlines()) <= 1 + 2 * 6 * 9  # no per-sample rows
