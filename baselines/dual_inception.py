@@ -98,7 +98,7 @@ class DualInception(MERModel):
         self.stream_y = Stream(3, widths)
         features = 2 * (size // 4) ** 2 * 4 * widths[1]
         # the 6,272 x 1,024 layer holds 99% of the weights; at batch 3 on a CPU it is computed in blocks (the
-        # same products, 1.3x faster a step: hsta_bench/models/blocked_linear.py)
+        # same products, a step 1.2-1.3x faster: hsta_bench/models/blocked_linear.py)
         self.classifier = nn.Sequential(BlockedLinear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         for m in self.modules():  # Keras 2.2.4's defaults
             if isinstance(m, (nn.Conv2d, nn.Linear)):

@@ -79,18 +79,18 @@ def _page_commands(text: str) -> list[str]:
 
 
 def test_the_page_names_no_machines_path_and_no_command_twice(committed):
+    """No absolute path on the page, and no command printed for rows of two different config keys (each
+    provenance line gives its row's key and its command)."""
     text = PAGE.read_text(encoding="utf-8")
     absolute = re.findall(r"(?<![\w.~-])/(?:work|home|Users|tmp|root|mnt|opt|data|var)/[^\s`)|]*", text)
     assert not absolute, f"absolute paths on the published page: {absolute[:5]}"
-    commands = _page_commands(text)
-    assert len(commands) == len(committed.entries)
-    for command in commands:
+    printed = re.findall(r"config key `([0-9a-f]+)`.*reproduce: `([^`]+)`", text)
+    assert len(printed) == len(committed.entries) == len(_page_commands(text))
+    keys_of: dict[str, set] = {}
+    for key, command in printed:
         assert not any(token.startswith("/") for token in shlex.split(command)), command
-    keys = {e["config_key"] for e in committed.entries}
-    by_command: dict[str, set] = {}
-    for command in commands:
-        by_command.setdefault(command, set()).update(k for k in keys if f"{k}.yaml" in command)
-    twice = {c: k for c, k in by_command.items() if commands.count(c) > 1 and len(k) != 1}
+        keys_of.setdefault(command, set()).add(key)
+    twice = {command: keys for command, keys in keys_of.items() if len(keys) > 1}
     assert not twice, f"one command printed for rows of different settings: {twice}"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -209,7 +208,13 @@ def run(
 
         with estimate.weightless():  # the models are built only to read their inputs
             todo, skipped, cfg, preset = _prepare(
-                dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets(drawn[:1]), config
+                dataset,
+                all_datasets,
+                model,
+                preset or "paper",
+                data_roots,
+                sets + _seed_sets(drawn[0] if drawn else None),
+                config,
             )
         _dry_run(todo, skipped, cfg, preset, address, cluster, as_json)
         if len(drawn) > 1:
@@ -235,22 +240,22 @@ def run(
         RunRecord.read(output / resume, f"--resume {resume}")  # a missing or damaged record: one line, at once
         from hsta_bench.orchestrate import runner  # Ray and the engine: after the options are checked
 
-        outcome = runner.resume(resume, output, address, in_process, err)
-    else:
-        for n, seed in enumerate(drawn or [None]):
-            todo, skipped, cfg, preset = _prepare(
-                dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets([seed]), config
-            )
-            if seed is not None:
-                check_seed(todo, cfg, preset, seed)
-                err.print(f"--seeds: seed {seed} ({n + 1} of {len(drawn)})")
-            from hsta_bench.orchestrate import runner
-
-            outcome = runner.start(todo, skipped, cfg, preset, output, address, in_process, err)
-            report(outcome.path, outcome.metrics, as_json)
-            if outcome.problem is not None:
-                raise outcome.problem
+        _finish(runner.resume(resume, output, address, in_process, err), as_json)
         return
+    for n, seed in enumerate(drawn or [None]):  # one run, or one per --seeds seed
+        todo, skipped, cfg, preset = _prepare(
+            dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets(seed), config
+        )
+        if seed is not None:
+            check_seed(todo, cfg, preset, seed)
+            err.print(f"--seeds: seed {seed} ({n + 1} of {len(drawn)})")
+        from hsta_bench.orchestrate import runner
+
+        _finish(runner.start(todo, skipped, cfg, preset, output, address, in_process, err), as_json)
+
+
+def _finish(outcome, as_json: bool) -> None:
+    """A run's summary, then its problem, if it had one, as the command's error."""
     report(outcome.path, outcome.metrics, as_json)
     if outcome.problem is not None:
         raise outcome.problem
@@ -272,8 +277,8 @@ def training_seeds(text: str | None, refused: dict) -> list[int]:
     return values
 
 
-def _seed_sets(seeds: Sequence[int | None]) -> list[str]:
-    return [f"train.seed={seeds[0]}"] if seeds and seeds[0] is not None else []
+def _seed_sets(seed: int | None) -> list[str]:
+    return [] if seed is None else [f"train.seed={seed}"]
 
 
 def check_seed(todo, cfg: dict, preset: str, seed: int) -> None:

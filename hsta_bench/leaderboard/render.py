@@ -79,9 +79,13 @@ def _audit(row: Row) -> tuple[tuple[float, float], tuple[float, float], str]:
     if not runs:
         e = row.entry
         return (row.scores["uf1"], row.scores["uar"]), (e["audit_uf1"], e["audit_uar"]), ""
-    honest = tuple(float(np.mean([score[k] for score, _ in runs])) for k in ("uf1", "uar"))
-    chosen = tuple(float(np.mean([e[f"audit_{k}"] for _, e in runs])) for k in ("uf1", "uar"))
-    return honest, chosen, f" (mean of {len(runs)} seeds)"  # type: ignore[return-value]
+
+    def mean(values) -> float:
+        return float(np.mean(list(values)))
+
+    honest = (mean(s["uf1"] for s, _ in runs), mean(s["uar"] for s, _ in runs))
+    chosen = (mean(e["audit_uf1"] for _, e in runs), mean(e["audit_uar"] for _, e in runs))
+    return honest, chosen, f" (mean of {len(runs)} seeds)"
 
 
 def seeds(row: Row) -> str:
