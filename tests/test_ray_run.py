@@ -193,6 +193,8 @@ def test_ray_retries_a_failed_trial_then_reports_it_with_its_traceback(tmp_path)
         "evaluation.bootstrap=50",
         "--set",
         "dispatch.max_failures=1",
+        "--set",  # folds one by one: ststnet's trial g1 exists whatever fold_batch auto's probe measures under load
+        "train.fold_batch=never",
         "--output",
         str(tmp_path),
         "--json",
