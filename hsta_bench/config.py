@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import re
 import typing
@@ -142,18 +143,43 @@ def load(
                 "it is built from (see `hsta-bench datasets list`)"
             )
         tree["datasets"][name]["root"] = path
-    return apply_sets(tree, sets)
+    tree = apply_sets(tree, sets)
+    tree[COMMAND_LINE] = command_line(sets)
+    return tree
+
+
+# The section of the tree that keeps the command line's settings of what a recipe sets (`--set train.KEY`,
+# `evaluation.KEY`, `models.RECIPE.train.KEY`, `.model.KEY`, `.evaluation.KEY`): they win over the recipe, the
+# preset and tuned settings (engine/recipes.py), as a user expects of what they typed. It travels with the tree (a run's
+# record, so a resumed run resolves the same way); no file can set it.
+COMMAND_LINE = "command_line"
+
+
+def command_line(sets: Iterable[str]) -> list[dict]:
+    """The --set assignments that win over recipes and presets: {key, value, option}, in the order given."""
+    kept = []
+    for item in sets:
+        key, raw = parse_assignment(item, "--set")
+        parts = key.split(".")
+        if (len(parts) == 2 and parts[0] in ("train", "evaluation")) or (
+            len(parts) == 4 and parts[0] == "models" and parts[2] in ("train", "model", "evaluation")
+        ):
+            kept.append({"key": key, "value": _parsed(raw), "option": f"--set {item}"})
+    return kept
+
+
+def _parsed(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
 
 
 def apply_sets(tree: dict, sets: Iterable[str]) -> dict:
     """Apply `key.path=value` overrides to `tree` in place (values parsed as YAML) and return it."""
     for item in sets:
         key, raw = parse_assignment(item, "--set")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        node: Any = value
+        node: Any = _parsed(raw)
         for part in reversed(key.split(".")):
             node = {part: node}
         _merge(tree, node, "", f"--set {item}")
@@ -189,10 +215,15 @@ def _fields(cls: type) -> tuple[list[str], dict[str, type]]:
     return names, {n: hints[n] for n in names if isinstance(hints[n], type) and dataclasses.is_dataclass(hints[n])}
 
 
-def _check_keys(cls: type, mapping: Mapping, where: str) -> None:
+def _check_keys(cls: type, mapping: Mapping, where: str, origins: Mapping[str, str] | None = None) -> None:
     """Unknown keys, at every level that is a dataclass (pydantic would ignore them in a stdlib dataclass)."""
     names, sections = _fields(cls)
     unknown = sorted(set(map(str, mapping)) - set(names))
+    for name in unknown:  # a setting the command line gave: its option is what to fix
+        if origins and name in origins:
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise UserError(f"{origins[name]}: unknown setting {name!r} ({hint}known: {', '.join(names)})")
     if unknown:
         raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(names)})")
     for name, inner in sections.items():
@@ -209,7 +240,7 @@ def _located(value: Any, loc: tuple) -> Any:
     return value
 
 
-def _message(exc: ValidationError, mapping: Mapping, where: str) -> str:
+def _message(exc: ValidationError, mapping: Mapping, where: str, origins: Mapping[str, str] | None = None) -> str:
     """A ValidationError as one line naming the setting: the first problem only (the one to fix first).
     The members of a union each report their own error; those become one message ("... or ...")."""
     errors = exc.errors()
@@ -226,6 +257,8 @@ def _message(exc: ValidationError, mapping: Mapping, where: str) -> str:
     if first["type"] == "missing":
         return f"{'.'.join([where, *map(str, path[:-1])])}: missing setting {str(path[-1])!r}"
     name = ".".join([where, *map(str, path)])
+    if origins and path and str(path[0]) in origins:  # a value the command line gave: name its option
+        name = origins[str(path[0])]
     said: list[str] = []  # "Input should be a valid integer or 'auto'": each member's text, once
     for e in same:
         text = e["msg"].removeprefix("Value error, ")
@@ -235,13 +268,14 @@ def _message(exc: ValidationError, mapping: Mapping, where: str) -> str:
     return f"{name}: {' or '.join(said)} (got {got!r})"
 
 
-def typed(cls: type, mapping: Mapping | None, where: str):
+def typed(cls: type, mapping: Mapping | None, where: str, origins: Mapping[str, str] | None = None):
     """Build dataclass `cls` from a config section, validated by pydantic against its field types (`Int`,
     `Float`, `Literal[...]` for choices, `Field(ge=...)` for ranges); `where` names the section. Every
-    problem is one UserError line: `where.setting: what is wrong (got value)`."""
+    problem is one UserError line: `where.setting: what is wrong (got value)`, or, for a setting whose value
+    came from an option (`origins`: setting -> `--set ...`), `--set ...: what is wrong (got value)`."""
     mapping = dict(mapping or {})
-    _check_keys(cls, mapping, where)
+    _check_keys(cls, mapping, where, origins)
     try:
         return _adapter(cls).validate_python(mapping)
     except ValidationError as exc:
-        raise UserError(_message(exc, mapping, where)) from None
+        raise UserError(_message(exc, mapping, where, origins)) from None

@@ -169,8 +169,23 @@ def test_text_output_shows_the_table_and_the_total(capsys, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "dry run (smoke)" in proc.stdout and "this machine" in proc.stdout and "FLOPs/sample" in proc.stdout
-    assert "total:" in proc.stdout and "GPU-hours" in proc.stdout and "nothing written" in proc.stdout
+    assert "total:" in proc.stdout and "GPU-hours" in proc.stdout and "no run folder written" in proc.stdout
+    assert "steps timed here" in proc.stdout  # this machine's CPU trials are timed, not guessed from FLOPs
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cpu_trial_on_this_machine_is_its_steps_timed_through_the_trainer(capsys):
+    args = ("run", "--dataset", "samm", "--model", "ststnet", "--preset", "smoke", "--dry-run", "--json")
+    (timed,) = json.loads(run_main(capsys, *args).stdout)["evaluations"]
+    step = timed["timed_step_s"]
+    assert timed["device"] == "CPU fp32, steps timed here" and step["train"] > 0 and step["predict"] > 0
+    # every trial: its training steps and prediction batches at the timed seconds (a smoke epoch of a fold's
+    # training side at batch 16, two epochs, one prediction batch each: samm has 29 folds)
+    for t in timed["trial_list"]:
+        assert t["seconds"] >= t["folds"] * (2 * step["train"] + step["predict"])
+    for off in ("estimate.measure.cpu=false", "estimate.measure.max_step_s=1e-12"):
+        (flops,) = json.loads(run_main(capsys, *args, "--set", off).stdout)["evaluations"]
+        assert flops["device"] == "CPU fp32" and flops["timed_step_s"] is None
 
 
 def test_unknown_gpu_is_estimated_as_the_default_and_said(capsys):

@@ -287,6 +287,41 @@ def test_a_resumed_run_whose_recipe_changed_is_refused(tmp_path):
     )
 
 
+def test_the_eta_is_each_models_measured_fold_time_and_a_log_gets_about_ten_progress_lines():
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from hsta_bench.orchestrate.view import TrialView
+
+    def trial(name, model, folds):
+        return SimpleNamespace(name=name, model=model, dataset="d", folds=list(range(folds)), describe=lambda: name)
+
+    trials = [trial("slow/0", "slow", 34), trial("slow/1", "slow", 34), trial("fast/0", "fast", 10)]
+    now = [0.0]
+    log = io.StringIO()
+    view = TrialView(trials, Console(file=log, force_terminal=False, width=200), clock=lambda: now[0])
+    view.started("slow/0")
+    view.started("slow/1")
+    now[0] = 100.0
+    view.progress("slow/0", 1, 34)
+    assert view.eta() is None  # the fast model's folds: not measured yet, so no guess from the slow one's
+    view.progress("slow/1", 1, 34)
+    view.started("fast/0")
+    now[0] = 110.0
+    view.progress("fast/0", 1, 10)
+    # left: 33 + 33 slow folds at 100 s and 9 fast at 10 s, less the 10 s the slow ones are into their folds,
+    # over the three trials running
+    assert view.eta() == pytest.approx((33 * 100 - 10 + 33 * 100 - 10 + 9 * 10) / 3)
+    for fold in range(2, 35):
+        now[0] += 100.0
+        view.progress("slow/0", fold, 34)
+        view.progress("slow/1", fold, 34)
+    lines = [line for line in log.getvalue().splitlines() if "folds  [" in line]
+    assert 8 <= len(lines) <= 12, lines  # a tenth of the folds a line, not 68
+
+
 def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans):
     import io
 
@@ -307,7 +342,8 @@ def test_the_live_view_counts_trials_and_folds_and_estimates_what_is_left(plans)
     view.finished(trials[0].name)
     counts = view.counts()
     assert (counts["done"], counts["failed"], counts["running"], counts["pending"]) == (1, 1, 0, len(trials) - 2)
-    assert view.eta() > 0
+    measured = {trials[0].model}  # a fold of each model left measured: an ETA, else none
+    assert (view.eta() is not None) == all(t.model in measured for t in trials[2:])
     text = log.getvalue()
     assert "retry  ststnet on casme2" in text and "(attempt 2)" in text and "failed ststnet on casme2" in text
     assert f"trials 1/{len(trials)} done" in text

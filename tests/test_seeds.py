@@ -28,7 +28,9 @@ def test_seeds_make_one_run_per_seed_with_that_training_seed(monkeypatch, capsys
         path, metrics, problem = tmp_path, None, None
 
     def start(todo, skipped, cfg, preset, *rest):
-        started.append((sorted(m for m, _ in todo), cfg["train"]["seed"], preset))
+        from hsta_bench.engine.recipes import recipe
+
+        started.append((sorted(m for m, _ in todo), recipe(todo[0][0], cfg, preset).train.seed, preset))
         return Outcome()
 
     monkeypatch.setattr(runner, "start", start)
@@ -54,13 +56,29 @@ def test_bad_seeds_are_one_line_before_anything_runs(capsys, tmp_path, seeds, ex
     assert_one_line_error(proc, fragment)
 
 
-def test_a_recipe_with_a_seed_of_its_own_is_refused(capsys, tmp_path):
+def test_the_seeds_win_over_a_recipe_with_a_seed_of_its_own(monkeypatch, capsys, tmp_path):
+    from hsta_bench.cli import run as run_cmd
+    from hsta_bench.engine.recipes import recipe
+    from hsta_bench.orchestrate import runner
+
+    seeds = []
+
+    class Outcome:
+        path, metrics, problem = tmp_path, None, None
+
+    def start(todo, skipped, cfg, preset, *rest):
+        seeds.append(recipe("ststnet", cfg, preset).train.seed)
+        return Outcome()
+
+    monkeypatch.setattr(runner, "start", start)
+    monkeypatch.setattr(run_cmd, "report", lambda *a: None)
     (tmp_path / "own.yaml").write_text("models:\n  ststnet:\n    train: {seed: 7}\n")
     proc = run_main(
         capsys, "run", "--dataset", "casme2", "--model", "ststnet", "--preset", "smoke", "--config", "own.yaml",
         "--seeds", "0,1", "--in-process", cwd=tmp_path,
     )  # fmt: skip
-    assert_one_line_error(proc, "--seeds: ststnet's recipe sets train.seed=7 itself, so seed 0 would not apply")
+    assert proc.returncode == 0, proc.stderr
+    assert seeds == [0, 1]  # the command line wins over the recipe (README: "What the command line changes")
 
 
 def test_the_leaderboard_pools_the_seeds_of_one_setting_into_one_row():

@@ -13,10 +13,24 @@ import typer
 from hsta_bench import __version__
 from hsta_bench.cli import datasets
 from hsta_bench.cli import leaderboard as leaderboard_cmd
+from hsta_bench.cli import models as models_cmd
 from hsta_bench.cli import profile as profile_cmd
 from hsta_bench.cli import run as run_cmd
 from hsta_bench.cli import tune as tune_cmd
 from hsta_bench.errors import UserError
+
+
+def _help_types() -> None:
+    """typer's help prints Python's spelling of each parameter's type: `<bool>` beside every flag and
+    `<list[Path]>` beside an argument. A flag needs none, and an argument is named by its metavar already."""
+    from typer import core
+
+    option_type = core.TyperOption.display_type_rich
+    core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else option_type(self, ctx)  # type: ignore[method-assign]
+    core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+
+_help_types()
 
 app = typer.Typer(
     name="hsta-bench",
@@ -31,6 +45,7 @@ app.command("run")(run_cmd.run)
 app.command("tune")(tune_cmd.tune)
 app.command("profile")(profile_cmd.profile)
 app.command("leaderboard")(leaderboard_cmd.leaderboard)
+app.command("models")(models_cmd.models)
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from hsta_bench.cli.options import ConfigFile, DataRoots, Json, Sets, chosen_datasets, err, load_config, out
+from hsta_bench.cli.options import (
+    ConfigFile,
+    DataRoots,
+    Json,
+    Sets,
+    chosen_datasets,
+    err,
+    load_config,
+    out,
+    print_table,
+)
 from hsta_bench.errors import UserError
 
 app = typer.Typer(help="List, check, synthesize, prepare and export the MER datasets.", no_args_is_help=True)
@@ -52,7 +62,7 @@ def list_(config: ConfigFile = None, sets: Sets = None, data_roots: DataRoots = 
     for r in rows:
         data = r["root"] or ("from " + ", ".join(r["built_from"]) if r["built_from"] else "synthetic stand-in")
         table.add_row(r["name"], r["title"], r["inputs"], ", ".join(r["protocols"]), data)
-    out.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -114,7 +124,7 @@ def _render(s: dict, strict: bool) -> None:
     table.add_row("  emotion as written", " · ".join(f"{k} {v}" for k, v in s["emotions"].items()), str(s["samples"]))
     for proto, counts in s["classes"].items():
         table.add_row(f"  {proto}", " · ".join(f"{k} {v}" for k, v in counts.items()), str(sum(counts.values())))
-    out.print(table)
+    print_table(table)
     if len(s["per_source"]) > 1:
         out.print(
             "  per source: "
@@ -180,7 +190,7 @@ def synth(
         marker = json.loads((dest / MARKER).read_text())
         took = "already there" if existed else f"{time.perf_counter() - start:.1f}"
         table.add_row(name, str(marker["samples"]), str(marker["subjects"]), took, str(dest))
-    out.print(table)
+    print_table(table)
 
 
 @app.command()

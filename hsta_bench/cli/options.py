@@ -41,14 +41,19 @@ Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on 
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+# In a log file or a pipe a line is written whole: rich would otherwise wrap at 80 columns and cut a path
+# mid-name across two lines
+out.soft_wrap = not out.is_terminal
+err.soft_wrap = not err.is_terminal
 
 
 def print_table(table) -> None:
-    """A rich table on stdout: as wide as the terminal, or whole (200 columns) in a log file or pipe."""
+    """A rich table on stdout: as wide as the terminal, or whole in a log file or pipe (its cells unwrapped,
+    up to 400 columns)."""
     if out.is_terminal:
         out.print(table)
     else:
-        Console(highlight=False, width=200).print(table)
+        Console(highlight=False, width=400).print(table)
 
 
 def load_config(config: Path | None, sets: list[str] | None, data_roots: list[str] | None) -> dict:

@@ -72,7 +72,8 @@ DryRun = Annotated[
         "--dry-run",
         help=(
             "Plan only: the trials, their resources, how many run at once, the compute (FLOPs) and the wall time they "
-            "would take on the cluster. Nothing is trained or written."
+            "would take on the cluster. Nothing is trained and no run folder is written (synthetic stand-ins it "
+            "counts are cached, as every command caches them)."
         ),
     ),
 ]
@@ -247,7 +248,6 @@ def run(
             dataset, all_datasets, model, preset or "paper", data_roots, sets + _seed_sets(seed), config
         )
         if seed is not None:
-            check_seed(todo, cfg, preset, seed)
             err.print(f"--seeds: seed {seed} ({n + 1} of {len(drawn)})")
         from hsta_bench.orchestrate import runner
 
@@ -279,17 +279,6 @@ def training_seeds(text: str | None, refused: dict) -> list[int]:
 
 def _seed_sets(seed: int | None) -> list[str]:
     return [] if seed is None else [f"train.seed={seed}"]
-
-
-def check_seed(todo, cfg: dict, preset: str, seed: int) -> None:
-    """Each model's recipe trains with the seed --seeds gives (a recipe or tuned setting of its own would
-    win over it: refused rather than recorded as a seed it did not run)."""
-    from hsta_bench.engine.recipes import recipe  # the engine: once the names are right
-
-    for name in dict.fromkeys(m for m, _ in todo):
-        own = recipe(name, cfg, preset).train.seed
-        if own != seed:
-            raise UserError(f"--seeds: {name}'s recipe sets train.seed={own} itself, so seed {seed} would not apply")
 
 
 def evaluation_sets(save_weights: bool, weights: Path | None, audit: bool, resume: str | None) -> list[str]:
@@ -395,7 +384,7 @@ def show_estimate(result, title: str, skipped=(), total: bool = True, captioned:
         out.print(
             f"total: {result.compute / 1e15:.3g} PFLOP, {result.gpu_hours:.3g} GPU-hours, wall time "
             f"{duration(result.seconds)} on {c.describe()} (trials packed longest first); nothing trained, "
-            "nothing written",
+            "no run folder written",
             soft_wrap=True,
         )
 
@@ -446,7 +435,11 @@ def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     datasets = chosen_datasets(dataset, all_datasets, named="--dataset NAME", every="--all-datasets")
     models = list(dict.fromkeys(model or cfg["presets"][preset].get("models") or []))
     todo, skipped = pairs(models, datasets, cfg, preset)
+    from hsta_bench.cli.unread import refuse_unread
     from hsta_bench.engine.evaluate import evaluation_config, recipe  # the engine: once the names are right
+
+    trained = list(dict.fromkeys(m for m, _ in todo))
+    refuse_unread("run", sets, data_roots or [], cfg, preset, trained, [d for _, d in todo])
     from hsta_bench.orchestrate.trials import dispatch_config
 
     evaluation_config(cfg)  # settings errors before any work starts

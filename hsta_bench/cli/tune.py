@@ -118,6 +118,7 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     """The checked configuration of a new tune (every mistake is one line before anything starts)."""
     from hsta_bench import config as config_mod
     from hsta_bench.cli.run import check_names, pairs
+    from hsta_bench.cli.unread import refuse_unread
 
     if not model:
         raise UserError("name the model to tune with --model NAME")
@@ -136,7 +137,8 @@ def _prepare(model, dataset, preset, space_items, data_roots, sets, config, tria
     dispatch_config(cfg)
     nested.tune_config(cfg, trials)
     recipe(model, cfg, preset)
-    space.dimensions(model, cfg)
+    searched = [d.name for d in space.dimensions(model, cfg)]
+    refuse_unread("tune", sets or [], data_roots or [], cfg, preset, [model], [dataset], searched)
     return cfg, preset
 
 
@@ -229,7 +231,7 @@ def show_tune_estimate(result, preset: str, tc) -> None:
     out.print(
         f"total: at most {(result.compute + outer.compute) / 1e15:.3g} PFLOP, "
         f"{result.gpu_hours + outer.gpu_hours:.3g} GPU-hours, wall time "
-        f"{duration(result.seconds + outer.seconds)} on {c.describe()}; nothing trained, nothing written",
+        f"{duration(result.seconds + outer.seconds)} on {c.describe()}; nothing trained, no tune folder written",
         soft_wrap=True,
     )
 

@@ -35,6 +35,7 @@ class Recipe:
 
 # the evaluation settings a recipe may set: how its folds' validation side is made (engine/splits.py)
 FOLD_SETTINGS = ("val_rule", "val_subjects")
+_FOLD_KEYS = tuple(f"evaluation.{k}" for k in FOLD_SETTINGS)  # on the command line, they win over a recipe's
 
 
 def recipe_name(model: str, cfg: dict) -> str | None:
@@ -63,12 +64,36 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
         values.update(tuned.get("train") or {})
         overrides.update(tuned.get("model") or {})
         source += f" + tuned.{model}"
-    train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})").check("train")
-    evaluation = dict(found.get("evaluation") or {})
+    given, origins = command_line(cfg, name)
+    if given["train"] or given["model"]:
+        values.update(given["train"])
+        overrides.update(given["model"])
+        source += " + command line"
+    train = config_mod.typed(TrainConfig, values, f"train ({model}, {source})", origins).check("train")
+    evaluation = {**(found.get("evaluation") or {}), **given["evaluation"]}
     if set(evaluation) - set(FOLD_SETTINGS):
         unknown = ", ".join(sorted(set(evaluation) - set(FOLD_SETTINGS)))
         raise UserError(f"{source}: evaluation.{unknown}: a recipe may set only {', '.join(FOLD_SETTINGS)}")
     return Recipe(train, overrides, source, dict(found.get("resources") or {}), evaluation)
+
+
+def command_line(cfg: dict, name: str | None) -> tuple[dict[str, dict], dict[str, str]]:
+    """What the command line sets for the model whose recipe is `name`: {"train", "model", "evaluation"} (every
+    model's `--set train.KEY` and `evaluation.val_rule` / `val_subjects`, then this recipe's `--set
+    models.NAME.train.KEY` / `.model.KEY` / `.evaluation.KEY` over them), and
+    for each training setting the option that gave it (config.COMMAND_LINE: the command line wins over recipe,
+    preset and tuned settings)."""
+    given: dict[str, dict] = {"train": {}, "model": {}, "evaluation": {}}
+    origins: dict[str, str] = {}
+    assignments = cfg.get(config_mod.COMMAND_LINE) or []
+    general = [a for a in assignments if a["key"].startswith("train.") or a["key"] in _FOLD_KEYS]
+    own = [a for a in assignments if name is not None and a["key"].startswith(f"models.{name}.")]
+    for a in general + own:  # a model's own setting over every model's
+        *_, section, key = a["key"].split(".")
+        given[section][key] = a["value"]
+        if section == "train":
+            origins[key] = a["option"]
+    return given, origins
 
 
 def evaluation_of(rec: Recipe, cfg: dict) -> dict:

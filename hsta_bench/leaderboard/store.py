@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,15 +196,26 @@ def read_settings(folder: Path, entries: list[dict]) -> dict[str, dict]:
     return found
 
 
-def settings_text(settings: dict, key: str) -> str:
+def settings_text(settings: dict, key: str, presets: Iterable[str] = ()) -> str:
     """A settings file: a --config file (provenance.as_config) under the recipe of the settings' model, and
     what the key hashes besides (`about`: how the model reads its inputs, given weights, fold recipes), which a
-    run takes from the model's code and the command line, not from this file."""
+    run takes from the model's code and the command line, not from this file. `presets`: those the key's rows
+    ran under."""
     from hsta_bench.engine.recipes import recipe_name  # noqa: PLC0415 - torch (TrainConfig): only when writing
 
     cfg = config.shipped()
     recipe = recipe_name(settings["model"], cfg) or settings["model"]
     tree = provenance.as_config(settings, recipe)
+    # a preset's training settings come over a recipe's: the file sets those of its rows' presets too, so that
+    # a row's command (its --preset and this file) resolves to what ran, a --set over the preset's included
+    train = tree["models"][recipe]["train"]
+    over = {
+        name: {"train": {k: train[k] for k in cfg["presets"][name]["train"]}}
+        for name in sorted(set(presets))
+        if (cfg["presets"].get(name) or {}).get("train")
+    }
+    if over:
+        tree["presets"] = over
     about = {k: settings[k] for k in ("encoding", "weights", "folds") if settings.get(k)}
     head = (
         f"# config key {key}: {settings['model']} on {settings['dataset']} (protocol {settings['protocol']}), "
@@ -227,7 +239,7 @@ def write(store: Store, folder: Path) -> None:
     keys = {e["config_key"] for e in entries}
     folder = Path(folder)
     for key in sorted(keys & set(store.settings)):
-        text = settings_text(store.settings[key], key)
+        text = settings_text(store.settings[key], key, {e["preset"] for e in entries if e["config_key"] == key})
         path = settings_file(folder, key)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,18 +33,29 @@ from pydantic import Field
 from torch.utils.flop_counter import FlopCounterMode
 
 from hsta_bench import config as config_mod
-from hsta_bench.config import Float
+from hsta_bench.config import Bool, Float
 from hsta_bench.engine.device import choose_precision
 from hsta_bench.engine.evaluate import plan, use_fold_batch
 from hsta_bench.engine.train import Inputs
 from hsta_bench.errors import UserError
 from hsta_bench.models import count_parameters, create_model
 from hsta_bench.models.attention import set_backend
+from hsta_bench.orchestrate import calibrate
 from hsta_bench.orchestrate.cluster import Cluster
 from hsta_bench.orchestrate.trials import dispatch_config, make_trials, pair_key, resources, trial_device
 from hsta_bench.tuning import nested
 
 PREDICT_BATCH = 256  # engine/train.predict's batch: the steps test and validation predictions take
+THIS_MACHINE = "this machine"  # a dry run planning for the machine it runs on times its CPU trials (calibrate.py)
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """configs/estimate.yaml `measure`: CPU trials' steps timed on this machine (orchestrate/calibrate.py)."""
+
+    cpu: Bool  # time them (false: the FLOP estimate for every trial)
+    max_step_s: Annotated[Float, Field(gt=0)]  # not a model whose FLOP-estimated step is longer than this
+    contention: Annotated[Float, Field(ge=1)]  # a measured step's slow-down with the machine's cores all busy
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class EstimateConfig:
     utilisation: dict[str, Annotated[Float, Field(gt=0, le=1)]]  # gpu, cpu
     step_overhead_s: dict[str, Annotated[Float, Field(ge=0)]]  # gpu, cpu
     cpu_gflops_per_core: Annotated[Float, Field(gt=0)]
+    measure: MeasureConfig
 
 
 def estimate_config(cfg: dict) -> EstimateConfig:
@@ -156,9 +168,10 @@ class Device:
     precision: str  # bf16 | tf32 | fp32
     flops_per_s: float  # the trial's effective throughput: peak x utilisation x its share
     step_seconds: float  # a step's overhead floor
+    measured: tuple[float, float] | None = None  # a training step and a prediction batch, timed here (seconds)
 
     def describe(self) -> str:
-        return f"{self.name} {self.precision}"
+        return f"{self.name} {self.precision}" + (", steps timed here" if self.measured else "")
 
 
 def _tokens(name: str) -> list[str]:
@@ -233,7 +246,7 @@ def dry_run_cluster(spec: str | None, address: str | None, d) -> tuple[object, s
     cluster = Cluster.local(d.num_cpus)
     if d.num_gpus is not None:
         cluster = Cluster(tuple(replace(n, gpus=float(d.num_gpus)) for n in cluster.nodes))
-    return cluster, "this machine"
+    return cluster, THIS_MACHINE
 
 
 def _ray_cluster(address: str, d):
@@ -266,9 +279,15 @@ class Work:
         self.flops += other.flops
         self.executed += other.executed
         self.steps += other.steps
+        self.predict_steps += other.predict_steps
         return self
 
+    predict_steps: int = 0  # of `steps`, the prediction batches
+
     def seconds(self, dev: Device) -> float:
+        if dev.measured is not None:
+            train, predict = dev.measured
+            return (self.steps - self.predict_steps) * train + self.predict_steps * predict
         return max(self.executed / dev.flops_per_s, self.steps * dev.step_seconds)
 
 
@@ -285,9 +304,10 @@ def fold_work(n_train: int, n_val: int, n_test: int, train, flops: ModelFlops, v
     w = Work(n_train * epochs * flops.train, 0.0, epochs * _steps(n_train, train.batch_size))
     if val_each_epoch and n_val:
         w.flops += n_val * epochs * flops.inference
-        w.steps += epochs * math.ceil(n_val / PREDICT_BATCH)
+        w.predict_steps += epochs * math.ceil(n_val / PREDICT_BATCH)
     w.flops += n_test * flops.inference
-    w.steps += math.ceil(n_test / PREDICT_BATCH)
+    w.predict_steps += math.ceil(n_test / PREDICT_BATCH)
+    w.steps += w.predict_steps
     w.executed = w.flops
     return w
 
@@ -461,6 +481,8 @@ class EvaluationEstimate:
             "at_once": self.at_once,
             "device": self.device.describe(),
             "device_tflops_per_s": self.device.flops_per_s / 1e12,
+            # a training step and a prediction batch timed on this machine (calibrate.py), contention included
+            "timed_step_s": dict(zip(("train", "predict"), self.device.measured)) if self.device.measured else None,
             "parameters": self.flops.parameters,
             "train_flops_per_sample": self.flops.train,
             "inference_flops_per_sample": self.flops.inference,
@@ -472,12 +494,14 @@ class EvaluationEstimate:
         }
 
 
-def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str) -> EvaluationEstimate:
+def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str, here: bool = False) -> EvaluationEstimate:
     """The estimate of one evaluation (`plan`) dispatched as `trials` (orchestrate/trials.make_trials)."""
     cpus, gpus = resources(plan, d, cluster)
     where = trial_device(plan, gpus, in_ray=True)
     stacked = use_fold_batch(plan, where)
     dev = device(plan.recipe.train, cpus, gpus, where.startswith("cuda"), gpu, e)
+    if here and not stacked:
+        dev = _measured(plan, dev, cpus, e)
     out = EvaluationEstimate(
         plan.model,
         plan.dataset,
@@ -498,6 +522,24 @@ def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str) -> E
         w = trial_work(plan, t, stacked)
         out.trials.append(TrialEstimate(t.name, len(t.folds), t.cpus, t.gpus, w.flops, w.seconds(dev)))
     return out
+
+
+def _measured(plan, dev: Device, cpus: float, e: EstimateConfig) -> Device:
+    """`dev` with the plan's training step and prediction batch timed on this machine (orchestrate/calibrate.py),
+    times the contention of a busy machine; as it was on a GPU, with estimate.measure.cpu off, or where the FLOP
+    estimate puts a step over max_step_s. Only where the dry run plans for this machine: another's CPUs are not
+    here to time."""
+    if dev.kind != "cpu" or not e.measure.cpu:
+        return dev
+    train = plan.recipe.train
+    flops = _flops_of(plan, plan.recipe)
+    if train.batch_size * flops.train / dev.flops_per_s > e.measure.max_step_s:
+        return dev
+    m = calibrate.measure(
+        plan.model, len(plan.classes), plan.recipe.overrides, train, plan.encoding, int(cpus), PREDICT_BATCH
+    )
+    slow = e.measure.contention
+    return replace(dev, measured=(m.train_step_s * slow, m.predict_step_s * slow))
 
 
 @dataclass
@@ -572,7 +614,10 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     e = estimate_config(cfg)
     gpu, notes = cluster_gpu(cluster, e)
     trials = make_trials(plans, d, cluster)
-    evaluations = [evaluation(p, [t for t in trials if t.pair == key], cluster, d, e, gpu) for key, p in plans.items()]
+    here = source == THIS_MACHINE
+    evaluations = [
+        evaluation(p, [t for t in trials if t.pair == key], cluster, d, e, gpu, here) for key, p in plans.items()
+    ]
     if any(p.synthetic for p in plans.values()):
         notes.append(
             "synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's"
@@ -685,6 +730,8 @@ def estimate_tune(plan, cfg: dict, tc, cluster, source: str) -> TuneEstimate:
     at_once = cluster.require(cpus, gpus, plan.model)
     train = plan.recipe.train
     dev = device(train, cpus, gpus, trial_device(plan, gpus, in_ray=True).startswith("cuda"), gpu, e)
+    if source == THIS_MACHINE:
+        dev = _measured(plan, dev, cpus, e)
     flops = _flops_of(plan, plan.recipe)
     # study_data selects inputs by row: zero-width arrays stand in for the ones a dry run does not prepare
     empty = replace(plan, inputs=Inputs({"none": np.zeros((len(plan.y), 0), np.uint8)}))

@@ -27,8 +27,10 @@ def _clock(seconds: float | None) -> str:
 
 
 class TrialView:
-    def __init__(self, trials, console, describe=None, already: dict | None = None):
-        """`trials`: every trial of the run still to run; `already`: folds of them finished before (resume)."""
+    def __init__(self, trials, console, describe=None, already: dict | None = None, clock=time.perf_counter):
+        """`trials`: every trial of the run still to run; `already`: folds of them finished before (resume);
+        `clock`: seconds (a test's own)."""
+        self.clock = clock
         self.console = console
         self.live_mode = console.is_terminal
         self.describe = describe or (lambda t: t.describe())
@@ -39,16 +41,21 @@ class TrialView:
         self.began: dict[str, float] = {}
         self.attempts = {t.name: 0 for t in trials}
         self.errors: dict[str, str] = {}
-        self.started_at = time.perf_counter()
+        self.started_at = self.clock()
         self.first_folds = sum(self.folds.values())
+        self.trained: dict[str, int] = {}  # folds each trial trained in this attempt (for its fold time)
+        self.fold_seconds: dict[str, list[float]] = {}  # per model: its trials' measured seconds a fold
+        self.logged_at = self.started_at  # when a progress line was last written (not on a terminal)
+        self.logged_share = 0  # tenths of the folds done at that line
         self.lock = threading.Lock()
 
     # events -------------------------------------------------------------------------------------------
     def started(self, name: str) -> None:
         with self.lock:
             self.status[name] = RUNNING
-            self.began[name] = time.perf_counter()
+            self.began[name] = self.clock()
             self.attempts[name] += 1
+            self.trained[name] = 0
         again = f" (attempt {self.attempts[name]})" if self.attempts[name] > 1 else ""
         self._log(f"start  {self.describe(self.trials[name])}{again}")
 
@@ -56,16 +63,31 @@ class TrialView:
         with self.lock:
             before = self.folds[name]
             self.folds[name] = done
-        if done > before and not self.live_mode:
+            if done > before and name in self.began:
+                self.trained[name] = self.trained.get(name, 0) + done - before
+                model = self.trials[name].model
+                seconds = (self.clock() - self.began[name]) / self.trained[name]
+                self.fold_seconds.setdefault(model, []).append(seconds)
+        if done > before and not self.live_mode and self._due():
             self._log(f"       {self.describe(self.trials[name])}: {done}/{total} folds  {self._totals()}")
+
+    def _due(self) -> bool:
+        """Whether a progress line is due in a log: a tenth more of the folds done, or ten minutes after the last
+        line (a 68-fold run writes about ten lines, not one per fold)."""
+        with self.lock:
+            share = 10 * sum(self.folds.values()) // max(1, sum(len(t.folds) for t in self.trials.values()))
+            now = self.clock()
+            if now - self.logged_at < 600 and share == self.logged_share:
+                return False
+            self.logged_at, self.logged_share = now, share
+            return True
 
     def finished(self, name: str) -> None:
         with self.lock:
             self.status[name] = DONE
             self.folds[name] = len(self.trials[name].folds)
         self._log(
-            f"done   {self.describe(self.trials[name])} in {_clock(time.perf_counter() - self.began[name])}  "
-            f"{self._totals()}"
+            f"done   {self.describe(self.trials[name])} in {_clock(self.clock() - self.began[name])}  {self._totals()}"
         )
 
     def failed(self, name: str, error: str, final: bool) -> None:
@@ -84,15 +106,24 @@ class TrialView:
             return counts
 
     def eta(self) -> float | None:
-        """Seconds left, from the rate at which this session has finished folds so far."""
+        """Seconds left, from measured fold times: each unfinished trial's folds left times its model's latest
+        measured seconds a fold (a trial's time over the folds it has trained, which counts its start), spread
+        over the trials running at once. None (shown as -:--:--) until every model left has a fold measured:
+        a model's first fold, not another model's, says how long its folds take."""
         with self.lock:
-            folds = sum(self.folds.values())
-            total = sum(len(t.folds) for t in self.trials.values())
-        elapsed = time.perf_counter() - self.started_at
-        trained = folds - self.first_folds
-        if trained <= 0:
-            return None
-        return (total - folds) * elapsed / trained
+            left, running = 0.0, 0
+            for name, trial in self.trials.items():
+                if self.status[name] in (DONE, FAILED):
+                    continue
+                running += self.status[name] in (RUNNING, RETRYING)
+                measured = self.fold_seconds.get(trial.model)
+                if not measured:
+                    return None
+                left += (len(trial.folds) - self.folds[name]) * measured[-1]
+                if self.status[name] == RUNNING and name in self.began:  # its current fold is under way
+                    into = self.clock() - self.began[name] - self.trained.get(name, 0) * measured[-1]
+                    left -= min(measured[-1], max(0.0, into))
+        return max(0.0, left / max(1, running))
 
     def _totals(self) -> str:
         c = self.counts()
@@ -102,7 +133,7 @@ class TrialView:
         return (
             f"[trials {c[DONE]}/{len(self.order)} done, {c[RUNNING]} running, {c[FAILED]} failed; folds "
             f"{folds}/{total}; "
-            f"{_clock(time.perf_counter() - self.started_at)} elapsed, ETA {_clock(self.eta())}]"
+            f"{_clock(self.clock() - self.started_at)} elapsed, ETA {_clock(self.eta())}]"
         )
 
     def _log(self, text: str) -> None:
@@ -126,13 +157,12 @@ class TrialView:
             (f"{c[FAILED]} failed", "red" if c[FAILED] else "dim"),
             "  ",
             (f"{c[WAITING]} pending", "dim"),
-            f"   folds {folds}/{total}   elapsed {_clock(time.perf_counter() - self.started_at)}   ETA "
-            f"{_clock(self.eta())}",
+            f"   folds {folds}/{total}   elapsed {_clock(self.clock() - self.started_at)}   ETA {_clock(self.eta())}",
         )
         table = Table(box=None, show_header=bool(running), pad_edge=False)
         for column in ("model", "dataset", "folds", "time", ""):
             table.add_column(column, no_wrap=True)
-        now = time.perf_counter()
+        now = self.clock()
         for name in running[:12]:
             t = self.trials[name]
             state = (

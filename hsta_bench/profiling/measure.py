@@ -33,6 +33,7 @@ class Timing:
     passes: str  # forward | forward+backward
     status: str  # ok | unsupported: <why> | disagrees: <by how much>
     seconds: float | None = None  # median of the repeats
+    spread: float | None = None  # their interquartile range over the median
     flops: int = 0  # of one call, dense
     flops_source: str = "analytic"  # or "torch FLOP counter"
     gflops_per_s: float | None = None
@@ -46,9 +47,23 @@ def dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# A median is kept once its samples' interquartile range is within this fraction of it, or the time is spent
+STABLE_SPREAD = 0.2
+MORE_ROUNDS = 3  # ... at most this many more rounds, each doubling the samples
+
+
 def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", min_seconds: float = 0.0) -> float:
-    """Median time of `fn()` over `repeats` calls after `warmup` (on CUDA measured with CUDA events), or over
-    as many more calls as fill `min_seconds` (short calls are noisy; their median needs many of them)."""
+    """Median time of `fn()` (timed_seconds, without its spread)."""
+    return timed_seconds(fn, repeats, warmup, device, min_seconds)[0]
+
+
+def timed_seconds(
+    fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", min_seconds: float = 0.0
+) -> tuple[float, float]:
+    """Median time of `fn()` and its spread (the interquartile range over the median), over `repeats` calls after
+    `warmup` (on CUDA measured with CUDA events), or as many more calls as fill `min_seconds` (short calls are
+    noisy; their median needs many of them); while the spread is above STABLE_SPREAD, up to MORE_ROUNDS rounds
+    of as many calls again (a single slow call, a compilation or a busy machine, no longer sets the median)."""
     for _ in range(max(warmup, 1)):
         start = time.perf_counter()
         fn()
@@ -56,21 +71,41 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 2, device: str = "cpu", m
             torch.cuda.synchronize()
         estimate = time.perf_counter() - start
     repeats = max(repeats, min(math.ceil(min_seconds / max(estimate, 1e-7)), 10_000))
-    times = []
+    times: list[float] = []
+    for _ in range(1 + MORE_ROUNDS):
+        times += _samples(fn, repeats if not times else len(times), device)
+        median, spread = _spread(times)
+        if spread <= STABLE_SPREAD or len(times) >= 10_000:
+            break
+    return median, spread
+
+
+def _spread(times: list[float]) -> tuple[float, float]:
+    """The median and the interquartile range over it (0 for fewer than 4 samples: too few to have quartiles,
+    so what was asked for is what is taken)."""
+    median = statistics.median(times)
+    if len(times) < 4 or median <= 0:
+        return median, 0.0
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return median, (q3 - q1) / median
+
+
+def _samples(fn, n: int, device: str) -> list[float]:
     if device == "cpu":
-        for _ in range(repeats):
+        times = []
+        for _ in range(n):
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return times
     torch.cuda.synchronize()
-    pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for begin, end in pairs:  # not `start`: the float of the warm-up above
+    pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    for begin, end in pairs:
         begin.record()
         fn()
         end.record()
     torch.cuda.synchronize()
-    return statistics.median(start.elapsed_time(end) / 1000 for start, end in pairs)
+    return [begin.elapsed_time(end) / 1000 for begin, end in pairs]
 
 
 def _call(case, kernel: str, backward: bool, dtype, device: str, seed: int = 0):
@@ -150,7 +185,7 @@ def time_case(
         counted = counted_flops(call) if kernel != "flex" else 0
         if counted:
             timing.flops, timing.flops_source = counted, "torch FLOP counter"
-        timing.seconds = median_seconds(call, repeats, warmup, device, min_seconds)
+        timing.seconds, timing.spread = timed_seconds(call, repeats, warmup, device, min_seconds)
         if memory:
             timing.peak_bytes = peak_bytes(call, device)
     except Exception as exc:  # noqa: BLE001 - whatever stops a kernel on a case is the reason it is unsupported

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from hsta_bench.io import atomic_write, write_json
+from hsta_bench.profiling.measure import STABLE_SPREAD
 from hsta_bench.profiling.session import DTYPES, slug
 from hsta_bench.text import fmt
 
@@ -26,6 +27,21 @@ def _mb(mb):
 
 def _pct(fraction):
     return "-" if fraction is None else f"{fraction:.0%}"
+
+
+def _ms(row) -> str:
+    """A median time with its spread: `1.23 ms ±8%` (the interquartile range over the median)."""
+    spread = f" ±{row['spread'] / 2:.0%}" if row.get("spread") else ""
+    return f"{row['ms']:.3g} ms{spread}"
+
+
+def _pm(row) -> str:
+    return f" ±{row['spread'] / 2:.0%}" if row.get("spread") and row["ms"] is not None else ""
+
+
+def withheld_shares(profile) -> int:
+    """How many attention shares model_rows leaves out because they came to more than the whole step."""
+    return sum(r["attention_share"] is None and r["attention_over"] for r in model_rows(profile))
 
 
 def attention_rows(profile) -> list[dict]:
@@ -47,6 +63,7 @@ def attention_rows(profile) -> list[dict]:
                 "kernel": t.backend,
                 "status": t.status,
                 "ms": None if t.seconds is None else t.seconds * 1e3,
+                "spread": t.spread,
                 "gflop": t.flops / 1e9,
                 "flops_source": t.flops_source,
                 "gflops_per_s": t.gflops_per_s,
@@ -77,6 +94,9 @@ def model_rows(profile) -> list[dict]:
         passes = "forward" if t.mode == "inference" else "forward+backward"
         key = (t.model, passes, t.backend, t.dtype)
         share = attention[key] / t.seconds if t.seconds and key in attention and complete[key] else None
+        # attention timed alone (its calls one by one, each with its own overhead) can come to more than the
+        # whole step it is part of: then the two measurements do not compare, and no share is shown
+        over = share is not None and share > 1.0
         rows.append(
             {
                 "model": t.model,
@@ -86,11 +106,13 @@ def model_rows(profile) -> list[dict]:
                 "batch": t.batch,
                 "status": t.status,
                 "ms": None if t.seconds is None else t.seconds * 1e3,
+                "spread": t.spread,
                 "samples_per_s": t.samples_per_s,
                 "gflop": t.flops / 1e9,
                 "gflops_per_s": t.gflops_per_s,
                 "ceiling_fraction": t.ceiling_fraction,
-                "attention_share": share,
+                "attention_share": None if over else share,
+                "attention_over": over,
                 "peak_mb": None if t.peak_bytes is None else t.peak_bytes / 2**20,
             }
         )
@@ -193,7 +215,7 @@ def findings_text(profile, brief: bool = False) -> list[str]:
 def _cell(row) -> str:
     if row["status"] != "ok":
         return row["status"].split(":")[0]
-    return f"{row['ms']:.3g} ms {_pct(row['ceiling_fraction'])} {_mb(row['peak_mb'])} MB"
+    return f"{_ms(row)} {_pct(row['ceiling_fraction'])} {_mb(row['peak_mb'])} MB"
 
 
 def tables(profile):
@@ -240,7 +262,7 @@ def tables(profile):
                 cells.append(row["status"].split(":")[0])
             else:
                 share = f" {_pct(row['attention_share'])} attn" if row["attention_share"] is not None else ""
-                cells.append(f"{row['ms']:.3g} ms {row['samples_per_s']:.3g}/s{share}")
+                cells.append(f"{_ms(row)} {row['samples_per_s']:.3g}/s{share}")
         m.add_row(model, mode, dtype, str(batch), f"{gflop:.3g}", *cells)
     return (*attention, m)
 
@@ -260,7 +282,14 @@ def header(profile) -> list[str]:
         f"{profile.bandwidth:.1f} GB/s; a one-token sdpa call: "
         + ", ".join(f"{p} {v * 1e6:.3g} µs" for p, v in profile.floors.items()),
         f"preset {s.preset} ({'small' if s.small_inputs else 'full-size'} inputs), batch {s.batch}, median of "
-        f"{s.repeats} calls after {s.warmup} warm-up",
+        f"at least {s.repeats} calls after {s.warmup} warm-up (more while their interquartile range is over "
+        f"{STABLE_SPREAD:.0%} of it; ±: half that range)"
+        + (
+            f"; {withheld_shares(profile)} attention share(s) not shown: attention timed alone took longer than "
+            "the whole step"
+            if withheld_shares(profile)
+            else ""
+        ),
     ]
 
 
@@ -293,7 +322,7 @@ def markdown(profile, files: dict[str, str]) -> str:
         source = "counter" if r["flops_source"].startswith("torch") else "analytic"
         lines.append(
             f"| {r['case']} | {r['pass']} | {r['dtype']} | {r['bound']} | {r['kernel']} | {r['status']} | "
-            f"{fmt(r['ms'])} | {r['gflop']:.3g} ({source}) | {fmt(r['gflops_per_s'], 1)} | "
+            f"{fmt(r['ms'])}{_pm(r)} | {r['gflop']:.3g} ({source}) | {fmt(r['gflops_per_s'], 1)} | "
             f"{_pct(r['ceiling_fraction'])} | {fmt(r['peak_mb'], 2)} | "
             f"{'-' if r['max_error'] is None else format(r['max_error'], '.1e')} |"
         )
@@ -312,7 +341,7 @@ def markdown(profile, files: dict[str, str]) -> str:
     for r in model_rows(profile):
         lines.append(
             f"| {r['model']} | {r['mode']} | {r['dtype']} | {r['kernel']} | {r['batch']} | {r['status']} | "
-            f"{fmt(r['ms'])} | {fmt(r['samples_per_s'], 1)} | {r['gflop']:.3g} | {fmt(r['gflops_per_s'], 1)} | "
+            f"{fmt(r['ms'])}{_pm(r)} | {fmt(r['samples_per_s'], 1)} | {r['gflop']:.3g} | {fmt(r['gflops_per_s'], 1)} | "
             f"{_pct(r['ceiling_fraction'])} | {_pct(r['attention_share'])} | {fmt(r['peak_mb'], 2)} |"
         )
     lines += ["", "Files: " + ", ".join(f"`{name}`" for name in files.values()), ""]

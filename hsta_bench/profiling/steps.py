@@ -18,7 +18,7 @@ from hsta_bench.profiling.measure import (
     counted_flops,
     dtype_name,
     forget_failed_compilation,
-    median_seconds,
+    timed_seconds,
     unsupported,
 )
 from hsta_bench.profiling.memory import peak_bytes
@@ -35,6 +35,7 @@ class ModelTiming:
     batch: int
     status: str  # ok | unsupported: <why>
     seconds: float | None = None  # median of the repeats
+    spread: float | None = None  # their interquartile range over the median
     flops: int = 0  # of one call (torch FLOP counter)
     samples_per_s: float | None = None
     gflops_per_s: float | None = None
@@ -97,7 +98,7 @@ def time_model(
         if not bool(torch.isfinite(out).all()):
             timing.status = "unsupported: the output is not finite"
             return timing
-        timing.seconds = median_seconds(call, repeats, max(warmup - 1, 0), device, min_seconds)
+        timing.seconds, timing.spread = timed_seconds(call, repeats, max(warmup - 1, 0), device, min_seconds)
         if memory:
             timing.peak_bytes = peak_bytes(call, device)
     except Exception as exc:  # noqa: BLE001 - a kernel that cannot run the model is reported, not raised
