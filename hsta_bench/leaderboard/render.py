@@ -264,8 +264,8 @@ def markdown(
                 f"- #{r.rank} {e['model']}{origin}{'' if seed is None else f' (seed {seed})'}: run `{e['run_id']}`, "
                 f"commit `{e['commit'] or 'unknown'}`, "
                 f"config key `{e['config_key']}`, seeds {e['seeds']} (fold i trains with seed + i), "
-                f"{e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}, {SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on "
-                f"{e['hardware']}, "
+                f"{e['epochs']} epoch{'s' if e['epochs'] != 1 else ''}, "
+                f"{SELECTION.get(e['selection'], e['selection'])}, torch {e['torch']} on {e['hardware']}, "
                 f"{_duration(e['seconds'])} of training (summed over folds); reproduce: `{e['command']}`"
             )
         lines.append("")

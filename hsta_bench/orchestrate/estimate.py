@@ -297,16 +297,19 @@ def _steps(n: int, batch: int) -> int:
     return steps - 1 if steps > 1 and n - (steps - 1) * batch == 1 else steps
 
 
-def fold_work(n_train: int, n_val: int, n_test: int, train, flops: ModelFlops, val_each_epoch: bool) -> Work:
+def fold_work(
+    n_train: int, n_val: int, n_test: int, train, flops: ModelFlops, val_each_epoch: bool, audits: int = 0
+) -> Work:
     """One fold trained for its whole epoch budget (an upper bound where `patience` may stop it early), with
-    its validation predictions each epoch when its recipe selects on them, then its test predictions."""
+    its validation predictions each epoch when its recipe selects on them, then its test predictions (and
+    `audits` more of them: a --audit run's, engine/audit.py)."""
     epochs = train.epochs
     w = Work(n_train * epochs * flops.train, 0.0, epochs * _steps(n_train, train.batch_size))
     if val_each_epoch and n_val:
         w.flops += n_val * epochs * flops.inference
         w.predict_steps += epochs * math.ceil(n_val / PREDICT_BATCH)
-    w.flops += n_test * flops.inference
-    w.predict_steps += math.ceil(n_test / PREDICT_BATCH)
+    w.flops += (1 + audits) * n_test * flops.inference
+    w.predict_steps += (1 + audits) * math.ceil(n_test / PREDICT_BATCH)
     w.steps += w.predict_steps
     w.executed = w.flops
     return w
@@ -336,8 +339,9 @@ def trial_work(plan, trial, stacked: bool) -> Work:
     total = Work()
     for f in folds:
         r = plan.recipe_of(f.index)
+        audits = r.train.epochs // plan.audit_every if plan.audit_every else 0
         total += fold_work(
-            len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r), r.train.selection != "last"
+            len(f.train), len(f.val), len(f.test), r.train, _flops_of(plan, r), r.train.selection != "last", audits
         )
     return total
 
