@@ -54,12 +54,19 @@ def test_recipes_come_from_configs_and_presets_override_them(cfg):
     )
 
 
-def test_a_bad_training_setting_names_itself():
+def test_a_bad_training_setting_names_itself(tmp_path):
     from hsta_bench.errors import UserError
 
+    # in a file: the recipe and the setting; on the command line: the --set (tests/test_command_line.py)
+    (tmp_path / "bad.yaml").write_text("models:\n  ststnet:\n    train: {optimizer: rmsprop}\n")
     with pytest.raises(UserError, match=r"train \(ststnet, .*\)\.optimizer: .*'sgd' \(got 'rmsprop'\)"):
+        ev.recipe("ststnet", config.load(tmp_path / "bad.yaml"), "paper")
+    with pytest.raises(UserError, match=r"^--set models.ststnet.train.optimizer=rmsprop: .*'sgd' \(got 'rmsprop'\)"):
         ev.recipe("ststnet", config.load(sets=["models.ststnet.train.optimizer=rmsprop"]), "paper")
+    (tmp_path / "typo.yaml").write_text("models:\n  ststnet:\n    train: {lr_typo: 1}\n")
     with pytest.raises(UserError, match="unknown setting\\(s\\) lr_typo"):
+        ev.recipe("ststnet", config.load(tmp_path / "typo.yaml"), "paper")
+    with pytest.raises(UserError, match="^--set models.ststnet.train.lr_typo=1: unknown setting 'lr_typo'"):
         ev.recipe("ststnet", config.load(sets=["models.ststnet.train.lr_typo=1"]), "paper")
 
 

@@ -7,6 +7,7 @@ The measurements live in hsta_bench/profiling/ (session.py runs them, report.py 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +62,7 @@ def profile(
     from hsta_bench.profiling import report, session
 
     settings = session.settings(cfg, preset or "paper", model, backend, dtype, device, batch, repeats)
+    started = time.perf_counter()
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -82,8 +84,10 @@ def profile(
         result = session.run(settings, step, lambda n: progress.update(task, total=n))
     folder = Path(output) / f"profile-{new_run_id()}"
     files = report.write(result, folder)
+    took = time.perf_counter() - started
     if as_json:
-        out.print_json(json.dumps({**report.document(result, files), "folder": str(folder)}, default=str))
+        document = {**report.document(result, files), "folder": str(folder), "seconds": round(took, 1)}
+        out.print_json(json.dumps(document, default=str))
         return
     for line in report.header(result):
         out.print(line, markup=False, soft_wrap=True)
@@ -92,4 +96,4 @@ def profile(
     out.print("\n[bold]Findings[/bold]")
     for line in report.findings_text(result, brief=True):
         out.print(line, markup=False, soft_wrap=True)
-    out.print(f"\nreport: {folder / files['report']}")
+    out.print(f"\nreport: {folder / files['report']}  (profiled in {int(took // 60)} min {took % 60:.0f} s)")
