@@ -57,6 +57,8 @@ def test_a_bad_value_is_one_line_naming_its_set_before_anything_starts(capsys, t
         (("--set", "models.ststnet.train.epochs=three"), "--set models.ststnet.train.epochs=three: Input should be a "
          "valid integer"),
         (("--set", "train.epochs=three"), "--set train.epochs=three: Input should be a valid integer"),
+        (("--set", "models.ststnet.model.widht=3"), "--set models.ststnet.model.widht=3: model ststnet: cannot be "
+         "built with"),
         (("--set", "models.off_apexnet.train.epochs=3"), "--set models.off_apexnet.train.epochs=3: this run trains "
          "ststnet"),
         (("--set", "presets.smoke.train.epochs=3"), "--set presets.smoke.train.epochs=3: this run uses --preset paper"),

@@ -444,9 +444,24 @@ def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
 
     evaluation_config(cfg)  # settings errors before any work starts
     dispatch_config(cfg)
-    for name in dict.fromkeys(m for m, _ in todo):
-        recipe(name, cfg, preset)
+    for name in trained:
+        check_builds(name, recipe(name, cfg, preset), cfg)
     return todo, skipped, cfg, preset
+
+
+def check_builds(model: str, rec, cfg: dict) -> None:
+    """A model builds with the overrides the command line gave it (on the meta device); one line naming the
+    `--set` where it does not."""
+    from hsta_bench.engine.recipes import command_line, recipe_name
+    from hsta_bench.models import meta_model
+
+    _, origins = command_line(cfg, recipe_name(model, cfg))
+    given = [option for key, option in origins.items() if key.startswith("model.")]
+    if given:
+        try:
+            meta_model(model, 3, rec.overrides)
+        except UserError as exc:
+            raise UserError(f"{'; '.join(given)}: {exc}") from None
 
 
 def report(path: Path, summary, as_json: bool) -> None:

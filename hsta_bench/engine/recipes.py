@@ -81,8 +81,8 @@ def command_line(cfg: dict, name: str | None) -> tuple[dict[str, dict], dict[str
     """What the command line sets for the model whose recipe is `name`: {"train", "model", "evaluation"} (every
     model's `--set train.KEY` and `evaluation.val_rule` / `val_subjects`, then this recipe's `--set
     models.NAME.train.KEY` / `.model.KEY` / `.evaluation.KEY` over them), and
-    for each training setting the option that gave it (config.COMMAND_LINE: the command line wins over recipe,
-    preset and tuned settings)."""
+    for each setting the option that gave it (`lr`, `model.depth`: config.COMMAND_LINE: the command line wins over
+    recipe, preset and tuned settings)."""
     given: dict[str, dict] = {"train": {}, "model": {}, "evaluation": {}}
     origins: dict[str, str] = {}
     assignments = cfg.get(config_mod.COMMAND_LINE) or []
@@ -91,8 +91,7 @@ def command_line(cfg: dict, name: str | None) -> tuple[dict[str, dict], dict[str
     for a in general + own:  # a model's own setting over every model's
         *_, section, key = a["key"].split(".")
         given[section][key] = a["value"]
-        if section == "train":
-            origins[key] = a["option"]
+        origins[key if section == "train" else f"{section}.{key}"] = a["option"]
     return given, origins
 
 
