@@ -5,7 +5,8 @@ On a CPU, FLOPs say little about a small model's step: STSTNet's 1,683 parameter
 at batch 64 run far below the matrix-product rate, and by how much depends on the model. So a dry run that plans
 CPU trials trains each model for a few steps through the engine's own trainer (engine/train.FoldTrainer: the
 recipe's optimiser, batch, precision and input encoding) on random inputs of the recipe's shapes, with the
-trial's threads, and predicts one batch, and takes the faster of two timed rounds. A model whose step the FLOP
+trial's threads, and predicts one batch, and takes the faster of two timed rounds; a fold's start (building the
+model and its trainer) is timed once. A model whose step the FLOP
 estimate puts over `estimate.measure.max_step_s` is not measured (the dry run would take minutes); its FLOP
 estimate stands, and the output says which were measured.
 
@@ -32,6 +33,7 @@ from hsta_bench.models import create_model, meta_model
 class Measured:
     train_step_s: float  # one training step at the recipe's batch
     predict_step_s: float  # one prediction batch (engine/train.predict's)
+    fold_setup_s: float  # a fold's start: the model built and initialised, its optimiser, its inputs' feed
 
 
 _MEASURED: dict[tuple, Measured] = {}
@@ -64,14 +66,16 @@ def measure(
     torch.set_num_threads(max(1, threads))
     try:
         with torch.device("cpu"):  # a dry run plans its models on the meta device
+            start = time.perf_counter()
             trainer = FoldTrainer(
                 lambda: create_model(model, classes, **overrides), fold, cfg, classes, 0, place("cpu", cfg.precision)
             )
+            setup_s = time.perf_counter() - start
             train_s = _fastest(trainer.train_epoch) / math.ceil(n / cfg.batch_size)
             predict_s = _fastest(lambda: trainer.predict(fold.test)) * predict_batch / test  # scaled to a full batch
     finally:
         torch.set_num_threads(before)
-    _MEASURED[key] = Measured(train_s, predict_s)
+    _MEASURED[key] = Measured(train_s, predict_s, setup_s)
     return _MEASURED[key]
 
 

@@ -168,7 +168,8 @@ class Device:
     precision: str  # bf16 | tf32 | fp32
     flops_per_s: float  # the trial's effective throughput: peak x utilisation x its share
     step_seconds: float  # a step's overhead floor
-    measured: tuple[float, float] | None = None  # a training step and a prediction batch, timed here (seconds)
+    # a training step, a prediction batch and a fold's start, timed here (seconds)
+    measured: tuple[float, float, float] | None = None
 
     def describe(self) -> str:
         return f"{self.name} {self.precision}" + (", steps timed here" if self.measured else "")
@@ -276,6 +277,7 @@ class Work:
     steps: int = 0
 
     def __iadd__(self, other: Work) -> Work:
+        self.folds += other.folds
         self.flops += other.flops
         self.executed += other.executed
         self.steps += other.steps
@@ -283,11 +285,12 @@ class Work:
         return self
 
     predict_steps: int = 0  # of `steps`, the prediction batches
+    folds: int = 0  # folds started (each builds its model: a timed start, where steps are timed)
 
     def seconds(self, dev: Device) -> float:
         if dev.measured is not None:
-            train, predict = dev.measured
-            return (self.steps - self.predict_steps) * train + self.predict_steps * predict
+            train, predict, start = dev.measured
+            return (self.steps - self.predict_steps) * train + self.predict_steps * predict + self.folds * start
         return max(self.executed / dev.flops_per_s, self.steps * dev.step_seconds)
 
 
@@ -304,7 +307,7 @@ def fold_work(
     its validation predictions each epoch when its recipe selects on them, then its test predictions (and
     `audits` more of them: a --audit run's, engine/audit.py)."""
     epochs = train.epochs
-    w = Work(n_train * epochs * flops.train, 0.0, epochs * _steps(n_train, train.batch_size))
+    w = Work(n_train * epochs * flops.train, 0.0, epochs * _steps(n_train, train.batch_size), folds=1)
     if val_each_epoch and n_val:
         w.flops += n_val * epochs * flops.inference
         w.predict_steps += epochs * math.ceil(n_val / PREDICT_BATCH)
@@ -486,7 +489,9 @@ class EvaluationEstimate:
             "device": self.device.describe(),
             "device_tflops_per_s": self.device.flops_per_s / 1e12,
             # a training step and a prediction batch timed on this machine (calibrate.py), contention included
-            "timed_step_s": dict(zip(("train", "predict"), self.device.measured)) if self.device.measured else None,
+            "timed_step_s": (
+                dict(zip(("train", "predict", "fold_start"), self.device.measured)) if self.device.measured else None
+            ),
             "parameters": self.flops.parameters,
             "train_flops_per_sample": self.flops.train,
             "inference_flops_per_sample": self.flops.inference,
@@ -543,7 +548,7 @@ def _measured(plan, dev: Device, cpus: float, e: EstimateConfig) -> Device:
         plan.model, len(plan.classes), plan.recipe.overrides, train, plan.encoding, int(cpus), PREDICT_BATCH
     )
     slow = e.measure.contention
-    return replace(dev, measured=(m.train_step_s * slow, m.predict_step_s * slow))
+    return replace(dev, measured=(m.train_step_s * slow, m.predict_step_s * slow, m.fold_setup_s * slow))
 
 
 @dataclass
@@ -622,6 +627,12 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     evaluations = [
         evaluation(p, [t for t in trials if t.pair == key], cluster, d, e, gpu, here) for key, p in plans.items()
     ]
+    if any(ev.device.measured for ev in evaluations):
+        notes.append(
+            "steps timed here: each such model's training step and prediction batch timed on this machine through "
+            f"the engine's trainer (orchestrate/calibrate.py), x {e.measure.contention:g} for the cores all busy; "
+            "the FLOP rate above is for the rest"
+        )
     if any(p.synthetic for p in plans.values()):
         notes.append(
             "synthetic stand-ins: their sample counts (`--size full` ones: the real datasets' numbers), not your data's"
