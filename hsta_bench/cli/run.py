@@ -437,26 +437,24 @@ def _prepare(dataset, all_datasets, model, preset, data_roots, sets, config):
     todo, skipped = pairs(models, datasets, cfg, preset)
     from hsta_bench.cli.unread import refuse_unread
     from hsta_bench.engine.evaluate import evaluation_config, recipe  # the engine: once the names are right
+    from hsta_bench.orchestrate.trials import dispatch_config
 
     trained = list(dict.fromkeys(m for m, _ in todo))
     refuse_unread("run", sets, data_roots or [], cfg, preset, trained, [d for _, d in todo])
-    from hsta_bench.orchestrate.trials import dispatch_config
 
     evaluation_config(cfg)  # settings errors before any work starts
     dispatch_config(cfg)
     for name in trained:
-        check_builds(name, recipe(name, cfg, preset), cfg)
+        check_builds(name, recipe(name, cfg, preset))
     return todo, skipped, cfg, preset
 
 
-def check_builds(model: str, rec, cfg: dict) -> None:
-    """A model builds with the overrides the command line gave it (on the meta device); one line naming the
-    `--set` where it does not."""
-    from hsta_bench.engine.recipes import command_line, recipe_name
+def check_builds(model: str, rec) -> None:
+    """A model builds with the overrides the command line gave its recipe `rec` (on the meta device); one line
+    naming the `--set` where it does not."""
     from hsta_bench.models import meta_model
 
-    _, origins = command_line(cfg, recipe_name(model, cfg))
-    given = [option for key, option in origins.items() if key.startswith("model.")]
+    given = [option for key, option in rec.options.items() if key.startswith("model.")]
     if given:
         try:
             meta_model(model, 3, rec.overrides)

@@ -45,7 +45,7 @@ def refuse_unread(
     from hsta_bench.engine.recipes import recipe_name  # noqa: PLC0415 - torch (TrainConfig)
 
     models = list(models)
-    recipes = {recipe_name(m, cfg) or m: m for m in models}
+    recipes = list(dict.fromkeys(recipe_name(m, cfg) or m for m in models))
     read = read_datasets(datasets)
     trains = ", ".join(models)
     for item in data_roots:
@@ -66,7 +66,7 @@ def refuse_unread(
             raise UserError(f"--set {item}: {why}, so it would change nothing")
 
 
-def _unread(command, parts, recipes, read, preset, models, trains) -> str | None:
+def _unread(command, parts, recipes: list[str], read, preset, models, trains) -> str | None:
     section, name = parts[0], (parts[1] if len(parts) > 1 else None)
     if section in _OTHER_COMMANDS.get(command, ()):
         return f"`{command}` does not read the {section} section"

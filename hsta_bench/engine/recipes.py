@@ -31,6 +31,7 @@ class Recipe:
     source: str  # which recipe file (or "defaults")
     resources: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)  # the fold settings the recipe sets (FOLD_SETTINGS)
+    options: dict = field(default_factory=dict)  # setting (`lr`, `model.depth`) -> the --set that gave it
 
 
 # the evaluation settings a recipe may set: how its folds' validation side is made (engine/splits.py)
@@ -74,7 +75,7 @@ def recipe(model: str, cfg: dict, preset: str | None) -> Recipe:
     if set(evaluation) - set(FOLD_SETTINGS):
         unknown = ", ".join(sorted(set(evaluation) - set(FOLD_SETTINGS)))
         raise UserError(f"{source}: evaluation.{unknown}: a recipe may set only {', '.join(FOLD_SETTINGS)}")
-    return Recipe(train, overrides, source, dict(found.get("resources") or {}), evaluation)
+    return Recipe(train, overrides, source, dict(found.get("resources") or {}), evaluation, origins)
 
 
 def command_line(cfg: dict, name: str | None) -> tuple[dict[str, dict], dict[str, str]]:

@@ -236,10 +236,12 @@ def write(store: Store, folder: Path) -> None:
     counts = sorted(store.counts, key=lambda c: (c["entry"], c["subject"], c["label"], c["pred"]))
     # an optional column only where some entry has it: a store without audits keeps its bytes
     optional = [c for c, (_, default) in OPTIONAL_COLUMNS.items() if any(e.get(c, default) != default for e in entries)]
-    keys = {e["config_key"] for e in entries}
+    presets: dict[str, set] = {}  # config key -> the presets its rows ran under
+    for e in entries:
+        presets.setdefault(e["config_key"], set()).add(e["preset"])
     folder = Path(folder)
-    for key in sorted(keys & set(store.settings)):
-        text = settings_text(store.settings[key], key, {e["preset"] for e in entries if e["config_key"] == key})
+    for key in sorted(set(presets) & set(store.settings)):
+        text = settings_text(store.settings[key], key, presets[key])
         path = settings_file(folder, key)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +253,7 @@ def write(store: Store, folder: Path) -> None:
         text = csv_text(rows, columns)
         atomic_write(folder / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
     for stale in sorted((folder / "settings").glob("*.yaml")):  # settings no entry refers to any more
-        if stale.stem not in keys:
+        if stale.stem not in presets:
             stale.unlink()
 
 

@@ -275,6 +275,8 @@ class Work:
     flops: float = 0.0
     executed: float = 0.0
     steps: int = 0
+    predict_steps: int = 0  # of `steps`, the prediction batches
+    folds: int = 0  # folds started (each builds its model: a timed start, where steps are timed)
 
     def __iadd__(self, other: Work) -> Work:
         self.folds += other.folds
@@ -283,9 +285,6 @@ class Work:
         self.steps += other.steps
         self.predict_steps += other.predict_steps
         return self
-
-    predict_steps: int = 0  # of `steps`, the prediction batches
-    folds: int = 0  # folds started (each builds its model: a timed start, where steps are timed)
 
     def seconds(self, dev: Device) -> float:
         if dev.measured is not None:
@@ -488,7 +487,8 @@ class EvaluationEstimate:
             "at_once": self.at_once,
             "device": self.device.describe(),
             "device_tflops_per_s": self.device.flops_per_s / 1e12,
-            # a training step and a prediction batch timed on this machine (calibrate.py), contention included
+            # a training step, a prediction batch and a fold's start timed on this machine (calibrate.py), contention
+            # included
             "timed_step_s": (
                 dict(zip(("train", "predict", "fold_start"), self.device.measured)) if self.device.measured else None
             ),

@@ -42,9 +42,8 @@ class TrialView:
         self.attempts = {t.name: 0 for t in trials}
         self.errors: dict[str, str] = {}
         self.started_at = self.clock()
-        self.first_folds = sum(self.folds.values())
         self.trained: dict[str, int] = {}  # folds each trial trained in this attempt (for its fold time)
-        self.fold_seconds: dict[str, list[float]] = {}  # per model: its trials' measured seconds a fold
+        self.fold_seconds: dict[str, float] = {}  # per model: the latest measured seconds a fold of its trials
         self.logged_at = self.started_at  # when a progress line was last written (not on a terminal)
         self.logged_share = 0  # tenths of the folds done at that line
         self.lock = threading.Lock()
@@ -67,7 +66,7 @@ class TrialView:
                 self.trained[name] = self.trained.get(name, 0) + done - before
                 model = self.trials[name].model
                 seconds = (self.clock() - self.began[name]) / self.trained[name]
-                self.fold_seconds.setdefault(model, []).append(seconds)
+                self.fold_seconds[model] = seconds
         if done > before and not self.live_mode and self._due():
             self._log(f"       {self.describe(self.trials[name])}: {done}/{total} folds  {self._totals()}")
 
@@ -116,13 +115,13 @@ class TrialView:
                 if self.status[name] in (DONE, FAILED):
                     continue
                 running += self.status[name] in (RUNNING, RETRYING)
-                measured = self.fold_seconds.get(trial.model)
-                if not measured:
+                fold = self.fold_seconds.get(trial.model)
+                if fold is None:
                     return None
-                left += (len(trial.folds) - self.folds[name]) * measured[-1]
+                left += (len(trial.folds) - self.folds[name]) * fold
                 if self.status[name] == RUNNING and name in self.began:  # its current fold is under way
-                    into = self.clock() - self.began[name] - self.trained.get(name, 0) * measured[-1]
-                    left -= min(measured[-1], max(0.0, into))
+                    into = self.clock() - self.began[name] - self.trained.get(name, 0) * fold
+                    left -= min(fold, max(0.0, into))
         return max(0.0, left / max(1, running))
 
     def _totals(self) -> str:

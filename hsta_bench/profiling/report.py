@@ -29,19 +29,18 @@ def _pct(fraction):
     return "-" if fraction is None else f"{fraction:.0%}"
 
 
-def _ms(row) -> str:
-    """A median time with its spread: `1.23 ms ±8%` (the interquartile range over the median)."""
-    spread = f" ±{row['spread'] / 2:.0%}" if row.get("spread") else ""
-    return f"{row['ms']:.3g} ms{spread}"
-
-
 def _pm(row) -> str:
+    """A median's spread: ` ±8%`, half the interquartile range over the median ("" where none was measured)."""
     return f" ±{row['spread'] / 2:.0%}" if row.get("spread") and row["ms"] is not None else ""
+
+
+def _ms(row) -> str:
+    return f"{row['ms']:.3g} ms{_pm(row)}"
 
 
 def withheld_shares(profile) -> int:
     """How many attention shares model_rows leaves out because they came to more than the whole step."""
-    return sum(r["attention_share"] is None and r["attention_over"] for r in model_rows(profile))
+    return sum(r["attention_over"] for r in model_rows(profile))
 
 
 def attention_rows(profile) -> list[dict]:
@@ -269,6 +268,7 @@ def tables(profile):
 
 def header(profile) -> list[str]:
     env, s = profile.environment, profile.settings
+    withheld = withheld_shares(profile)
     ceilings = ", ".join(
         f"{d} {g:.1f} GFLOP/s (median of {len(profile.ceiling_samples.get(d, []))}, "
         f"{min(profile.ceiling_samples.get(d, [g])):.1f}-{max(profile.ceiling_samples.get(d, [g])):.1f}; "
@@ -285,9 +285,8 @@ def header(profile) -> list[str]:
         f"at least {s.repeats} calls after {s.warmup} warm-up (more while their interquartile range is over "
         f"{STABLE_SPREAD:.0%} of it; ±: half that range)"
         + (
-            f"; {withheld_shares(profile)} attention share(s) not shown: attention timed alone took longer than "
-            "the whole step"
-            if withheld_shares(profile)
+            f"; {withheld} attention share(s) not shown: attention timed alone took longer than the whole step"
+            if withheld
             else ""
         ),
     ]
