@@ -8,6 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from helpers import assert_one_line_error, run_cli, untrained_logits
 from hsta_bench import config
@@ -132,7 +133,14 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     p = plans["ststnet@casme2"]
     (first, second) = make_trials({"x": p}, dispatch(), cpus(2))
     seen = []
-    did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # neither the trial's count (1) nor a default, so a trial that keeps its own shows
+    try:
+        did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
+        assert torch.get_num_threads() == 3  # the caller's count again: an in-process run leaves it as it was
+    finally:
+        torch.set_num_threads(threads)
+    assert did["placement"]["name"].endswith(f"{int(first.cpus)} threads")  # trained at the trial's count
     assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
     assert fragments.finished(tmp_path, p.model, p.dataset, p.protocol) == set(first.folds)
     assert folds_done([first, second], tmp_path) == {first.name: len(first.folds), second.name: 0}
@@ -145,7 +153,12 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     assert merged.height == len(p.y) and merged["sample_id"].n_unique() == len(p.y)
     assert set(info) == {f.name for f in p.folds}
     # the merge equals training every fold in one go, in the manifest's order, to the last bit of every logit
-    whole = ev.predictions_frame(p, [ev.run_folds(p)])
+    # (at the trials' thread count: the rounding of a sum depends on how many threads share it)
+    torch.set_num_threads(int(first.cpus))
+    try:
+        whole = ev.predictions_frame(p, [ev.run_folds(p)])
+    finally:
+        torch.set_num_threads(threads)
     assert merged.equals(whole) and merged["logits"].null_count() == 0
     trained = np.array(merged.filter(pl.col("fold") == p.folds[0].name)["logits"].to_list())
     assert np.abs(trained - untrained_logits(p, 0)).mean() > 1.0  # trained, not as initialised (moved ~35)

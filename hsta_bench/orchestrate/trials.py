@@ -172,9 +172,19 @@ def folds_done(trials: list[Trial], root: Path) -> dict[str, int]:
 def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, ...] | None = None) -> dict:
     """Train the folds of `trial` that have no fragment in `root`, writing each fragment as soon as its
     fold is trained; `report(folds_done, folds_total)` after each. `granted`: the GPU ids Ray gave this
-    trial (None outside Ray): the folds train where those put them (engine/device.py). Returns what it did."""
-    started = time.perf_counter()
+    trial (None outside Ray): the folds train where those put them (engine/device.py). Returns what it did.
+    Torch uses the trial's CPUs as threads while it trains, and the caller's count again after: an in-process
+    run leaves its process as it found it."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(trial.cpus)))
+    try:
+        return _train_trial(trial, plan, root, report, granted)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_trial(trial: Trial, plan, root: Path, report, granted: tuple[str, ...] | None) -> dict:
+    started = time.perf_counter()
     placement = placement_for(plan.recipe.train, granted, trial.gpus)
     done = fragments.finished(root, trial.model, trial.dataset, trial.protocol)
     todo = [i for i in trial.folds if i not in done]
