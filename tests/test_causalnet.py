@@ -16,6 +16,7 @@ import torch
 
 from helpers import REPO, assert_one_line_error, run_main
 from hsta_bench import config
+from hsta_bench.engine.device import torch_threads
 from hsta_bench.models import count_parameters, create_model
 from hsta_bench.models.inputs import encoding_of, to_tensor
 from hsta_bench.preprocess import causal
@@ -221,13 +222,9 @@ def test_reduced_causalnet_learns_the_standin():
     y = data["label_megc2019_composite"].replace_strict(["negative", "positive", "surprise"], [0, 1, 2]).to_numpy()
     x = to_tensor("causal", prepared.inputs("causal"), "bgr255")
     predictions = np.empty_like(y)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # steps of 16 samples gain nothing from two threads; on a busy machine they lose ~5x
-    try:
+    with torch_threads(1):  # steps of 16 samples gain nothing from two threads; on a busy machine they lose ~5x
         for side in subject_folds(data["subject"].to_numpy()):
             predictions[~side] = _train_and_predict(x, y, side)
-    finally:
-        torch.set_num_threads(threads)
     uar = balanced_accuracy(y, predictions)
     assert uar >= 0.55, f"reduced causalnet: UAR {uar:.2f} on unseen subjects (chance 0.33)"
 

@@ -14,6 +14,7 @@ from hsta_bench import config
 from hsta_bench.engine import evaluate as ev
 from hsta_bench.engine import train
 from hsta_bench.engine.batched import fit_predict_folds
+from hsta_bench.engine.device import torch_threads
 from hsta_bench.engine.metrics import scores
 from hsta_bench.engine.train import FoldData, Inputs, train_config
 from hsta_bench.errors import UserError
@@ -263,13 +264,9 @@ def test_fold_batched_training_equals_one_fold_at_a_time(name):
     # Both ways at two threads, whatever earlier tests left: the one-by-one path's own rounding depends on the
     # thread count (Dual-Inception's first fold, one by one: logits 3.2e-4 apart at one thread and at two, while
     # the batched path at either count is within 2.2e-7 of the one-by-one at two), and this compares the paths.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         plain = [train.fit_predict(build, f, cfg, 3, seed=20 + i) for i, f in enumerate(folds)]
         batched = fit_predict_folds(build, folds, cfg, 3, seeds=[20, 21, 22])
-    finally:
-        torch.set_num_threads(threads)
     for i, (a, b) in enumerate(zip(plain, batched)):
         assert np.allclose(a.logits, b.logits, atol=1e-4), np.abs(a.logits - b.logits).max()
         assert (a.logits.argmax(1) == b.logits.argmax(1)).all()

@@ -14,6 +14,7 @@ import pytest
 
 from helpers import SHARED_FLOW, realdata
 from hsta_bench import config
+from hsta_bench.engine.device import torch_threads
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import mtcnn, worker
 from hsta_bench.preprocess.crop import Detector, choose_detector
@@ -30,12 +31,8 @@ HOPPER_POINTS = np.array([[225, 195], [308, 190], [268, 238], [232, 280], [305, 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # the nets are small: one thread is as fast, and far faster on a machine other work keeps busy
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import torch
 from helpers import assert_one_line_error, run_cli, untrained_logits
 from hsta_bench import config
 from hsta_bench.engine import evaluate as ev
+from hsta_bench.engine.device import torch_threads
 from hsta_bench.errors import UserError
 from hsta_bench.orchestrate import fragments
 from hsta_bench.orchestrate.cluster import Cluster, Node
@@ -133,13 +134,9 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     p = plans["ststnet@casme2"]
     (first, second) = make_trials({"x": p}, dispatch(), cpus(2))
     seen = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3)  # neither the trial's count (1) nor a default, so a trial that keeps its own shows
-    try:
+    with torch_threads(3):  # neither the trial's count (1) nor a default, so a trial that keeps its own shows
         did = run_trial(first, p, tmp_path, report=lambda k, n: seen.append((k, n)))
         assert torch.get_num_threads() == 3  # the caller's count again: an in-process run leaves it as it was
-    finally:
-        torch.set_num_threads(threads)
     assert did["placement"]["name"].endswith(f"{int(first.cpus)} threads")  # trained at the trial's count
     assert did["trained"] == len(first.folds) and seen[-1] == (len(first.folds), len(first.folds))
     assert fragments.finished(tmp_path, p.model, p.dataset, p.protocol) == set(first.folds)
@@ -154,11 +151,8 @@ def test_a_trial_writes_one_fragment_per_fold_and_skips_finished_folds(plans, tm
     assert set(info) == {f.name for f in p.folds}
     # the merge equals training every fold in one go, in the manifest's order, to the last bit of every logit
     # (at the trials' thread count: the rounding of a sum depends on how many threads share it)
-    torch.set_num_threads(int(first.cpus))
-    try:
+    with torch_threads(first.cpus):
         whole = ev.predictions_frame(p, [ev.run_folds(p)])
-    finally:
-        torch.set_num_threads(threads)
     assert merged.equals(whole) and merged["logits"].null_count() == 0
     trained = np.array(merged.filter(pl.col("fold") == p.folds[0].name)["logits"].to_list())
     assert np.abs(trained - untrained_logits(p, 0)).mean() > 1.0  # trained, not as initialised (moved ~35)

@@ -169,6 +169,19 @@ def place(
 
 
 @contextlib.contextmanager
+def torch_threads(n: float):
+    """Torch's intra-op threads at `n` (at least one) inside, and the caller's count again after: a trial, a
+    timing or a detector sets its own count without leaving it to whatever the process runs next (the rounding
+    of a sum depends on how many threads share it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def precision(p: Placement):
     """Train under `p`'s precision: autocast for bf16; on CUDA the TF32 switches (restored after), cuDNN's
     autotuner, and the trial's share of the GPU's memory. On a CPU, subnormal floats are flushed to zero

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hsta_bench.engine.device import place
+from hsta_bench.engine.device import place, torch_threads
 from hsta_bench.engine.train import FoldData, FoldTrainer, Inputs
 from hsta_bench.models import create_model, meta_model
 
@@ -62,19 +62,14 @@ def measure(
     labels = np.arange(n) % classes
     empty = np.arange(0)
     fold = FoldData(inputs, np.arange(n), labels, empty, empty, np.arange(test))
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
-        with torch.device("cpu"):  # a dry run plans its models on the meta device
-            start = time.perf_counter()
-            trainer = FoldTrainer(
-                lambda: create_model(model, classes, **overrides), fold, cfg, classes, 0, place("cpu", cfg.precision)
-            )
-            setup_s = time.perf_counter() - start
-            train_s = _fastest(trainer.train_epoch) / math.ceil(n / cfg.batch_size)
-            predict_s = _fastest(lambda: trainer.predict(fold.test)) * predict_batch / test  # scaled to a full batch
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), torch.device("cpu"):  # a dry run plans its models on the meta device
+        start = time.perf_counter()
+        trainer = FoldTrainer(
+            lambda: create_model(model, classes, **overrides), fold, cfg, classes, 0, place("cpu", cfg.precision)
+        )
+        setup_s = time.perf_counter() - start
+        train_s = _fastest(trainer.train_epoch) / math.ceil(n / cfg.batch_size)
+        predict_s = _fastest(lambda: trainer.predict(fold.test)) * predict_batch / test  # scaled to a full batch
     _MEASURED[key] = Measured(train_s, predict_s, setup_s)
     return _MEASURED[key]
 

@@ -534,10 +534,10 @@ def evaluation(plan, trials: list, cluster, d, e: EstimateConfig, gpu: str, here
 
 
 def _measured(plan, dev: Device, cpus: float, e: EstimateConfig) -> Device:
-    """`dev` with the plan's training step and prediction batch timed on this machine (orchestrate/calibrate.py),
-    times the contention of a busy machine; as it was on a GPU, with estimate.measure.cpu off, or where the FLOP
-    estimate puts a step over max_step_s. Only where the dry run plans for this machine: another's CPUs are not
-    here to time."""
+    """`dev` with the plan's training step, prediction batch and fold start timed on this machine
+    (orchestrate/calibrate.py), times the contention of a busy machine; as it was on a GPU, with
+    estimate.measure.cpu off, or where the FLOP estimate puts a step over max_step_s. Only where the dry run plans
+    for this machine: another's CPUs are not here to time."""
     if dev.kind != "cpu" or not e.measure.cpu:
         return dev
     train = plan.recipe.train
@@ -629,9 +629,9 @@ def estimate_run(plans: dict, cfg: dict, cluster, source: str) -> RunEstimate:
     ]
     if any(ev.device.measured for ev in evaluations):
         notes.append(
-            "steps timed here: each such model's training step and prediction batch timed on this machine through "
-            f"the engine's trainer (orchestrate/calibrate.py), x {e.measure.contention:g} for the cores all busy; "
-            "the FLOP rate above is for the rest"
+            "steps timed here: each such model's training step, prediction batch and fold start timed on this "
+            f"machine through the engine's trainer (orchestrate/calibrate.py), x {e.measure.contention:g} for the "
+            "cores all busy; the FLOP rate above is for the rest"
         )
     if any(p.synthetic for p in plans.values()):
         notes.append(

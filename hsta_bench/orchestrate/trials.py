@@ -24,7 +24,7 @@ from pydantic import Field
 from hsta_bench import config as config_mod
 from hsta_bench.config import Bool, Float, Int
 from hsta_bench.engine import audit, weights
-from hsta_bench.engine.device import resolve_device
+from hsta_bench.engine.device import resolve_device, torch_threads
 from hsta_bench.engine.evaluate import run_folds, use_fold_batch
 from hsta_bench.engine.train import placement_for
 from hsta_bench.errors import UserError
@@ -175,12 +175,8 @@ def run_trial(trial: Trial, plan, root: Path, report=None, granted: tuple[str, .
     trial (None outside Ray): the folds train where those put them (engine/device.py). Returns what it did.
     Torch uses the trial's CPUs as threads while it trains, and the caller's count again after: an in-process
     run leaves its process as it found it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(trial.cpus)))
-    try:
+    with torch_threads(trial.cpus):
         return _train_trial(trial, plan, root, report, granted)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_trial(trial: Trial, plan, root: Path, report, granted: tuple[str, ...] | None) -> dict:

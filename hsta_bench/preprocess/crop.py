@@ -12,8 +12,8 @@ from typing import cast
 
 import cv2
 import numpy as np
-import torch
 
+from hsta_bench.engine.device import torch_threads
 from hsta_bench.errors import UserError
 from hsta_bench.preprocess import mtcnn  # cheap: it imports torch only to detect, not to look for its weights
 
@@ -92,12 +92,8 @@ class MtcnnDetector:
         mtcnn.networks()  # loaded once per worker, before its first sample
 
     def box(self, rgb: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # parallelism is the number of worker processes; the nets are small
-        try:
+        with torch_threads(1):  # parallelism is the number of worker processes; the nets are small
             found = mtcnn.detect(rgb, select_largest=True)
-        finally:
-            torch.set_num_threads(threads)
         if found is None:
             return None
         x0, y0, x1, y1 = (float(v) for v in found.boxes[0])  # may reach past the edges: square_box keeps it inside
